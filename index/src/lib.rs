@@ -1,0 +1,1 @@
+//! rmx-index: the on-disk, memory-mapped relation index (exact and HNSW search).

@@ -1,0 +1,2 @@
+//! Compute backends: `cpu` (always built) and, with feature `cuda`, `cuda`.
+pub mod cpu;

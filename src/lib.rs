@@ -1,0 +1,2 @@
+//! rmx: zero-shot relation extraction by fine-grained semantic matching.
+pub mod backend;
