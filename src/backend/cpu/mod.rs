@@ -1,3 +1,12 @@
-//! CPU kernels. Each op's forward (and, for training, backward) sits in one file.
+//! CPU kernels. Each op's forward (and, for training, backward) sits in one file; each fast
+//! kernel is tested against a slow, obvious reference beside it.
+pub mod attention;
+pub mod embedding;
+pub mod gelu;
 pub mod gemm;
+pub mod layernorm;
+pub mod linear;
+pub mod math;
+pub mod parallel;
+pub mod pooling;
 pub mod simd;

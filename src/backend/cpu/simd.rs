@@ -65,3 +65,51 @@ impl Isa {
         }
     }
 }
+
+impl Isa {
+    /// Whether this CPU can execute code compiled for `self`.
+    pub fn is_supported(self) -> bool {
+        Isa::available().contains(&self)
+    }
+}
+
+/// Defines a kernel compiled once per instruction set from one generic body.
+///
+/// `multiversion!(pub fn gelu / gelu_with_isa (x: &mut [f32]) => gelu_generic);` defines
+/// `gelu(x)`, which runs `gelu_generic` compiled for `Isa::current()`, and
+/// `gelu_with_isa(isa, x)` for tests. The generic body must be `#[inline(always)]` so that it
+/// is compiled inside each `#[target_feature]` wrapper, where LLVM vectorises it for that
+/// instruction set; reductions in it should use explicit lane arrays (e.g. `[f32; 16]`).
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident / $with_isa:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? => $generic:path) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $with_isa($crate::backend::cpu::simd::Isa::current(), $($arg),*)
+        }
+
+        /// The same kernel compiled for an explicit instruction set (panics if unsupported).
+        #[allow(dead_code)]
+        $vis fn $with_isa(isa: $crate::backend::cpu::simd::Isa, $($arg: $ty),*) $(-> $ret)? {
+            use $crate::backend::cpu::simd::Isa;
+            assert!(isa.is_supported(), "instruction set {} is not supported by this CPU", isa.name());
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    fn avx512($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
+                    // SAFETY: the assert above checked that the CPU supports AVX-512F.
+                    unsafe { avx512($($arg),*) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => {
+                    #[target_feature(enable = "avx2,fma")]
+                    fn avx2($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
+                    // SAFETY: the assert above checked that the CPU supports AVX2 and FMA.
+                    unsafe { avx2($($arg),*) }
+                }
+                _ => $generic($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use multiversion;
