@@ -1,5 +1,12 @@
 //! rmx: zero-shot relation extraction by fine-grained semantic matching.
+//!
+//! Data path: text → tokens (`text`) → encoder (`model`, on `backend` kernels) → vectors.
 pub mod backend;
+pub mod error;
+pub mod model;
+pub mod text;
+
+pub use error::{Error, Result};
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -1,0 +1,78 @@
+//! `rmx bench`: encoder throughput and latency on synthetic token sequences.
+use super::Outcome;
+use clap::Args;
+use rmx::backend::cpu::simd::Isa;
+use rmx::model::bert::{Bert, PackedBatch};
+use rmx::Result;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Measure the encoder: a batch of `--batch-size` sequences of `--seq-len` tokens
+/// (throughput) and one sequence of `--single-len` tokens (latency). Prints one JSON line.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 37)]
+    single_len: usize,
+    /// Timed repetitions of each workload (after one warm-up run).
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+}
+
+pub fn run(args: BenchArgs) -> Result<Outcome> {
+    let bert = Bert::load(&super::model_dir(args.model))?;
+    let vocab = bert.config.vocab_size as u64;
+    // Deterministic ids in the ordinary vocabulary range, framed by [CLS] … [SEP].
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut sequence = |len: usize| -> Vec<u32> {
+        (0..len)
+            .map(|i| match i {
+                0 => 101,
+                _ if i + 1 == len => 102,
+                _ => {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (1000 + state % (vocab - 1000)) as u32
+                }
+            })
+            .collect()
+    };
+    let batch = PackedBatch::new(&(0..args.batch_size).map(|_| sequence(args.seq_len)).collect::<Vec<_>>());
+    let single = PackedBatch::new(&[sequence(args.single_len)]);
+    let batch_s = median_seconds(args.iters, || bert.forward(&batch).map(drop))?;
+    let single_s = median_seconds(args.iters.max(10), || bert.forward(&single).map(drop))?;
+    println!(
+        "{}",
+        json!({
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "batch_ms": batch_s * 1e3,
+            "batch_tokens_per_s": batch.tokens() as f64 / batch_s,
+            "single_seq_len": args.single_len,
+            "single_latency_ms": single_s * 1e3,
+            "isa": Isa::current().name(),
+            "threads": rayon::current_num_threads(),
+        })
+    );
+    Ok(Outcome { rejected: 0 })
+}
+
+/// Median wall time of `iters` runs of `f`, after one warm-up run.
+fn median_seconds(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}

@@ -1,0 +1,52 @@
+//! Command-line interface: one file per subcommand.
+mod bench;
+mod embed;
+mod jsonl;
+
+use clap::{Parser, Subcommand};
+use rmx::model::location::default_model_dir;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "rmx", version, about = "Zero-shot relation extraction by fine-grained semantic matching")]
+#[command(long_about = "rmx answers which relation holds between two marked entities of a sentence by matching it \
+against natural-language relation descriptions, including relations never seen in training.\n\n\
+The default model (all-MiniLM-L6-v2) is looked up in $RMX_MODEL, else $RMX_HOME/models/all-MiniLM-L6-v2 \
+(RMX_HOME defaults to $XDG_DATA_HOME/rmx or ~/.local/share/rmx); scripts/fetch-model.sh puts it there.\n\n\
+Exit codes: 0 all done, 1 some input records rejected (each reported on stderr as file:line: reason), 2 fatal error.")]
+pub struct Cli {
+    /// Worker threads for the kernels (default: one per core).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Embed(embed::EmbedArgs),
+    Bench(bench::BenchArgs),
+}
+
+/// What a subcommand did: how many input records it had to reject.
+pub struct Outcome {
+    pub rejected: usize,
+}
+
+pub fn run(cli: Cli) -> rmx::Result<Outcome> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .map_err(|e| rmx::Error::Input(format!("--threads: {e}")))?;
+    }
+    match cli.command {
+        Command::Embed(args) => embed::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// `--model DIR`, or the default model's directory.
+pub fn model_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(default_model_dir)
+}

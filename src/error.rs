@@ -1,0 +1,30 @@
+//! The library's error type. Every failure names what it concerns (a path, a line) and why.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A model directory is unusable (missing file, bad config, wrong tensor shape, …).
+    #[error("{}: {reason}", path.display())]
+    Model { path: PathBuf, reason: String },
+    /// One input record is invalid; the others can still be processed.
+    #[error("{0}")]
+    Input(String),
+    /// The CUDA backend was asked for but no usable driver or device is present.
+    #[error("CUDA is unavailable: {0}")]
+    CudaUnavailable(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Model { path: path.into(), reason: reason.into() }
+    }
+}

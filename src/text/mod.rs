@@ -1,0 +1,2 @@
+//! Text → tokens: the tokenizer wrapper (and, for relation extraction, entity markers).
+pub mod tokenizer;
