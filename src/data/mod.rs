@@ -1,0 +1,3 @@
+//! Input formats: relation descriptions, query instances, FewRel data.
+pub mod descriptions;
+pub mod instance;
