@@ -1,0 +1,101 @@
+//! The encoder against the PyTorch + transformers oracle (fixtures from
+//! tests/oracle/gen_encoder_fixtures.py): every layer's hidden states and the pooled
+//! sentence embedding, one sequence at a time and packed into one batch, on every
+//! instruction set this CPU has.
+mod common;
+
+use common::*;
+use rmx::model::bert::{Bert, PackedBatch};
+use rmx::model::sentence::SentenceEncoder;
+use std::collections::HashMap;
+
+/// Tolerances (fp32): hidden states max |Δ| ≤ 1e-4, embeddings cosine ≥ 0.99999.
+const HIDDEN_MAX_ABS: f32 = 1e-4;
+const EMBEDDING_MIN_COS: f64 = 0.99999;
+
+fn sequences(golden: &HashMap<String, Golden>, prefix: &str) -> Vec<(String, Vec<u32>)> {
+    let mut names: Vec<String> =
+        golden.keys().filter_map(|k| k.strip_suffix(".input_ids")).filter(|k| k.starts_with(prefix)).map(str::to_string).collect();
+    names.sort();
+    names.into_iter().map(|n| (n.clone(), golden[&format!("{n}.input_ids")].data.iter().map(|&v| v as u32).collect())).collect()
+}
+
+/// Checks every layer of every sequence, run alone and packed together.
+fn check_layers(bert: &Bert, golden: &HashMap<String, Golden>, prefix: &str) {
+    let seqs = sequences(golden, prefix);
+    assert!(!seqs.is_empty());
+    let d = bert.config.hidden_size;
+    for (name, ids) in &seqs {
+        bert.forward_inspect(&PackedBatch::new(&[ids]), |layer, hidden| {
+            let want = &golden[&format!("{name}.hidden.{layer}")];
+            let diff = max_abs_diff(hidden, &want.data);
+            assert!(diff <= HIDDEN_MAX_ABS, "{name} layer {layer}: max |Δ| = {diff}");
+        })
+        .unwrap();
+    }
+    let packed = PackedBatch::new(&seqs.iter().map(|(_, ids)| ids.clone()).collect::<Vec<_>>());
+    bert.forward_inspect(&packed, |layer, hidden| {
+        for (s, (name, _)) in seqs.iter().enumerate() {
+            let rows = &hidden[packed.starts[s] * d..packed.starts[s + 1] * d];
+            let diff = max_abs_diff(rows, &golden[&format!("{name}.hidden.{layer}")].data);
+            assert!(diff <= HIDDEN_MAX_ABS, "packed {name} layer {layer}: max |Δ| = {diff}");
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn tiny_bert_matches_oracle() {
+    let bert = Bert::load(&fixture("tiny_bert")).unwrap();
+    let golden = load_golden(&fixture("tiny_bert_golden.safetensors"));
+    check_layers(&bert, &golden, "seq");
+}
+
+#[test]
+fn minilm_hidden_states_match_oracle() {
+    let Some(dir) = default_model() else { return };
+    let bert = Bert::load(&dir).unwrap();
+    let golden = load_golden(&fixture("minilm_golden.safetensors"));
+    check_layers(&bert, &golden, "s");
+}
+
+#[test]
+fn minilm_tokenizer_and_embeddings_match_oracle() {
+    let Some(dir) = default_model() else { return };
+    let encoder = SentenceEncoder::load(&dir).unwrap();
+    let golden = load_golden(&fixture("minilm_golden.safetensors"));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("minilm_golden.json")).unwrap()).unwrap();
+    let sentences = meta["sentences"].as_array().unwrap();
+    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    for (i, s) in sentences.iter().enumerate() {
+        let encoding = encoder.tokenizer.encode(texts[i]).unwrap();
+        let want_ids: Vec<u32> = serde_json::from_value(s["ids"].clone()).unwrap();
+        assert_eq!(encoding.ids, want_ids, "token ids of {:?}", texts[i]);
+        let want_words: Vec<Option<u32>> = serde_json::from_value(s["word_ids"].clone()).unwrap();
+        assert_eq!(encoding.word_ids, want_words, "word ids of {:?}", texts[i]);
+    }
+    // All sentences in one packed batch, including the one-token and the 200+-token ones.
+    let embeddings = encoder.embed_texts(&texts).unwrap();
+    for (i, e) in embeddings.iter().enumerate() {
+        let cos = cosine(e, &golden[&format!("s{i}.embedding")].data);
+        assert!(cos >= EMBEDDING_MIN_COS, "sentence {i}: cosine {cos}");
+    }
+}
+
+#[test]
+fn every_instruction_set_matches_oracle() {
+    // RMX_ISA is read once per process: rerun this test binary in a child per ISA.
+    if std::env::var_os("RMX_ISA_CHILD").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for isa in rmx::backend::cpu::simd::Isa::available() {
+        let status = std::process::Command::new(&exe)
+            .args(["--quiet", "--test-threads", "1"])
+            .env("RMX_ISA", isa.name())
+            .env("RMX_ISA_CHILD", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "golden tests fail with RMX_ISA={}", isa.name());
+    }
+}
