@@ -34,17 +34,21 @@ pub(crate) trait MicroKernel {
     ///
     /// # Safety
     /// The CPU supports the kernel's instruction set; `1 <= rows <= MR`; `a` is readable at
-    /// every `(r, p)`, `r < rows`, `p < kc`; `b` is readable for `kc * NR` floats; `c` is
+    /// every `(r, p)`, `r < rows`, `p < kc`, and is either row-contiguous (`cs == 1`) or
+    /// packed (`rs == 1`, `cs == rows`); `b` is readable for `kc * NR` floats; `c` is
     /// readable and writable at `r * ldc + j` for `r < rows`, `j < NR`.
     unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
 }
 
-/// The tile body: `R × (NV · LANES)` accumulators held in registers.
+/// The tile body: `R × (NV · LANES)` accumulators held in registers. `A` is either packed
+/// (`PACKED`: `rs = 1`, `cs = R`) or read in place with contiguous rows (`cs = 1`); fixing
+/// one stride at compile time keeps the address arithmetic out of the FMA loop.
 ///
 /// # Safety
-/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`.
+/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`, and `a` laid out as
+/// `PACKED` says.
 #[inline(always)]
-unsafe fn tile<V: Vector, const R: usize, const NV: usize>(
+unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
     kc: usize,
     a: APanel,
     b: *const f32,
@@ -52,23 +56,21 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize>(
     ldc: usize,
     accumulate: bool,
 ) {
-    // SAFETY: the caller guarantees the ISA and that every pointer below stays in bounds
-    // (`wrapping_add` keeps the final one-past-the-end step defined).
+    // SAFETY: the caller guarantees the ISA and that every pointer below stays in bounds.
     unsafe {
         let mut acc = [[V::zero(); NV]; R];
-        let (mut ap, mut bp) = (a.ptr, b);
-        for _ in 0..kc {
+        let mut bp = b;
+        for p in 0..kc {
             let mut bv = [V::zero(); NV];
             for (v, bv) in bv.iter_mut().enumerate() {
                 *bv = V::load(bp.add(v * V::LANES));
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x = V::splat(*ap.add(r * a.rs));
+                let x = V::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
                 for (acc, bv) in acc.iter_mut().zip(bv) {
                     *acc = x.mul_add(bv, *acc);
                 }
             }
-            ap = ap.wrapping_add(a.cs);
             bp = bp.wrapping_add(NV * V::LANES);
         }
         for (r, acc) in acc.iter().enumerate() {
@@ -77,6 +79,30 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize>(
                 let sum = if accumulate { V::load(p).add(acc) } else { acc };
                 sum.store(p);
             }
+        }
+    }
+}
+
+/// [`tile`] for either layout of `A`, chosen at run time.
+///
+/// # Safety
+/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`.
+#[inline(always)]
+unsafe fn tile_any<V: Vector, const R: usize, const NV: usize>(
+    kc: usize,
+    a: APanel,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the branch picks the layout `a` has.
+    unsafe {
+        if a.cs == 1 {
+            tile::<V, R, NV, false>(kc, a, b, c, ldc, accumulate)
+        } else {
+            debug_assert!(a.rs == 1 && a.cs == R, "A strip neither packed nor row-contiguous");
+            tile::<V, R, NV, true>(kc, a, b, c, ldc, accumulate)
         }
     }
 }
@@ -143,7 +169,7 @@ impl<const MR: usize, const NV: usize> MicroKernel for Portable<MR, NV> {
         debug_assert!(rows <= MR);
         // SAFETY: forwarded contract; portable code needs no particular ISA.
         unsafe {
-            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile::<F32x4, R, NV>(kc, a, b, c, ldc, accumulate))
+            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV>(kc, a, b, c, ldc, accumulate))
         }
     }
 }
@@ -153,7 +179,7 @@ pub(crate) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{tile, APanel, MicroKernel, Vector};
+    use super::{tile_any, APanel, MicroKernel, Vector};
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]
@@ -238,7 +264,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
-        unsafe { tile::<F32x8, R, 2>(kc, a, b, c, ldc, accumulate) }
+        unsafe { tile_any::<F32x8, R, 2>(kc, a, b, c, ldc, accumulate) }
     }
 
     impl MicroKernel for Avx2 {
@@ -259,7 +285,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
-        unsafe { tile::<F32x16, R, 2>(kc, a, b, c, ldc, accumulate) }
+        unsafe { tile_any::<F32x16, R, 2>(kc, a, b, c, ldc, accumulate) }
     }
 
     impl MicroKernel for Avx512 {
