@@ -6,6 +6,8 @@ pub mod entity_pool;
 pub mod embedding;
 pub mod gelu;
 pub mod gemm;
+mod gemm_kernel;
+mod gemm_pack;
 pub mod layernorm;
 pub mod linear;
 pub mod math;

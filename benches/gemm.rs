@@ -1,0 +1,117 @@
+//! GEMM throughput on the all-MiniLM-L6-v2 shapes (d = 384, ffn = 1536), in GFLOP/s
+//! (criterion's "elem/s" counts flops, 2mnk per product), plus the machine's FMA peak.
+//!
+//! `cargo bench --bench gemm`; `RMX_ISA=scalar|avx2|avx512` forces a kernel set.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rmx::backend::cpu::gemm::{gemm, MatRef, Plain};
+use rmx::backend::cpu::simd::Isa;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// (m, k, n): a batch of 32 × 64 tokens, then one 37-token sentence; B is a `Linear` weight
+/// `[n, k]` viewed transposed.
+const SHAPES: [(usize, usize, usize); 6] =
+    [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384), (37, 384, 384), (37, 384, 1536), (37, 1536, 384)];
+
+fn filled(len: usize, seed: u32) -> Vec<f32> {
+    (0..len).map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5).collect()
+}
+
+fn bench_gemm(c: &mut Criterion) {
+    report_fma_peak();
+    let mut group = c.benchmark_group(format!("gemm_{}", Isa::current().name()));
+    group.sample_size(20).warm_up_time(std::time::Duration::from_secs(1));
+    for (m, k, n) in SHAPES {
+        let (x, w) = (filled(m * k, 1), filled(n * k, 2));
+        let mut out = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function(format!("{m}x{k}x{n}"), |bench| {
+            bench.iter(|| {
+                gemm(MatRef::row_major(&x, m, k), MatRef::transposed(&w, n, k), &mut out, n, false, &Plain);
+                black_box(&mut out);
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Prints the FMA peak of one core and of all rayon threads, measured with independent
+/// FMA chains (enough of them to cover latency × issue width).
+fn report_fma_peak() {
+    let one = fma_gflops(1);
+    let all = fma_gflops(rayon::current_num_threads());
+    eprintln!("FMA peak ({}): 1 thread {one:.1} GFLOP/s, {} threads {all:.1} GFLOP/s", Isa::current().name(), rayon::current_num_threads());
+}
+
+fn fma_gflops(threads: usize) -> f64 {
+    const ITERS: u64 = 200_000_000;
+    let start = Instant::now();
+    let flops: u64 = rayon::broadcast(|ctx| if ctx.index() < threads { black_box(fma_loop(ITERS / 8)) } else { 0 })
+        .into_iter()
+        .sum();
+    flops as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// Runs `iters` rounds of the FMA loop of the best instruction set; returns the flops done.
+fn fma_loop(iters: u64) -> u64 {
+    match Isa::current() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: `Isa::current` only reports AVX2 on a CPU with AVX2 and FMA.
+            unsafe { x86::fma_avx2(iters) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            // SAFETY: `Isa::current` only reports AVX-512 on a CPU with AVX-512F.
+            unsafe { x86::fma_avx512(iters) }
+        }
+        _ => {
+            let mut acc = [1.0f32; 16];
+            for _ in 0..iters {
+                for a in &mut acc {
+                    *a = black_box(*a) * 0.999_999 + 1e-7;
+                }
+            }
+            black_box(acc);
+            iters * 32
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::hint::black_box;
+
+    /// 12 independent 8-lane FMA chains (Zen 3: latency 4 × 2 pipes needs ≥ 8).
+    #[target_feature(enable = "avx2,fma")]
+    pub fn fma_avx2(iters: u64) -> u64 {
+        let (x, y) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm256_fmadd_ps(*a, x, y);
+            }
+        }
+        black_box(acc);
+        iters * 12 * 8 * 2
+    }
+
+    /// 24 independent 16-lane FMA chains.
+    #[target_feature(enable = "avx512f")]
+    pub fn fma_avx512(iters: u64) -> u64 {
+        let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(1.0); 24];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm512_fmadd_ps(*a, x, y);
+            }
+        }
+        black_box(acc);
+        iters * 24 * 16 * 2
+    }
+}
+
+criterion_group!(benches, bench_gemm);
+criterion_main!(benches);

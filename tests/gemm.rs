@@ -1,0 +1,246 @@
+//! The fast GEMM against `gemm_reference`, on every instruction set this CPU runs.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use rmx::backend::cpu::gemm::{gemm_reference, gemm_with_isa, Epilogue, MatRef};
+use rmx::backend::cpu::simd::Isa;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// How an operand is laid out in memory.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// Row-major, rows padded to `cols + pad`.
+    RowMajor { pad: usize },
+    /// Transpose of a row-major matrix (a `Linear` weight seen as `Wᵀ`, or `Xᵀ`).
+    Transposed,
+    /// Both strides above 1 (a view of every other row and column of a bigger matrix).
+    Strided,
+}
+
+fn layout() -> impl Strategy<Value = Layout> {
+    prop_oneof![
+        (0..3usize).prop_map(|pad| Layout::RowMajor { pad }),
+        Just(Layout::Transposed),
+        Just(Layout::Strided),
+    ]
+}
+
+/// Deterministic pseudo-random values in [-1, 1), some exactly zero.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let x = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+            if s % 17 == 0 { 0.0 } else { x }
+        })
+        .collect()
+}
+
+/// Storage for a `rows × cols` operand in `layout`, and the strides to view it.
+fn operand(rows: usize, cols: usize, layout: Layout, seed: u64) -> (Vec<f32>, usize, usize) {
+    let (len, rs, cs) = match layout {
+        Layout::RowMajor { pad } => (rows * (cols + pad), cols + pad, 1),
+        Layout::Transposed => (rows * cols, 1, rows),
+        Layout::Strided => (4 * rows * cols + 1, 2 * cols + 1, 2),
+    };
+    (values(len.max(1), seed), rs, cs)
+}
+
+/// Adds `bias[col]` and records, per element of C, how often it was visited and the value
+/// it had at that moment (which must be the finished sum).
+struct Recorder {
+    n: usize,
+    bias: Vec<f32>,
+    visits: Vec<AtomicU32>,
+    seen: Vec<AtomicU32>,
+}
+
+impl Epilogue for Recorder {
+    fn apply(&self, row: usize, col0: usize, out: &mut [f32]) {
+        for (j, x) in out.iter_mut().enumerate() {
+            let e = row * self.n + col0 + j;
+            self.visits[e].fetch_add(1, Ordering::Relaxed);
+            self.seen[e].store(x.to_bits(), Ordering::Relaxed);
+            *x += self.bias[col0 + j];
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Layout,
+    b: Layout,
+    ldc_pad: usize,
+    accumulate: bool,
+    threads: usize,
+    seed: u64,
+}
+
+/// Sizes with the edges that matter: 1, odd, just around MR (4, 6, 12), NR (8, 16, 32)
+/// and KC (256) multiples, plus arbitrary ones.
+fn size(max: usize) -> impl Strategy<Value = usize> {
+    prop_oneof![
+        1..=max,
+        prop::sample::select(vec![1usize, 2, 3, 5, 6, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 37, 48]),
+    ]
+}
+
+fn depth() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        0..=70usize,
+        prop::sample::select(vec![0usize, 1, 2, 255, 256, 257, 384, 511, 513]),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (size(90), depth(), size(110), layout(), layout(), 0..3usize, any::<bool>(), 1..=4usize, any::<u64>()).prop_map(
+        |(m, k, n, a, b, ldc_pad, accumulate, threads, seed)| Case { m, k, n, a, b, ldc_pad, accumulate, threads, seed },
+    )
+}
+
+/// Runs `case` on `isa` and on the reference; panics with a description on any mismatch.
+fn check(isa: Isa, case: &Case) {
+    let Case { m, k, n, ldc_pad, accumulate, threads, seed, .. } = *case;
+    let (a_data, a_rs, a_cs) = operand(m, k, case.a, seed);
+    let (b_data, b_rs, b_cs) = operand(k, n, case.b, seed ^ 1);
+    let a = MatRef { data: &a_data, rows: m, cols: k, rs: a_rs, cs: a_cs };
+    let b = MatRef { data: &b_data, rows: k, cols: n, rs: b_rs, cs: b_cs };
+    let ldc = n + ldc_pad;
+    let c0 = values(m * ldc, seed ^ 2);
+    let recorder = || Recorder {
+        n,
+        bias: values(n, seed ^ 3),
+        visits: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
+        seen: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
+    };
+
+    let (mut want, want_epi) = (c0.clone(), recorder());
+    gemm_reference(a, b, &mut want, ldc, accumulate, &want_epi);
+    let (mut got, got_epi) = (c0.clone(), recorder());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| gemm_with_isa(isa, a, b, &mut got, ldc, accumulate, &got_epi));
+
+    for i in 0..m {
+        for j in 0..ldc {
+            let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
+            if j >= n {
+                assert_eq!(g.to_bits(), c0[i * ldc + j].to_bits(), "{isa:?} {case:?}: padding C[{i},{j}] written");
+                continue;
+            }
+            let e = i * n + j;
+            let visits = got_epi.visits[e].load(Ordering::Relaxed);
+            assert_eq!(visits, 1, "{isa:?} {case:?}: epilogue saw C[{i},{j}] {visits} times");
+            let scale: f32 = (0..k).map(|p| (a.at(i, p) * b.at(p, j)).abs()).sum::<f32>()
+                + if accumulate { c0[i * ldc + j].abs() } else { 0.0 };
+            let tol = 1e-5 * (k as f32 + 1.0) * scale + 1e-6;
+            let seen = f32::from_bits(got_epi.seen[e].load(Ordering::Relaxed));
+            let want_seen = f32::from_bits(want_epi.seen[e].load(Ordering::Relaxed));
+            assert!(
+                (seen - want_seen).abs() <= tol,
+                "{isa:?} {case:?}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}"
+            );
+            assert!((g - w).abs() <= tol, "{isa:?} {case:?}: C[{i},{j}] = {g}, want {w} (tol {tol})");
+        }
+    }
+}
+
+/// Runs `body` if the CPU has `isa`, else says why the test is skipped.
+fn on(isa: Isa, body: impl FnOnce()) {
+    if Isa::available().contains(&isa) {
+        body();
+    } else {
+        eprintln!("SKIPPED: this CPU cannot run {} kernels (available: {:?})", isa.name(), Isa::available());
+    }
+}
+
+/// Fixed shapes: the degenerate ones, and the model's (one sentence, a slice of a batch).
+fn fixed_cases() -> Vec<Case> {
+    let base = Case {
+        m: 1,
+        k: 1,
+        n: 1,
+        a: Layout::RowMajor { pad: 0 },
+        b: Layout::Transposed,
+        ldc_pad: 0,
+        accumulate: false,
+        threads: 2,
+        seed: 7,
+    };
+    let mut cases = vec![];
+    for (m, k, n) in [(1, 1, 1), (1, 0, 1), (3, 0, 5), (1, 300, 1), (1, 384, 384), (37, 384, 384), (37, 1536, 384), (37, 384, 1536), (200, 384, 97), (97, 129, 300)] {
+        for (a, b) in [
+            (Layout::RowMajor { pad: 0 }, Layout::Transposed),
+            (Layout::Transposed, Layout::RowMajor { pad: 0 }),
+            (Layout::Strided, Layout::Strided),
+        ] {
+            for accumulate in [false, true] {
+                cases.push(Case { m, k, n, a, b, accumulate, ..base.clone() });
+            }
+        }
+    }
+    cases
+}
+
+fn fixed(isa: Isa) {
+    for case in fixed_cases() {
+        check(isa, &case);
+    }
+}
+
+#[test]
+fn scalar_fixed_shapes() {
+    fixed(Isa::Scalar);
+}
+
+#[test]
+fn avx2_fixed_shapes() {
+    on(Isa::Avx2, || fixed(Isa::Avx2));
+}
+
+#[test]
+fn avx512_fixed_shapes() {
+    on(Isa::Avx512, || fixed(Isa::Avx512));
+}
+
+/// Random cases on `isa` (shrunk to a minimal failing one on error).
+fn random(isa: Isa) {
+    let mut runner = TestRunner::new(Config::with_cases(96));
+    let result = runner.run(&case(), |case| {
+        check(isa, &case);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{}", e);
+    }
+}
+
+#[test]
+fn scalar_matches_reference() {
+    random(Isa::Scalar);
+}
+
+#[test]
+fn avx2_matches_reference() {
+    on(Isa::Avx2, || random(Isa::Avx2));
+}
+
+#[test]
+fn avx512_matches_reference() {
+    on(Isa::Avx512, || random(Isa::Avx512));
+}
+
+#[test]
+#[should_panic(expected = "matrix view out of bounds")]
+fn rejects_views_past_their_data() {
+    let data = [0.0f32; 6];
+    let a = MatRef { data: &data, rows: 2, cols: 3, rs: 4, cs: 1 };
+    let b = MatRef::row_major(&data, 3, 2);
+    let mut c = [0.0f32; 4];
+    gemm_with_isa(Isa::Scalar, a, b, &mut c, 2, false, &rmx::backend::cpu::gemm::Plain);
+}
