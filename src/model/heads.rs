@@ -1,0 +1,61 @@
+//! The trained RE-Matching heads of the input side and the checkpoint settings beside them.
+//!
+//! A trained checkpoint directory holds the fine-tuned input encoder (Hugging Face layout:
+//! `config.json`, `tokenizer.json`, `model.safetensors`), `heads.safetensors` and `rmx.json`:
+//! `{"format": 1, "alpha": 0.33, "description_encoder": "description_encoder"}` (a directory,
+//! relative to the checkpoint, holding the frozen description-side sentence encoder).
+use super::bert::Linear;
+use super::weights::{Tensor, WeightFile};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const SETTINGS_FILE: &str = "rmx.json";
+pub const HEADS_FILE: &str = "heads.safetensors";
+pub const SETTINGS_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointSettings {
+    pub format: u32,
+    pub alpha: f32,
+    pub description_encoder: PathBuf,
+}
+
+impl CheckpointSettings {
+    /// `Some(settings)` when `dir` is a trained checkpoint, `None` for a plain encoder.
+    pub fn load(dir: &Path) -> Result<Option<CheckpointSettings>> {
+        let path = dir.join(SETTINGS_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let settings: CheckpointSettings = serde_json::from_str(&text).map_err(|e| Error::model(&path, format!("invalid settings: {e}")))?;
+        if settings.format > SETTINGS_FORMAT {
+            return Err(Error::model(&path, format!("format {} is newer than this rmx understands ({SETTINGS_FORMAT})", settings.format)));
+        }
+        if !(0.0..=0.5).contains(&settings.alpha) {
+            return Err(Error::model(&path, format!("alpha {} is outside [0, 0.5]", settings.alpha)));
+        }
+        Ok(Some(settings))
+    }
+}
+
+/// Input-side heads.
+#[derive(Clone)]
+pub struct Heads {
+    /// Context projection φ: weight `[d × 2d]`, bias `[d]`.
+    pub context: Linear,
+    /// Distillation query `q: [d]`.
+    pub distill_query: Tensor,
+}
+
+impl Heads {
+    pub fn load(path: &Path, d: usize) -> Result<Heads> {
+        let w = WeightFile::open(path)?;
+        Ok(Heads {
+            context: Linear { weight: w.get("context.weight", &[d, 2 * d])?, bias: w.get("context.bias", &[d])? },
+            distill_query: w.get("distill.query", &[d])?,
+        })
+    }
+}
