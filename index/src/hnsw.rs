@@ -269,6 +269,43 @@ pub(crate) fn search<G: Graph>(
     out
 }
 
+/// Adjacency in the stored layout (read straight from the mapping, or from a just-built
+/// graph), with every access bounds-checked (a damaged graph degrades results, never memory safety).
+pub(crate) struct FlatGraph<'a> {
+    pub nodes: &'a [u32],
+    pub l0: &'a [u32],
+    pub upper: &'a [u32],
+    pub m: usize,
+    pub m0: usize,
+}
+
+impl Graph for FlatGraph<'_> {
+    #[inline]
+    fn neighbors<'a>(&'a self, node: u32, level: usize, _buf: &'a mut Vec<u32>) -> &'a [u32] {
+        let node = node as usize;
+        let rec = if level == 0 {
+            let w = 1 + self.m0;
+            self.l0.get(node * w..node * w + w)
+        } else {
+            let w = 1 + self.m;
+            match self.nodes.get(2 * node..2 * node + 2) {
+                Some(&[lvl, start]) if level <= lvl as usize => {
+                    let r = start as usize + level - 1;
+                    self.upper.get(r * w..r * w + w)
+                }
+                _ => None,
+            }
+        };
+        match rec {
+            Some(rec) => {
+                let c = (rec[0] as usize).min(rec.len() - 1);
+                &rec[1..1 + c]
+            }
+            None => &[],
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Construction
 

@@ -4,7 +4,7 @@ use crate::bytes::cast;
 use crate::error::{io, Error, Result};
 use crate::format::*;
 use crate::hash::xxh64;
-use crate::hnsw::{self, Graph, Scored, Scratch, Store, Vectors};
+use crate::hnsw::{self, FlatGraph, Scored, Scratch, Store, Vectors};
 use half::f16;
 use memmap2::Mmap;
 use std::cmp::Reverse;
@@ -171,43 +171,6 @@ pub struct Index {
     map: Mmap,
     h: Header,
     pool: Mutex<Vec<Scratch>>,
-}
-
-/// Level-0 / upper-level adjacency read straight from the mapping, with every access
-/// bounds-checked (a damaged graph degrades results, never memory safety).
-struct MappedGraph<'a> {
-    nodes: &'a [u32],
-    l0: &'a [u32],
-    upper: &'a [u32],
-    m: usize,
-    m0: usize,
-}
-
-impl Graph for MappedGraph<'_> {
-    #[inline]
-    fn neighbors<'a>(&'a self, node: u32, level: usize, _buf: &'a mut Vec<u32>) -> &'a [u32] {
-        let node = node as usize;
-        let rec = if level == 0 {
-            let w = 1 + self.m0;
-            self.l0.get(node * w..node * w + w)
-        } else {
-            let w = 1 + self.m;
-            match self.nodes.get(2 * node..2 * node + 2) {
-                Some(&[lvl, start]) if level <= lvl as usize => {
-                    let r = start as usize + level - 1;
-                    self.upper.get(r * w..r * w + w)
-                }
-                _ => None,
-            }
-        };
-        match rec {
-            Some(rec) => {
-                let c = (rec[0] as usize).min(rec.len() - 1);
-                &rec[1..1 + c]
-            }
-            None => &[],
-        }
-    }
 }
 
 /// Bounded top-k by (score desc, row asc).
@@ -555,8 +518,8 @@ impl Index {
             .collect()
     }
 
-    fn graph(&self) -> MappedGraph<'_> {
-        MappedGraph {
+    fn graph(&self) -> FlatGraph<'_> {
+        FlatGraph {
             nodes: self.u32s(Section::GraphNodes).unwrap_or(&[]),
             l0: self.u32s(Section::GraphLevel0).unwrap_or(&[]),
             upper: self.u32s(Section::GraphUpper).unwrap_or(&[]),
