@@ -4,6 +4,7 @@
 //! bench_ann build  --base X.npy --out DIR [--threads 2] [--m 16] [--efc 200] [--precision f32|f16] [--mode hnsw|exact]
 //! bench_ann query  --index DIR --queries Q.npy --gt GT.npy [--k 10] [--efs 16,32,64] [--exact]
 //! bench_ann scale  --dir DIR [--sizes 80,11665,1000000] [--dim 1152] [--precision f16] [--m 8] [--efc 40]
+//! bench_ann threshold [--sizes 1000,2000,5000,10000,20000] [--efc 100]   (exact vs HNSW by size)
 //! ```
 //! Every subcommand prints one JSON object on stdout. `.npy` files: little-endian f4 (vectors)
 //! or i4 (ground truth), C order, 2-D.
@@ -31,9 +32,12 @@ fn args() -> (String, HashMap<String, String>) {
     (cmd, m)
 }
 
-/// Read a 2-D .npy of f4 or i4 (little-endian, C order) as raw 4-byte words.
-fn read_npy(path: &str) -> (Vec<u32>, usize, usize, char) {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+/// Map a 2-D .npy of f4 or i4 (little-endian, C order); returns the mapping, the data
+/// offset, rows, cols and kind.
+fn map_npy(path: &str) -> (memmap2::Mmap, usize, usize, usize, char) {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // SAFETY: benchmark input file, not modified while mapped.
+    let b = unsafe { memmap2::Mmap::map(&f) }.unwrap();
     assert_eq!(&b[..6], b"\x93NUMPY", "{path}: not .npy");
     let (hlen, hstart) = if b[6] == 1 {
         (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
@@ -53,8 +57,13 @@ fn read_npy(path: &str) -> (Vec<u32>, usize, usize, char) {
     let s = &s[..s.find(')').unwrap()];
     let dims: Vec<usize> = s.split(',').filter(|x| !x.trim().is_empty()).map(|x| x.trim().parse().unwrap()).collect();
     let (rows, cols) = (dims[0], *dims.get(1).unwrap_or(&1));
-    let data = &b[hstart + hlen..];
-    let words = data[..rows * cols * 4]
+    (b, hstart + hlen, rows, cols, kind)
+}
+
+/// Read a 2-D .npy as raw 4-byte words.
+fn read_npy(path: &str) -> (Vec<u32>, usize, usize, char) {
+    let (b, off, rows, cols, kind) = map_npy(path);
+    let words = b[off..off + rows * cols * 4]
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
         .collect();
@@ -105,14 +114,27 @@ fn opts(a: &HashMap<String, String>) -> IndexOptions {
 }
 
 fn build(a: &HashMap<String, String>) {
-    let (x, n, d) = read_f32(&a["base"]);
+    // The input is streamed from a mapping (row by row), not loaded, so peak RSS is the
+    // writer's: the mapped index file being built + graph + metadata.
+    let (map, off, n, d, kind) = map_npy(&a["base"]);
+    assert_eq!(kind, 'f');
     let out = &a["out"];
     let t = Instant::now();
     let mut w = IndexWriter::create(out, d, opts(a)).unwrap();
+    let mut row = vec![0f32; d];
     for i in 0..n {
-        w.add(&format!("R{i}"), &format!("relation {i}"), "{}", &x[i * d..i * d + d]).unwrap();
+        let b = &map[off + i * d * 4..off + (i + 1) * d * 4];
+        for (x, c) in row.iter_mut().zip(b.chunks_exact(4)) {
+            *x = f32::from_le_bytes(c.try_into().unwrap());
+        }
+        w.add(&format!("R{i}"), &format!("relation {i}"), "{}", &row).unwrap();
+        if i % 4096 == 0 {
+            // keep the input's pages out of our RSS
+            // SAFETY: advisory only; the mapping stays valid (pages re-read on demand).
+            unsafe { libc::madvise(map.as_ptr() as *mut libc::c_void, map.len(), libc::MADV_DONTNEED) };
+        }
     }
-    drop(x);
+    drop(map);
     let info = w.finish().unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!(
@@ -267,12 +289,62 @@ fn scale(a: &HashMap<String, String>) {
     println!("[{}]", out.join(",\n "));
 }
 
+/// Exact vs HNSW query time by label-set size (to choose AUTO_HNSW_THRESHOLD).
+fn threshold(a: &HashMap<String, String>) {
+    let root = std::path::PathBuf::from(a.get("dir").cloned().unwrap_or("/tmp/rmx-threshold".into()));
+    let d: usize = a.get("dim").map(|v| v.parse().unwrap()).unwrap_or(1152);
+    let sizes: Vec<usize> = a
+        .get("sizes")
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![1000, 2000, 5000, 10_000, 20_000]);
+    let nq = 200;
+    let mut out = Vec::new();
+    for &n in &sizes {
+        let dir = root.join(format!("n{n}-d{d}"));
+        let mut gen = synth(n, d, 3);
+        let vecs: Vec<Vec<f32>> = (0..n).map(|_| gen()).collect();
+        let queries: Vec<Vec<f32>> = (0..nq).map(|_| gen()).collect();
+        let mut build_s = 0.0;
+        if !dir.join(rmx_index::DATA_FILE).exists() {
+            let t = Instant::now();
+            let mut w = IndexWriter::create(&dir, d, opts(a)).unwrap();
+            for (i, v) in vecs.iter().enumerate() {
+                w.add(&format!("R{i}"), "", "{}", v).unwrap();
+            }
+            w.finish().unwrap();
+            build_s = t.elapsed().as_secs_f64();
+        }
+        let idx = Index::open(&dir).unwrap();
+        let truth: Vec<Vec<usize>> = queries.iter().map(|q| idx.search_exact(q, 10).unwrap().iter().map(|h| h.row).collect()).collect();
+        let time = |f: &dyn Fn(&[f32]) -> Vec<rmx_index::Hit>| -> (f64, f64) {
+            for q in queries.iter().take(20) { f(q); }
+            let t = Instant::now();
+            let mut hit = 0;
+            for (q, tr) in queries.iter().zip(&truth) {
+                hit += f(q).iter().filter(|h| tr.contains(&h.row)).count();
+            }
+            (nq as f64 / t.elapsed().as_secs_f64(), hit as f64 / (10 * nq) as f64)
+        };
+        let (eq, _) = time(&|q| idx.search_exact(q, 10).unwrap());
+        let mut row = format!("{{\"n\": {n}, \"build_s\": {build_s:.1}, \"exact_qps\": {eq:.0}");
+        for ef in [32usize, 64, 128] {
+            let (hq, hr) = time(&|q| idx.search_with_ef(q, 10, ef).unwrap());
+            row += &format!(", \"hnsw_ef{ef}_qps\": {hq:.0}, \"hnsw_ef{ef}_recall\": {hr:.4}");
+        }
+        row += "}";
+        eprintln!("{row}");
+        out.push(row);
+    }
+    println!("[{}]", out.join(",\n "));
+}
+
 fn main() {
     let (cmd, a) = args();
     match cmd.as_str() {
         "build" => build(&a),
         "query" => query(&a),
         "scale" => scale(&a),
+        "threshold" => threshold(&a),
         _ => {
             eprintln!("usage: bench_ann build|query|scale ... (see the source header)");
             std::process::exit(2);
