@@ -12,6 +12,9 @@ pub enum Error {
     /// One input record is invalid; the others can still be processed.
     #[error("{0}")]
     Input(String),
+    /// The relation index failed (open, build, search, verify).
+    #[error(transparent)]
+    Index(#[from] rmx_index::Error),
     /// The CUDA backend was asked for but no usable driver or device is present.
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),

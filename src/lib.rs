@@ -3,6 +3,7 @@
 //! Data path: text → tokens (`text`) → encoder (`model`, on `backend` kernels) → vectors.
 pub mod backend;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod model;
 pub mod text;

@@ -1,7 +1,9 @@
 //! Command-line interface: one file per subcommand.
 mod bench;
 mod embed;
+mod index;
 mod jsonl;
+mod query;
 
 use clap::{Parser, Subcommand};
 use rmx::model::location::default_model_dir;
@@ -25,6 +27,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Embed(embed::EmbedArgs),
+    Index(index::IndexArgs),
+    Query(query::QueryArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -42,6 +46,8 @@ pub fn run(cli: Cli) -> rmx::Result<Outcome> {
     }
     match cli.command {
         Command::Embed(args) => embed::run(args),
+        Command::Index(args) => index::run(args),
+        Command::Query(args) => query::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,181 @@
+//! `rmx index build|inspect|verify`: the on-disk relation index.
+use super::Outcome;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rmx::data::descriptions::{parse_descriptions, Parsed};
+use rmx::model::rematch::Matcher;
+use rmx::{Error, Result};
+use rmx::engine::{build_index, BuildSettings};
+use rmx_index::{BuildMode, Index, Precision};
+use serde_json::json;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// Build, inspect or verify a relation index.
+#[derive(Args)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    command: IndexCommand,
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    Build(BuildArgs),
+    Inspect(InspectArgs),
+    Verify(VerifyArgs),
+}
+
+/// Encode relation descriptions into an index directory.
+///
+/// Input: descriptions.jsonl, one relation per line,
+/// {"id":"P26","name":"spouse","description":"...","head":["person"],"tail":["person","spouse"]}
+/// (name defaults to id; head/tail keyword lists are optional: a missing list makes that part
+/// compare the entity with the description), or RE-Matching's JSON description list.
+/// The index is written to a temporary directory and renamed into place: an existing index at
+/// -o is replaced only when the new build succeeds.
+#[derive(Args)]
+#[command(after_help = "Example:\n  rmx index build relations.jsonl -o relations.rmx\n  cat relations.jsonl | rmx index build - -o relations.rmx --precision f16")]
+struct BuildArgs {
+    /// descriptions.jsonl (or RE-Matching's description JSON); `-` reads stdin.
+    input: PathBuf,
+    /// Index directory to create (or replace).
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// Model directory (a trained checkpoint or a plain sentence encoder); default: the default model.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Storage of the vectors: f32, or f16 (half the size; see the README for its cost).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+    /// Search structure: exact for small label sets, HNSW for large ones (auto picks by size).
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    search: ModeArg,
+    /// Relations encoded per batch.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    batch_size: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Auto,
+    Exact,
+    Hnsw,
+}
+
+/// Show an index's format version, relation count, dimensions, model fingerprint, sizes and
+/// search mode.
+#[derive(Args)]
+struct InspectArgs {
+    dir: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Verify every checksum of an index (vectors and graph included); exit 0 when intact.
+#[derive(Args)]
+struct VerifyArgs {
+    dir: PathBuf,
+}
+
+pub fn run(args: IndexArgs) -> Result<Outcome> {
+    match args.command {
+        IndexCommand::Build(a) => build(a),
+        IndexCommand::Inspect(a) => inspect(a),
+        IndexCommand::Verify(a) => {
+            Index::open(&a.dir)?.verify()?;
+            println!("{}: ok", a.dir.display());
+            Ok(Outcome { rejected: 0 })
+        }
+    }
+}
+
+fn read_input(input: &PathBuf) -> Result<Parsed> {
+    if input.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| Error::io("<stdin>", e))?;
+        parse_descriptions(&text, "<stdin>")
+    } else {
+        let text = std::fs::read_to_string(input).map_err(|e| Error::io(input, e))?;
+        parse_descriptions(&text, &input.display().to_string())
+    }
+}
+
+fn build(args: BuildArgs) -> Result<Outcome> {
+    let parsed = read_input(&args.input)?;
+    for reason in &parsed.rejected {
+        eprintln!("{reason}");
+    }
+    if parsed.relations.is_empty() {
+        return Err(Error::Input(format!("{}: no valid relations; the index was not built", args.input.display())));
+    }
+    let matcher = Matcher::load(&super::model_dir(args.model))?;
+    let relations = &parsed.relations;
+    let bar = ProgressBar::new(relations.len() as u64).with_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} relations [{elapsed_precise}, eta {eta}]")
+            .expect("valid progress template"),
+    );
+    bar.set_message("encoding");
+    let settings = BuildSettings {
+        precision: match args.precision {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+        },
+        mode: match args.search {
+            ModeArg::Auto => BuildMode::Auto,
+            ModeArg::Exact => BuildMode::Exact,
+            ModeArg::Hnsw => BuildMode::Hnsw,
+        },
+        batch: args.batch_size,
+    };
+    let info = build_index(&matcher, relations, &args.output, settings, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "rmx: indexed {} relations into {} ({} search, {} bytes)",
+        info.count,
+        args.output.display(),
+        format!("{:?}", info.mode).to_lowercase(),
+        info.file_size
+    );
+    Ok(Outcome { rejected: parsed.rejected.len() })
+}
+
+fn inspect(args: InspectArgs) -> Result<Outcome> {
+    let info = Index::open(&args.dir)?.info();
+    let mode = format!("{:?}", info.mode).to_lowercase();
+    let precision = format!("{:?}", info.precision).to_lowercase();
+    if args.json {
+        let sections: Vec<_> = info.sections.iter().map(|s| json!({"name": s.name, "offset": s.offset, "bytes": s.len})).collect();
+        let hnsw = info.hnsw.map(|h| json!({"m": h.m, "m0": h.m0, "ef_construction": h.ef_construction, "ef_search": h.ef_search, "levels": h.max_level + 1}));
+        println!(
+            "{}",
+            json!({
+                "path": info.path, "format_version": info.format_version, "relations": info.count, "dim": info.dim,
+                "precision": precision, "search": mode, "fingerprint": info.fingerprint, "file_bytes": info.file_size,
+                "hnsw": hnsw, "sections": sections,
+            })
+        );
+    } else {
+        println!("index          {}", info.path.display());
+        println!("format version {}", info.format_version);
+        println!("relations      {}", info.count);
+        println!("dimensions     {} (3 parts × {})", info.dim, info.dim / 3);
+        println!("precision      {precision}");
+        println!("search         {mode}");
+        if let Some(h) = info.hnsw {
+            println!("hnsw           M={} M0={} ef_construction={} ef_search={} levels={}", h.m, h.m0, h.ef_construction, h.ef_search, h.max_level + 1);
+        }
+        println!("fingerprint    {}", info.fingerprint);
+        println!("file size      {} bytes", info.file_size);
+        for s in &info.sections {
+            println!("  section {:<12} {:>12} bytes at {}", s.name, s.len, s.offset);
+        }
+    }
+    Ok(Outcome { rejected: 0 })
+}

@@ -1,0 +1,110 @@
+//! The engine users drive: a matcher (model) and an index, answering relation queries; and
+//! index building. The CLI and the C library are thin layers over this.
+use crate::data::descriptions::Relation;
+use crate::error::{Error, Result};
+use crate::model::rematch::Matcher;
+use crate::model::scoring::part_cosines;
+use crate::text::markers::WordInstance;
+use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info, Precision};
+use std::path::Path;
+
+/// One answer: a relation, its score and the score's three cosines.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Match<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub score: f32,
+    pub parts: Parts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Parts {
+    pub context: f32,
+    pub head: f32,
+    pub tail: f32,
+}
+
+/// A model and an index built with it. `Sync`: one engine serves many threads.
+pub struct Engine {
+    pub matcher: Matcher,
+    pub index: Index,
+}
+
+impl Engine {
+    /// Opens `index_dir` for the model in `model_dir`; an index built with another model is
+    /// an error.
+    pub fn open(model_dir: &Path, index_dir: &Path) -> Result<Engine> {
+        let matcher = Matcher::load(model_dir)?;
+        let index = Index::open_expecting(index_dir, matcher.fingerprint())?;
+        if index.dim() != matcher.dim() {
+            return Err(Error::Input(format!("index dimension {} does not match the model's {}", index.dim(), matcher.dim())));
+        }
+        Ok(Engine { matcher, index })
+    }
+
+    /// The `k` best relations of each instance, in input order; one entry per instance, an
+    /// error for an instance that cannot be marked (the others are still answered).
+    pub fn query_batch(&self, instances: &[WordInstance], k: usize) -> Result<Vec<Result<Vec<Match<'_>>>>> {
+        let marked: Vec<_> = instances.iter().map(|i| self.matcher.mark(i)).collect();
+        let good: Vec<_> = marked.iter().filter_map(|m| m.as_ref().ok()).cloned().collect();
+        let mut queries = self.matcher.encode_queries(&good)?.into_iter();
+        marked
+            .into_iter()
+            .map(|m| match m {
+                Ok(_) => Ok(Ok(self.top_matches(&queries.next().expect("one query per marked instance"), k)?)),
+                Err(e) => Ok(Err(e)),
+            })
+            .collect()
+    }
+
+    /// The `k` best relations for one query vector, with the score's three parts.
+    fn top_matches(&self, query: &[f32], k: usize) -> Result<Vec<Match<'_>>> {
+        self.index
+            .search(query, k)?
+            .iter()
+            .map(|hit| {
+                let corrupt = || Error::Input(format!("{}: relation row {} is unreadable (run rmx index verify)", self.index.path().display(), hit.row));
+                let relation = self.index.relation(hit.row).ok_or_else(corrupt)?;
+                let vector = self.index.vector(hit.row).ok_or_else(corrupt)?;
+                let [context, head, tail] = part_cosines(query, &vector, self.matcher.weights);
+                Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail } })
+            })
+            .collect()
+    }
+}
+
+/// How `build_index` stores and searches the vectors.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildSettings {
+    pub precision: Precision,
+    pub mode: BuildMode,
+    /// Relations encoded per batch.
+    pub batch: usize,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings { precision: Precision::F32, mode: BuildMode::Auto, batch: 32 }
+    }
+}
+
+/// Encodes `relations` with `matcher` into a new index at `output` (atomically replacing an
+/// existing index only on success); `progress(done)` after each batch of relations.
+pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Info> {
+    if relations.is_empty() {
+        return Err(Error::Input("no relations to index".into()));
+    }
+    let vectors = matcher.encode_relations(relations, settings.batch, progress)?;
+    let options = IndexOptions {
+        precision: settings.precision,
+        mode: settings.mode,
+        fingerprint: matcher.fingerprint().to_string(),
+        ..IndexOptions::default()
+    };
+    let mut writer = IndexWriter::create(output, matcher.dim(), options)?;
+    for (r, v) in relations.iter().zip(&vectors) {
+        let meta = serde_json::json!({ "description": r.description, "head": r.head, "tail": r.tail }).to_string();
+        writer.add(&r.id, &r.name, &meta, v)?;
+    }
+    Ok(writer.finish()?)
+}
