@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod model;
 pub mod text;
+pub mod train;
 
 pub use error::{Error, Result};
 

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 mod bench;
 mod embed;
+mod eval;
 mod index;
 mod jsonl;
 mod query;
@@ -28,6 +29,7 @@ pub struct Cli {
 enum Command {
     Embed(embed::EmbedArgs),
     Index(index::IndexArgs),
+    Eval(eval::EvalArgs),
     Query(query::QueryArgs),
     Bench(bench::BenchArgs),
 }
@@ -47,6 +49,7 @@ pub fn run(cli: Cli) -> rmx::Result<Outcome> {
     match cli.command {
         Command::Embed(args) => embed::run(args),
         Command::Index(args) => index::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Query(args) => query::run(args),
         Command::Bench(args) => bench::run(args),
     }

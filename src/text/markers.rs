@@ -59,7 +59,8 @@ impl WordInstance {
         Ok(WordInstance { words, head: head_words, tail: tail_words })
     }
 
-    /// Validates pre-split words with `[start, end)` word spans.
+    /// Validates pre-split words with `[start, end)` word spans. Empty or whitespace words are
+    /// allowed (they produce no tokens); an entity made only of them is rejected by `mark`.
     pub fn from_words(words: Vec<String>, head: Range<usize>, tail: Range<usize>) -> Result<WordInstance> {
         for (name, span) in [("h", &head), ("t", &tail)] {
             if span.start >= span.end || span.end > words.len() {
@@ -68,9 +69,6 @@ impl WordInstance {
         }
         if head.start < tail.end && tail.start < head.end {
             return Err(Error::Input(format!("h.pos {head:?} and t.pos {tail:?} overlap")));
-        }
-        if let Some(i) = words.iter().position(|w| w.trim().is_empty()) {
-            return Err(Error::Input(format!("token {i} is empty")));
         }
         Ok(WordInstance { words, head, tail })
     }

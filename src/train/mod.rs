@@ -1,0 +1,3 @@
+//! Training and evaluation.
+pub mod evaluate;
+pub mod metrics;
