@@ -1,0 +1,210 @@
+//! The `rmx` binary end to end on the default model: exit codes, `file:line: reason`
+//! messages, and every bad input of the index issue (each loses nothing and never panics).
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const RELATIONS: &str = r#"{"id":"P26","name":"spouse","description":"the subject has the object as their spouse (husband, wife)","head":["person"],"tail":["person","spouse","husband","wife"]}
+{"id":"P19","name":"place of birth","description":"most specific known birth location of a person","head":["person"],"tail":["city","town","village"]}
+{"id":"P17","name":"country","description":"sovereign state that this item is in","tail":["country","state"]}
+{"id":"P175","name":"performer","description":"actor, musician, band or other performer associated with this role or musical work","head":["song","album","work"],"tail":["musician","singer","band"]}
+"#;
+
+fn rmx(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmx"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rmx runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "rmx panicked: {stderr}");
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rmx-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn build_index(dir: &Path, relations: &str) -> (Output, PathBuf) {
+    let input = dir.join("relations.jsonl");
+    std::fs::write(&input, relations).unwrap();
+    let index = dir.join("index");
+    (rmx(&["index", "build", input.to_str().unwrap(), "-o", index.to_str().unwrap()], ""), index)
+}
+
+#[test]
+fn embed_reports_bad_lines_and_keeps_order() {
+    if default_model().is_none() {
+        return;
+    }
+    let o = rmx(&["embed"], "{\"text\":\"first\"}\nnot json\n\n{\"txt\":1}\n{\"text\":\"last\"}\n");
+    assert_eq!(o.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["line"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 5]);
+    assert_eq!(lines[0]["embedding"].as_array().unwrap().len(), 384);
+    assert!(stderr(&o).contains("<stdin>:2: invalid JSON"));
+    assert!(stderr(&o).contains("<stdin>:4: missing field \"text\""));
+    assert_eq!(rmx(&["embed"], "{\"text\":\"ok\"}\n").status.code(), Some(0));
+    assert_eq!(rmx(&["embed", "--model", "/nonexistent"], "").status.code(), Some(2));
+}
+
+#[test]
+fn build_inspect_verify_query_round_trip() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = temp_dir("roundtrip");
+    let (o, index) = build_index(&dir, RELATIONS);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let idx = index.to_str().unwrap();
+    let inspect = rmx(&["index", "inspect", idx, "--json"], "");
+    let info: serde_json::Value = serde_json::from_str(stdout(&inspect).trim()).unwrap();
+    assert_eq!((info["relations"].as_u64(), info["dim"].as_u64(), info["search"].as_str()), (Some(4), Some(1152), Some("exact")));
+    assert_eq!(rmx(&["index", "verify", idx], "").status.code(), Some(0));
+
+    let flags = rmx(&["query", "--index", idx, "-k", "2", "--text", "Marie Curie married Pierre Curie in 1895.", "--head", "Marie Curie", "--tail", "Pierre Curie"], "");
+    assert_eq!(flags.status.code(), Some(0), "{}", stderr(&flags));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&flags).trim()).unwrap();
+    let top = &answer["results"][0];
+    assert_eq!(top["id"], "P26");
+    let (score, parts) = (top["score"].as_f64().unwrap(), &top["parts"]);
+    let recombined = 0.34 * parts["context"].as_f64().unwrap() + 0.33 * (parts["head"].as_f64().unwrap() + parts["tail"].as_f64().unwrap());
+    assert!((score - recombined).abs() < 1e-4, "score {score} vs parts {recombined}");
+
+    // The same instance in every input form gives the same answer; bad lines are skipped.
+    let stream = [
+        r#"{"text":"Marie Curie married Pierre Curie in 1895.","head":"Marie Curie","tail":"Pierre Curie"}"#,
+        r#"{"text":"Marie Curie married Pierre Curie in 1895.","head":[0,11],"tail":[20,32]}"#,
+        r#"{"tokens":["Marie","Curie","married","Pierre","Curie","in","1895","."],"h":{"pos":[0,2]},"t":{"pos":[3,5]}}"#,
+        "{broken",
+    ]
+    .join("\n");
+    let o = rmx(&["query", "--index", idx, "-k", "2"], &stream);
+    assert_eq!(o.status.code(), Some(1));
+    let answers: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0]["results"], answers[1]["results"]);
+    assert_eq!(answers[2]["results"][0]["id"], "P26");
+    assert!(stderr(&o).contains("<stdin>:4: invalid JSON"));
+}
+
+#[test]
+fn every_bad_query_is_reported_and_the_rest_answered() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = temp_dir("badquery");
+    let (_, index) = build_index(&dir, RELATIONS);
+    let long = "word ".repeat(600);
+    let cases = [
+        (r#"{"text":"Anna met Anna.","head":"Anna","tail":"met"}"#, "occurs 2 times"),
+        (r#"{"text":"Anna met Bob.","head":"Carl","tail":"Bob"}"#, "does not occur"),
+        (r#"{"text":"Anna met Bob.","tail":"Bob"}"#, "missing field \"head\""),
+        (r#"{"text":"Anna met Bob.","head":[0,6],"tail":[4,8]}"#, "overlap"),
+        (r#"{"text":"Anna met Bob.","head":[0,4],"tail":[9,99]}"#, "outside the text"),
+        (r#"{"tokens":["a","b"],"h":{"pos":[0,1]},"t":{"pos":[1,5]}}"#, "beyond"),
+        (r#"{"text":"Anna met Bob.","head":[0,4]}"#, "missing field \"tail\""),
+        (&*format!(r#"{{"text":"Anna met Bob {long}","head":"Anna","tail":"Bob"}}"#), "the model takes at most"),
+    ];
+    let mut stream = String::from("{\"text\":\"Anna married Bob.\",\"head\":\"Anna\",\"tail\":\"Bob\"}\n");
+    for (line, _) in &cases {
+        stream.push_str(line);
+        stream.push('\n');
+    }
+    let o = rmx(&["query", "--index", index.to_str().unwrap()], &stream);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).lines().count(), 1, "only the good line is answered");
+    let err = stderr(&o);
+    for (i, (_, reason)) in cases.iter().enumerate() {
+        let prefix = format!("<stdin>:{}: ", i + 2);
+        let line = err.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no message for line {}: {err}", i + 2));
+        assert!(line.contains(reason), "line {}: {line:?} lacks {reason:?}", i + 2);
+    }
+}
+
+#[test]
+fn bad_description_files() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = temp_dir("baddesc");
+    let mixed = format!("{RELATIONS}{{bad json\n{{\"id\":\"P26\",\"description\":\"dup\"}}\n{{\"id\":\"P9\"}}\n");
+    let (o, index) = build_index(&dir, &mixed);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("relations.jsonl:5: invalid relation"), "{err}");
+    assert!(err.contains("relations.jsonl:6: duplicate relation id \"P26\""), "{err}");
+    assert!(err.contains("relations.jsonl:7: invalid relation: missing field `description`"), "{err}");
+    let info = rmx(&["index", "inspect", index.to_str().unwrap(), "--json"], "");
+    assert!(stdout(&info).contains("\"relations\":4"));
+
+    // An empty file and a file of only bad lines are fatal; the existing index stays as it was.
+    let before = std::fs::read(index.join("index.rmx")).unwrap();
+    for bad in ["", "{nope\n"] {
+        std::fs::write(dir.join("relations.jsonl"), bad).unwrap();
+        let o = rmx(&["index", "build", dir.join("relations.jsonl").to_str().unwrap(), "-o", index.to_str().unwrap()], "");
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_eq!(std::fs::read(index.join("index.rmx")).unwrap(), before, "a failed rebuild changed the index");
+    }
+    // stdin input
+    let o = rmx(&["index", "build", "-", "-o", dir.join("from-stdin").to_str().unwrap()], RELATIONS);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn damaged_or_foreign_indexes_are_clear_errors() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = temp_dir("damaged");
+    let (_, index) = build_index(&dir, RELATIONS);
+    let data = index.join("index.rmx");
+    let good = std::fs::read(&data).unwrap();
+    let query = ["query", "--index", index.to_str().unwrap(), "--text", "Anna married Bob.", "--head", "Anna", "--tail", "Bob"];
+
+    // Built with another encoder: the tiny test model.
+    let tiny = fixture("tiny_bert");
+    let o = rmx(&["query", "--model", tiny.to_str().unwrap(), "--index", index.to_str().unwrap(), "--text", "a b", "--head", "a", "--tail", "b"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).to_lowercase().contains("model"), "{}", stderr(&o));
+
+    let mut newer = good.clone();
+    newer[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let mut flipped_header = good.clone();
+    flipped_header[30] ^= 0x40;
+    let mut flipped_vectors = good.clone();
+    flipped_vectors[600] ^= 0x01;
+    for (what, bytes, expect) in [
+        ("truncated", good[..good.len() / 2].to_vec(), "trunc"),
+        ("newer version", newer, "version"),
+        ("flipped header byte", flipped_header, "checksum"),
+    ] {
+        std::fs::write(&data, &bytes).unwrap();
+        let o = rmx(&query, "");
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        assert!(stderr(&o).to_lowercase().contains(expect), "{what}: {}", stderr(&o));
+    }
+    // A flipped vector byte is caught by a full verification.
+    std::fs::write(&data, &flipped_vectors).unwrap();
+    let o = rmx(&["index", "verify", index.to_str().unwrap()], "");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    std::fs::write(&data, &good).unwrap();
+    assert_eq!(rmx(&query, "").status.code(), Some(0));
+}
