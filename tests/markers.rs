@@ -24,9 +24,12 @@ fn markers_are_found_by_word_not_by_token_id() {
     let literal_hash = m.ids.iter().position(|&i| i == hash).unwrap();
     assert!(literal_hash < m.head_marker);
     // Entity tokens decode to the entity words.
-    let pieces = |r: std::ops::Range<usize>| m.ids[r].to_vec();
-    assert_eq!(pieces(m.head.clone()), tok.encode_words(&["Zoë", "Saldaña"]).unwrap().ids[1..4].to_vec());
-    assert_eq!(pieces(m.tail.clone()), tok.encode_words(&["Pierre", "Curie"]).unwrap().ids[1..3].to_vec());
+    let alone = |words: &[&str]| {
+        let ids = tok.encode_words(words).unwrap().ids;
+        ids[1..ids.len() - 1].to_vec() // without [CLS] and [SEP]
+    };
+    assert_eq!(m.ids[m.head.clone()], alone(&["Zoë", "Saldaña"]));
+    assert_eq!(m.ids[m.tail.clone()], alone(&["Pierre", "Curie"]));
     // Tail before head in surface order.
     let inst = WordInstance::from_text("Paris is in France", 12..18, 0..5).unwrap();
     let m = inst.mark(&tok, 512).unwrap();
