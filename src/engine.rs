@@ -45,13 +45,13 @@ impl Engine {
     /// The `k` best relations of each instance, in input order; one entry per instance, an
     /// error for an instance that cannot be marked (the others are still answered).
     pub fn query_batch(&self, instances: &[WordInstance], k: usize) -> Result<Vec<Result<Vec<Match<'_>>>>> {
-        let marked: Vec<_> = instances.iter().map(|i| self.matcher.mark(i)).collect();
-        let good: Vec<_> = marked.iter().filter_map(|m| m.as_ref().ok()).cloned().collect();
+        let prepared: Vec<_> = instances.iter().map(|i| self.matcher.prepare(i)).collect();
+        let good: Vec<_> = prepared.iter().filter_map(|m| m.as_ref().ok()).cloned().collect();
         let mut queries = self.matcher.encode_queries(&good)?.into_iter();
-        marked
+        prepared
             .into_iter()
             .map(|m| match m {
-                Ok(_) => Ok(Ok(self.top_matches(&queries.next().expect("one query per marked instance"), k)?)),
+                Ok(_) => Ok(Ok(self.top_matches(&queries.next().expect("one query per prepared instance"), k)?)),
                 Err(e) => Ok(Err(e)),
             })
             .collect()

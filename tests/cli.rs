@@ -85,7 +85,10 @@ fn build_inspect_verify_query_round_trip() {
     let top = &answer["results"][0];
     assert_eq!(top["id"], "P26");
     let (score, parts) = (top["score"].as_f64().unwrap(), &top["parts"]);
-    let recombined = 0.34 * parts["context"].as_f64().unwrap() + 0.33 * (parts["head"].as_f64().unwrap() + parts["tail"].as_f64().unwrap());
+    let w = rmx::model::zero_shot::WEIGHTS;
+    assert!(info["fingerprint"].as_str().unwrap().contains(&format!("weights={},{},{}", w.context, w.head, w.tail)));
+    let part = |name: &str| parts[name].as_f64().unwrap();
+    let recombined = w.context as f64 * part("context") + w.head as f64 * part("head") + w.tail as f64 * part("tail");
     assert!((score - recombined).abs() < 1e-4, "score {score} vs parts {recombined}");
 
     // The same instance in every input form gives the same answer; bad lines are skipped.

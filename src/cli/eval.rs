@@ -9,7 +9,8 @@ use rmx::train::evaluate::evaluate;
 use rmx::{Error, Result};
 use std::path::PathBuf;
 
-/// Evaluate a model: the listed relations are both the candidates and the test set.
+/// Evaluate a model: the listed relations are both the candidates and the test set (unless
+/// --all-candidates).
 ///
 /// Metrics follow the reference code: per-relation precision summed and divided by the number
 /// of distinct predicted relations, recall averaged over the gold relations, F1 = 2PR/(P+R).
@@ -31,6 +32,10 @@ pub struct EvalArgs {
     /// A RE-Matching rel2id split file: its "test" relations are used.
     #[arg(long, value_name = "FILE")]
     split: Option<PathBuf>,
+    /// Use every relation of the descriptions file as a candidate (the listed relations are
+    /// still the test set).
+    #[arg(long)]
+    all_candidates: bool,
     /// Print one JSON object (precision, recall, f1, accuracy, per_relation) instead of a table.
     #[arg(long)]
     json: bool,
@@ -56,7 +61,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let total = examples.iter().filter(|e| relations.contains(&e.relation)).count();
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("evaluating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));
-    let scores = evaluate(&matcher, &examples, &descriptions.relations, &relations, args.batch_size, |done| bar.set_position(done as u64))?;
+    let scores = evaluate(&matcher, &examples, &descriptions.relations, &relations, args.all_candidates, args.batch_size, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&scores).expect("scores serialise"));

@@ -2,7 +2,9 @@
 //! encoder, combined into the relation's unit index vector.
 //!
 //! - `d_ctx`: the description;
-//! - `d_h`: "the entity types including " + head keywords joined by " and ";
+//! - `d_h`: the head keywords, as "the entity types including " + keywords joined by " and "
+//!   (the RE-Matching template, used with trained heads), or joined by " , " (the
+//!   zero-training default, see `zero_shot`);
 //! - `d_t`: the same for the tail keywords.
 //!
 //! Rule for a missing or empty keyword list: that part uses the description's embedding
@@ -15,21 +17,36 @@ use crate::error::Result;
 
 pub const TYPE_TEMPLATE: &str = "the entity types including ";
 
+/// How entity-type keywords become text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescriptionStyle {
+    /// "the entity types including A and B" (RE-Matching).
+    TypeTemplate,
+    /// "A , B" (the zero-training default).
+    KeywordList,
+}
+
 /// The texts to embed for `relation`: description, head types, tail types (`None` = use the
 /// description's embedding).
-pub fn description_texts(relation: &Relation) -> [Option<String>; 3] {
-    let types = |words: &[String]| (!words.is_empty()).then(|| format!("{TYPE_TEMPLATE}{}", words.join(" and ")));
+pub fn description_texts(relation: &Relation, style: DescriptionStyle) -> [Option<String>; 3] {
+    let types = |words: &[String]| {
+        (!words.is_empty()).then(|| match style {
+            DescriptionStyle::TypeTemplate => format!("{TYPE_TEMPLATE}{}", words.join(" and ")),
+            DescriptionStyle::KeywordList => words.join(super::zero_shot::KEYWORD_SEPARATOR),
+        })
+    };
     [Some(relation.description.clone()), types(&relation.head), types(&relation.tail)]
 }
 
 /// Unit vectors `[3d]` of `relations`, encoded `batch` relations at a time; `progress(n)` is
 /// called after every batch with the number of relations done.
 pub fn encode_relations(
-    encoder: &SentenceEncoder, relations: &[Relation], weights: PartWeights, batch: usize, mut progress: impl FnMut(usize),
+    encoder: &SentenceEncoder, relations: &[Relation], style: DescriptionStyle, weights: PartWeights, batch: usize,
+    mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
     let mut vectors = Vec::with_capacity(relations.len());
     for chunk in relations.chunks(batch.max(1)) {
-        let texts: Vec<[Option<String>; 3]> = chunk.iter().map(description_texts).collect();
+        let texts: Vec<[Option<String>; 3]> = chunk.iter().map(|r| description_texts(r, style)).collect();
         let flat: Vec<&str> = texts.iter().flatten().flatten().map(String::as_str).collect();
         let mut embedded = encoder.embed_texts(&flat)?.into_iter();
         for t in &texts {

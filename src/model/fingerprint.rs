@@ -10,8 +10,9 @@ use std::path::Path;
 const SAMPLES: usize = 64;
 const SAMPLE_BYTES: usize = 4096;
 
-/// `"<mode>:<16 hex digits>"` over the model directory `dir` (plus `extra_dirs`), the mode
-/// and the part weights.
+/// `"<mode>;weights=<c>,<h>,<t>;<16 hex digits>"` over the model directory `dir` (plus
+/// `extra_dirs`), the mode and the part weights: readable in `rmx index inspect`, which
+/// thereby also tells how an index's scores split into parts.
 pub fn of_model(dir: &Path, mode: &str, weights: PartWeights, extra_dirs: &[&Path]) -> Result<String> {
     let mut acc = Vec::new();
     acc.extend_from_slice(mode.as_bytes());
@@ -28,7 +29,7 @@ pub fn of_model(dir: &Path, mode: &str, weights: PartWeights, extra_dirs: &[&Pat
         }
         acc.extend_from_slice(&sample_hash(&d.join("model.safetensors"))?.to_le_bytes());
     }
-    Ok(format!("{mode}:{:016x}", xxh64(&acc, 0)))
+    Ok(format!("{mode};weights={},{},{};{:016x}", weights.context, weights.head, weights.tail, xxh64(&acc, 0)))
 }
 
 fn sample_hash(path: &Path) -> Result<u64> {

@@ -9,3 +9,4 @@ pub mod rematch;
 pub mod scoring;
 pub mod sentence;
 pub mod weights;
+pub mod zero_shot;

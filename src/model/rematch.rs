@@ -1,15 +1,16 @@
 //! The RE-Matching model at inference: query vectors for marked sentences, relation vectors
 //! for descriptions, both unit `3d` vectors whose inner product is the fine-grained score.
 use super::bert::{Bert, PackedBatch};
-use super::description;
+use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use crate::backend::cpu::distill::{project_out_forward, query_attention_forward};
 use crate::backend::cpu::entity_pool::{entity_pool_forward, EntityRows};
 use crate::backend::cpu::linear::{linear_forward, Activation};
+use super::zero_shot::{self, PlainQuery};
 use crate::data::descriptions::Relation;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::text::markers::{MarkedTokens, WordInstance};
 use std::path::Path;
 
@@ -20,8 +21,15 @@ pub const DEFAULT_ALPHA: f32 = 0.33;
 enum QuerySide {
     /// A trained checkpoint: its fine-tuned encoder and heads.
     Trained { bert: Bert, heads: Heads },
-    /// A plain pretrained sentence encoder, no training (see `zero_shot_parts`).
+    /// A plain pretrained sentence encoder, no training (see `zero_shot`).
     ZeroShot,
+}
+
+/// A validated, tokenized query, ready for `encode_queries`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryInput {
+    Marked(MarkedTokens),
+    Plain(PlainQuery),
 }
 
 pub struct Matcher {
@@ -48,7 +56,7 @@ impl Matcher {
             }
             None => {
                 let description = description_missing()?;
-                let weights = zero_shot_weights();
+                let weights = zero_shot::WEIGHTS;
                 let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v1", weights, &[])?;
                 Ok(Matcher { query: QuerySide::ZeroShot, description, weights, fingerprint })
             }
@@ -76,68 +84,59 @@ impl Matcher {
         }
     }
 
-    /// Marks and tokenizes one instance (rejects text longer than the model's positions).
-    pub fn mark(&self, instance: &WordInstance) -> Result<MarkedTokens> {
-        instance.mark(&self.description.tokenizer, self.query_bert().config.max_position_embeddings)
+    /// Validates and tokenizes one instance (rejects text longer than the model's positions).
+    pub fn prepare(&self, instance: &WordInstance) -> Result<QueryInput> {
+        let max_tokens = self.query_bert().config.max_position_embeddings;
+        match self.query {
+            QuerySide::Trained { .. } => Ok(QueryInput::Marked(instance.mark(&self.description.tokenizer, max_tokens)?)),
+            QuerySide::ZeroShot => Ok(QueryInput::Plain(zero_shot::prepare(&self.description, instance, max_tokens)?)),
+        }
     }
 
-    /// Unit query vectors `[3d]` of marked instances, encoded as one packed batch.
-    pub fn encode_queries(&self, marked: &[MarkedTokens]) -> Result<Vec<Vec<f32>>> {
-        if marked.is_empty() {
+    /// Unit query vectors `[3d]` of prepared instances, encoded as one packed batch.
+    pub fn encode_queries(&self, inputs: &[QueryInput]) -> Result<Vec<Vec<f32>>> {
+        if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = PackedBatch::new(&marked.iter().map(|m| &m.ids[..]).collect::<Vec<_>>());
-        let rows: Vec<EntityRows> = marked
-            .iter()
-            .zip(&batch.starts)
-            .map(|(m, &s)| EntityRows {
-                head: s + m.head.start..s + m.head.end,
-                tail: s + m.tail.start..s + m.tail.end,
-                head_marker: s + m.head_marker,
-                tail_marker: s + m.tail_marker,
-            })
-            .collect();
+        let (marked, plain): (Vec<_>, Vec<_>) = (
+            inputs.iter().filter_map(|i| if let QueryInput::Marked(m) = i { Some(m) } else { None }).collect(),
+            inputs.iter().filter_map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect(),
+        );
         match &self.query {
-            QuerySide::Trained { bert, heads } => trained_parts(bert, heads, &batch, &rows, self.weights),
-            QuerySide::ZeroShot => self.zero_shot_parts(&batch, &rows),
+            QuerySide::Trained { bert, heads } if plain.is_empty() => trained_parts(bert, heads, &marked, self.weights),
+            QuerySide::ZeroShot if marked.is_empty() => zero_shot::encode(&self.description, &plain),
+            _ => Err(Error::Input("query inputs were prepared by another model".into())),
         }
     }
 
     /// Unit relation vectors `[3d]`, `batch` relations at a time, `progress(done)` after each.
     pub fn encode_relations(&self, relations: &[Relation], batch: usize, progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
-        description::encode_relations(&self.description, relations, self.weights, batch, progress)
+        let style = if self.is_trained() { DescriptionStyle::TypeTemplate } else { DescriptionStyle::KeywordList };
+        description::encode_relations(&self.description, relations, style, self.weights, batch, progress)
     }
-
-    fn zero_shot_parts(&self, batch: &PackedBatch, rows: &[EntityRows]) -> Result<Vec<Vec<f32>>> {
-        let bert = &self.description.bert;
-        let d = bert.config.hidden_size;
-        let hidden = bert.forward(batch)?;
-        let n = rows.len();
-        let (mut eh, mut et, mut markers, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; n * 2 * d], vec![0u32; n * 2 * d]);
-        entity_pool_forward(&hidden, d, rows, &mut eh, &mut et, &mut markers, &mut arg);
-        let mut context = vec![0.0; n * d];
-        crate::backend::cpu::pooling::mean_pool_forward(&hidden, &batch.starts, d, &mut context);
-        Ok((0..n)
-            .map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], self.weights))
-            .collect())
-    }
-}
-
-/// The zero-training part weights.
-fn zero_shot_weights() -> PartWeights {
-    PartWeights::from_alpha(DEFAULT_ALPHA)
 }
 
 /// The trained input side: `c = tanh(x − (x·x*/‖x*‖²) x*)` with `x = φ([H[#]; H[@]])` and
 /// `x* = softmax(q·Hᵀ) H`; `h = tanh(maxpool H[head])`, `t = tanh(maxpool H[tail])`.
-fn trained_parts(bert: &Bert, heads: &Heads, batch: &PackedBatch, rows: &[EntityRows], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
+fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
+    let batch = PackedBatch::new(&marked.iter().map(|m| &m.ids[..]).collect::<Vec<_>>());
+    let rows: Vec<EntityRows> = marked
+        .iter()
+        .zip(&batch.starts)
+        .map(|(m, &s)| EntityRows {
+            head: s + m.head.start..s + m.head.end,
+            tail: s + m.tail.start..s + m.tail.end,
+            head_marker: s + m.head_marker,
+            tail_marker: s + m.tail_marker,
+        })
+        .collect();
     let d = bert.config.hidden_size;
     let n = rows.len();
     // hidden: [T × d]
-    let hidden = bert.forward(batch)?;
+    let hidden = bert.forward(&batch)?;
     // eh, et: [n × d]; markers: [n × 2d]
     let (mut eh, mut et, mut markers, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; n * 2 * d], vec![0u32; n * 2 * d]);
-    entity_pool_forward(&hidden, d, rows, &mut eh, &mut et, &mut markers, &mut arg);
+    entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
     // x: [n × d]
     let mut x = vec![0.0; n * d];
     linear_forward(&markers, n, heads.context.weight.data(), heads.context.bias.data(), &mut x, Activation::Bias);

@@ -12,8 +12,8 @@ pub fn predict(matcher: &Matcher, examples: &[Example], candidates: &[Relation],
     let relation_vectors = matcher.encode_relations(candidates, batch, |_| {})?;
     let mut predictions = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch.max(1)) {
-        let marked = chunk.iter().map(|e| matcher.mark(&e.instance)).collect::<Result<Vec<_>>>()?;
-        for q in matcher.encode_queries(&marked)? {
+        let prepared = chunk.iter().map(|e| matcher.prepare(&e.instance)).collect::<Result<Vec<_>>>()?;
+        for q in matcher.encode_queries(&prepared)? {
             let scores = relation_vectors.iter().map(|r| r.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>());
             let best = scores.enumerate().fold((0, f32::NEG_INFINITY), |best, (i, s)| if s > best.1 { (i, s) } else { best });
             predictions.push(best.0);
@@ -24,9 +24,13 @@ pub fn predict(matcher: &Matcher, examples: &[Example], candidates: &[Relation],
 }
 
 /// Macro P/R/F1 and accuracy of `matcher` on the examples of `relations`, with those
-/// relations as the candidates.
-pub fn evaluate(matcher: &Matcher, examples: &[Example], descriptions: &[Relation], relations: &[String], batch: usize, progress: impl FnMut(usize)) -> Result<Scores> {
-    let candidates = relations
+/// relations as the candidates, or with every described relation when `all_candidates`.
+pub fn evaluate(
+    matcher: &Matcher, examples: &[Example], descriptions: &[Relation], relations: &[String], all_candidates: bool, batch: usize,
+    progress: impl FnMut(usize),
+) -> Result<Scores> {
+    let candidate_ids: Vec<String> = if all_candidates { descriptions.iter().map(|r| r.id.clone()).collect() } else { relations.to_vec() };
+    let candidates = candidate_ids
         .iter()
         .map(|id| descriptions.iter().find(|r| &r.id == id).cloned().ok_or_else(|| Error::Input(format!("relation {id} has no description"))))
         .collect::<Result<Vec<_>>>()?;

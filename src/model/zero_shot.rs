@@ -1,0 +1,90 @@
+//! The zero-training default: RE-Matching's three-part score computed from a plain
+//! pretrained sentence encoder, with no trained heads.
+//!
+//! Chosen by measurement on FewRel val_wiki (all 11,200 sentences; see ARCHITECTURE.md):
+//! - context `c`: the mean of the sentence's last hidden states over the word pieces of the
+//!   words strictly between the two entities (the words spanning both entities when they are
+//!   adjacent); the sentence is encoded without markers (pretrained marker states carry no
+//!   relation information);
+//! - head `h` / tail `t`: the sentence embedding of the entity's words alone;
+//! - description side: `d_ctx` = the description, `d_h`/`d_t` = the keyword list joined by
+//!   " , " (a plain list beats the "the entity types including" template here);
+//! - weights (context, head, tail) = (0.5, 0.2, 0.3).
+//!
+//! All `3n` sequences of a batch (sentences, heads, tails) run in one packed encoder pass.
+use super::bert::PackedBatch;
+use super::scoring::{combine_parts, PartWeights};
+use super::sentence::SentenceEncoder;
+use crate::backend::cpu::pooling::mean_pool_forward;
+use crate::error::{Error, Result};
+use crate::text::markers::WordInstance;
+
+pub const WEIGHTS: PartWeights = PartWeights { context: 0.5, head: 0.2, tail: 0.3 };
+pub const KEYWORD_SEPARATOR: &str = " , ";
+
+/// One tokenized query of the zero-training default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlainQuery {
+    /// The sentence without markers, `[CLS]` … `[SEP]`.
+    pub sentence: Vec<u32>,
+    /// Positions in `sentence` whose states average into `c` (non-empty).
+    pub context: Vec<usize>,
+    pub head: Vec<u32>,
+    pub tail: Vec<u32>,
+}
+
+/// Tokenizes an instance; text longer than `max_tokens` is an input error.
+pub fn prepare(encoder: &SentenceEncoder, instance: &WordInstance, max_tokens: usize) -> Result<PlainQuery> {
+    let words: Vec<&str> = instance.words.iter().map(String::as_str).collect();
+    let encoding = encoder.tokenizer.encode_words(&words)?;
+    if encoding.ids.len() > max_tokens {
+        return Err(Error::Input(format!("text is {} tokens long; the model takes at most {max_tokens}", encoding.ids.len())));
+    }
+    let (first, second) =
+        if instance.head.start < instance.tail.start { (&instance.head, &instance.tail) } else { (&instance.tail, &instance.head) };
+    let select = |lo: usize, hi: usize| -> Vec<usize> {
+        let in_range = |w: &Option<u32>| w.is_some_and(|w| (lo..hi).contains(&(w as usize)));
+        encoding.word_ids.iter().enumerate().filter(|(_, w)| in_range(w)).map(|(i, _)| i).collect()
+    };
+    let mut context = select(first.end, second.start);
+    if context.is_empty() {
+        context = select(first.start, second.end);
+    }
+    if context.is_empty() {
+        return Err(Error::Input("the entities produced no tokens".into()));
+    }
+    let entity = |span: &std::ops::Range<usize>| encoder.tokenize(&instance.words[span.clone()].join(" ")).map(|t| t.ids);
+    Ok(PlainQuery { sentence: encoding.ids, context, head: entity(&instance.head)?, tail: entity(&instance.tail)? })
+}
+
+/// Unit query vectors `[3d]`.
+pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery]) -> Result<Vec<Vec<f32>>> {
+    let n = queries.len();
+    let sequences: Vec<&[u32]> = queries
+        .iter()
+        .map(|q| &q.sentence[..])
+        .chain(queries.iter().map(|q| &q.head[..]))
+        .chain(queries.iter().map(|q| &q.tail[..]))
+        .collect();
+    let batch = PackedBatch::new(&sequences);
+    // hidden: [T × d]
+    let hidden = encoder.bert.forward(&batch)?;
+    let d = encoder.dim();
+    // pooled: [3n × d] (only the entity rows are used)
+    let mut pooled = vec![0.0f32; 3 * n * d];
+    mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
+    Ok(queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut context = vec![0.0f32; d];
+            for &p in &q.context {
+                let row = &hidden[(batch.starts[i] + p) * d..][..d];
+                context.iter_mut().zip(row).for_each(|(c, v)| *c += v);
+            }
+            let head = &pooled[(n + i) * d..][..d];
+            let tail = &pooled[(2 * n + i) * d..][..d];
+            combine_parts([&context, head, tail], WEIGHTS)
+        })
+        .collect())
+}
