@@ -98,7 +98,7 @@ impl Info {
             precision: h.precision,
             mode: h.mode,
             fingerprint: h.fingerprint.clone(),
-            hnsw: (h.mode == SearchMode::Hnsw).then(|| HnswInfo {
+            hnsw: (h.mode == SearchMode::Hnsw).then_some(HnswInfo {
                 m: h.hnsw.m as usize,
                 m0: h.hnsw.m0 as usize,
                 ef_construction: h.hnsw.ef_construction as usize,

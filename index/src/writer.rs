@@ -80,7 +80,7 @@ impl Default for IndexOptions {
             hnsw: HnswParams::default(),
             fingerprint: String::new(),
             threads: 0,
-            seed: 0x726d_78,
+            seed: 0x0072_6d78,
         }
     }
 }
