@@ -421,7 +421,7 @@ struct Worker {
 pub(crate) fn build(st: &Store, p: BuildParams) -> Built {
     let n = st.n;
     assert!(n > 0 && n < u32::MAX as usize);
-    let mut rng = p.seed ^ 0x5EED_0F_4E57;
+    let mut rng = p.seed ^ 0x005E_ED0F_4E57;
     let mult = 1.0 / (p.m.max(2) as f64).ln();
     let mut levels = Vec::with_capacity(n);
     let mut upper_start = Vec::with_capacity(n);

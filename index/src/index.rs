@@ -98,7 +98,7 @@ impl Info {
             precision: h.precision,
             mode: h.mode,
             fingerprint: h.fingerprint.clone(),
-            hnsw: (h.mode == SearchMode::Hnsw).then(|| HnswInfo {
+            hnsw: (h.mode == SearchMode::Hnsw).then_some(HnswInfo {
                 m: h.hnsw.m as usize,
                 m0: h.hnsw.m0 as usize,
                 ef_construction: h.hnsw.ef_construction as usize,
@@ -236,8 +236,11 @@ impl Index {
             // Too short to be an index: decode what is there for a precise error.
             let mut b = Vec::new();
             f.read_to_end(&mut b).map_err(io(&file))?;
-            Header::decode(&file, &b)?;
-            unreachable!("a file shorter than the fixed header never decodes");
+            return Err(Header::decode(&file, &b).err().unwrap_or(Error::Corrupt {
+                path: file,
+                section: "header",
+                reason: format!("file truncated to {len} bytes"),
+            }));
         }
         // SAFETY: read-only shared mapping. rmx never modifies a published data file (new
         // indexes are renamed into place), and every access through the mapping is bounds-

@@ -80,7 +80,7 @@ impl Default for IndexOptions {
             hnsw: HnswParams::default(),
             fingerprint: String::new(),
             threads: 0,
-            seed: 0x726d_78,
+            seed: 0x0072_6d78,
         }
     }
 }
@@ -252,9 +252,8 @@ impl IndexWriter {
     /// Build the graph (if any), write everything, fsync and move the index into place,
     /// replacing an existing index at the destination only now that the build succeeded.
     pub fn finish(mut self) -> Result<Info> {
-        let r = self.finish_inner();
         // On error, Drop removes the temporary directory; `dest` was not touched.
-        r
+        self.finish_inner()
     }
 
     fn finish_inner(&mut self) -> Result<Info> {
