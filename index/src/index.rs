@@ -30,6 +30,10 @@ pub struct Relation<'a> {
     pub meta: &'a str,
 }
 
+/// Above this many bytes of metadata, `open` leaves the metadata checksums to
+/// [`Index::verify`]: every metadata access is bounds- and UTF-8-checked regardless.
+pub const META_CHECK_ON_OPEN_MAX_BYTES: u64 = 16 << 20;
+
 /// Options of [`Index::open_with`].
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
@@ -37,7 +41,9 @@ pub struct OpenOptions {
     /// exactly this encoder fingerprint.
     pub expected_fingerprint: Option<String>,
     /// Verify the checksums of the metadata sections (offsets, string heap, id table) on
-    /// open. Default true. Turning it off makes opening O(1) for any label-set size; every
+    /// open, when they total at most [`META_CHECK_ON_OPEN_MAX_BYTES`] (≈ 100k relations;
+    /// hashing them costs at most a few milliseconds), so that opening time stays bounded
+    /// for any label-set size. Default true. Turning it off makes opening O(1) for any label-set size; every
     /// metadata access is bounds- and UTF-8-checked anyway, so a damaged metadata section
     /// then yields `None` from [`Index::relation`] instead of an open error.
     pub verify_meta: bool,
@@ -277,8 +283,10 @@ impl Index {
         idx.u32s(Section::GraphLevel0)?;
         idx.u32s(Section::GraphUpper)?;
         idx.vectors()?;
-        if opts.verify_meta {
-            for s in [Section::MetaOffsets, Section::MetaHeap, Section::IdTable] {
+        let meta_sections = [Section::MetaOffsets, Section::MetaHeap, Section::IdTable];
+        let meta_bytes: u64 = meta_sections.iter().map(|&s| idx.h.sections[s as usize].len).sum();
+        if opts.verify_meta && meta_bytes <= META_CHECK_ON_OPEN_MAX_BYTES {
+            for s in meta_sections {
                 idx.check_sum(s)?;
             }
         }

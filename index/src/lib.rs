@@ -36,5 +36,5 @@ mod writer;
 pub use error::{Error, Result};
 pub use format::{Precision, SearchMode, DATA_FILE, FORMAT_VERSION};
 pub use hash::xxh64;
-pub use index::{Hit, HnswInfo, Index, Info, OpenOptions, Relation, SectionInfo};
+pub use index::{Hit, HnswInfo, Index, Info, OpenOptions, Relation, SectionInfo, META_CHECK_ON_OPEN_MAX_BYTES};
 pub use writer::{BuildMode, HnswParams, IndexOptions, IndexWriter, AUTO_HNSW_THRESHOLD};
