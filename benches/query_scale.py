@@ -69,16 +69,33 @@ def main():
         print(f"{name:>16}: whole-process query {results[name]:.1f} ms (median of {args.runs})")
 
     val = json.load(open(os.path.join(args.data, "fewrel/val_wiki.json")))
-    lines = []
+    lines, gold = [], []
     for rel, items in val.items():
         for it in items:
             lines.append(json.dumps({"tokens": it["tokens"], "h": {"pos": [min(it["h"][2][0]), max(it["h"][2][0]) + 1]},
                                      "t": {"pos": [min(it["t"][2][0]), max(it["t"][2][0]) + 1]}}))
-    lines = lines[:: max(1, len(lines) // args.stream)][: args.stream]
-    dt, out = run([args.rmx, "query", "--index", os.path.join(cache, "index-fewrel-80"), "-k", "1", "--batch-size", "64"], "\n".join(lines) + "\n")
+            gold.append(rel)
+    step = max(1, len(lines) // args.stream)
+    lines, gold = lines[::step][: args.stream], gold[::step][: args.stream]
+    stream = "\n".join(lines) + "\n"
+    dt, out = run([args.rmx, "query", "--index", os.path.join(cache, "index-fewrel-80"), "-k", "1", "--batch-size", "64"], stream)
     words = sum(len(json.loads(l)["tokens"]) for l in lines)
     print(f"streaming: {len(lines)} FewRel sentences in {dt:.1f} s = {len(lines)/dt:.0f} sentences/s ({words/dt:.0f} words/s, whole process)")
-    print(json.dumps({"query_ms": results, "stream_sentences_per_s": len(lines) / dt}))
+
+    # f16 storage: same queries against an f16 copy of the 80-relation index.
+    f16 = os.path.join(cache, "index-fewrel-80-f16")
+    if not os.path.exists(os.path.join(f16, "index.rmx")):
+        run([args.rmx, "index", "build", sets["fewrel-80"], "-o", f16, "--precision", "f16"])
+    _, out16 = run([args.rmx, "query", "--index", f16, "-k", "1", "--batch-size", "64"], stream)
+    top32 = [json.loads(l)["results"][0] for l in out.splitlines()]
+    top16 = [json.loads(l)["results"][0] for l in out16.splitlines()]
+    agree = sum(a["id"] == b["id"] for a, b in zip(top32, top16)) / len(top32)
+    max_err = max(abs(a["score"] - b["score"]) for a, b in zip(top32, top16))
+    acc32 = sum(a["id"] == g for a, g in zip(top32, gold)) / len(gold)
+    acc16 = sum(a["id"] == g for a, g in zip(top16, gold)) / len(gold)
+    print(f"f16 vs f32 (80 candidates): top-1 agreement {agree:.4f}, max score difference {max_err:.2e}, accuracy {acc16:.4f} vs {acc32:.4f}")
+    print(json.dumps({"query_ms": results, "stream_sentences_per_s": len(lines) / dt, "f16_top1_agreement": agree,
+                      "f16_max_score_diff": max_err, "accuracy_f32": acc32, "accuracy_f16": acc16}))
 
 
 if __name__ == "__main__":
