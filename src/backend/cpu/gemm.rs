@@ -135,6 +135,8 @@ const MC: usize = 72;
 const NC: usize = 768;
 /// Below this many flops (2mnk) one thread does the whole product.
 const PAR_MIN_FLOPS: usize = 1 << 21;
+/// Rectangles of C per rayon thread (when the product is split at all).
+const TASKS_PER_THREAD: usize = 4;
 /// Largest tile of any kernel (`MR × NR`): the scratch tile for right-edge panels.
 const MAX_TILE: usize = 12 * 32;
 
@@ -181,19 +183,21 @@ impl Strips {
 }
 
 impl Job<'_> {
-    /// Splits C into one rectangle per thread and computes them in parallel.
+    /// Splits C into a grid of `tm × tn` rectangles and computes them in parallel.
     ///
-    /// Each part packs the B columns it needs and reads (or packs) the A rows it needs, so a
-    /// split along m duplicates B packing and a split along n duplicates A reading: the grid
-    /// `tm × tn` minimising `tm·n + tn·m` is chosen (big batches split m, one sentence n).
+    /// Each rectangle packs the B columns it needs and reads (or packs) the A rows it needs,
+    /// so splitting m duplicates B packing and splitting n duplicates A reads: the grid that
+    /// minimises `tm·n + tn·m` is chosen (a big batch splits m, one sentence splits n).
+    /// There are `TASKS_PER_THREAD` rectangles per thread, so that rayon's work stealing
+    /// evens out a core that is slower or shared with another process.
     fn run<K: MicroKernel>(&self) {
         let (m, k, n) = (self.a.rows, self.a.cols, self.b.cols);
         let strips = Strips::new(m, K::MR);
         let panels = n.div_ceil(K::NR);
         let threads = if 2 * m * n * k < PAR_MIN_FLOPS { 1 } else { rayon::current_num_threads() };
-        let (tm, tn) = (1..=threads)
-            .filter(|t| threads % t == 0 && *t <= strips.count && threads / t <= panels)
-            .map(|tm| (tm, threads / tm))
+        let tasks = if threads == 1 { 1 } else { threads * TASKS_PER_THREAD };
+        let (tm, tn) = (1..=tasks.min(strips.count))
+            .map(|tm| (tm, tasks.div_ceil(tm).min(panels)))
             .min_by_key(|&(tm, tn)| tm * n + tn * m)
             .unwrap_or((1, 1));
         let part = |t: usize| {
