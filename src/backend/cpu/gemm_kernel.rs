@@ -59,25 +59,49 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
     // SAFETY: the caller guarantees the ISA and that every pointer below stays in bounds.
     unsafe {
         let mut acc = [[V::zero(); NV]; R];
-        let mut bp = b;
-        for p in 0..kc {
-            let mut bv = [V::zero(); NV];
-            for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = V::load(bp.add(v * V::LANES));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = V::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
-                for (acc, bv) in acc.iter_mut().zip(bv) {
-                    *acc = x.mul_add(bv, *acc);
-                }
-            }
-            bp = bp.wrapping_add(NV * V::LANES);
+        let mut p = 0;
+        while p + 4 <= kc {
+            step::<V, R, NV, PACKED>(&mut acc, a, b, p);
+            step::<V, R, NV, PACKED>(&mut acc, a, b, p + 1);
+            step::<V, R, NV, PACKED>(&mut acc, a, b, p + 2);
+            step::<V, R, NV, PACKED>(&mut acc, a, b, p + 3);
+            p += 4;
+        }
+        while p < kc {
+            step::<V, R, NV, PACKED>(&mut acc, a, b, p);
+            p += 1;
         }
         for (r, acc) in acc.iter().enumerate() {
             for (v, &acc) in acc.iter().enumerate() {
                 let p = c.add(r * ldc + v * V::LANES);
                 let sum = if accumulate { V::load(p).add(acc) } else { acc };
                 sum.store(p);
+            }
+        }
+    }
+}
+
+/// One depth step of [`tile`]: `acc += A[.., p] · B[p, ..]`.
+///
+/// # Safety
+/// As [`tile`], for this `p < kc`.
+#[inline(always)]
+unsafe fn step<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
+    acc: &mut [[V; NV]; R],
+    a: APanel,
+    b: *const f32,
+    p: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mut bv = [V::zero(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = V::load(b.add((p * NV + v) * V::LANES));
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = V::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
+            for (acc, bv) in acc.iter_mut().zip(bv) {
+                *acc = x.mul_add(bv, *acc);
             }
         }
     }
