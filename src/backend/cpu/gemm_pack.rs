@@ -84,8 +84,8 @@ mod x86 {
     pub(super) unsafe fn pack_transposed_avx2(src: &[f32], cs: usize, kc: usize, nr: usize, out: &mut [f32]) {
         let (s, o) = (src.as_ptr(), out.as_mut_ptr());
         let kc8 = kc - kc % 8;
-        for j in (0..nr).step_by(8) {
-            for p in (0..kc8).step_by(8) {
+        for p in (0..kc8).step_by(8) {
+            for j in (0..nr).step_by(8) {
                 // SAFETY: rows `j..j+8` of `src` hold `kc >= p+8` floats each, and
                 // `out` holds rows `p..p+8` of `nr >= j+8` floats (caller's bounds).
                 unsafe {
@@ -95,10 +95,10 @@ mod x86 {
                     }
                 }
             }
-            for p in kc8..kc {
-                for t in 0..8 {
-                    out[p * nr + j + t] = src[(j + t) * cs + p];
-                }
+        }
+        for p in kc8..kc {
+            for j in 0..nr {
+                out[p * nr + j] = src[j * cs + p];
             }
         }
     }
