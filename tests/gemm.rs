@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rmx::backend::cpu::gemm::{gemm_reference, gemm_with_isa, Epilogue, MatRef};
+use rmx::backend::cpu::gemm::{gemm_packed, gemm_reference, gemm_with_isa, Epilogue, MatRef, PackedB};
 use rmx::backend::cpu::simd::Isa;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -122,20 +122,32 @@ fn check(isa: Isa, case: &Case) {
 
     let (mut want, want_epi) = (c0.clone(), recorder());
     gemm_reference(a, b, &mut want, ldc, accumulate, &want_epi);
-    let (mut got, got_epi) = (c0.clone(), recorder());
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_with_isa(isa, a, b, &mut got, ldc, accumulate, &got_epi));
+    compare(&format!("{isa:?} {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+    let packed = PackedB::with_isa(isa, b);
+    assert_eq!(packed.shape(), (k, n));
+    let (mut got, got_epi) = (c0.clone(), recorder());
+    pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
+    compare(&format!("{isa:?} packed B {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+}
 
+/// Panics unless `got` (C after the product) and what its epilogue saw match the reference.
+#[allow(clippy::too_many_arguments)]
+fn compare(what: &str, case: &Case, a: MatRef, b: MatRef, c0: &[f32], want: &[f32], want_epi: &Recorder, got: &[f32], got_epi: &Recorder) {
+    let Case { m, k, n, ldc_pad, accumulate, .. } = *case;
+    let ldc = n + ldc_pad;
     for i in 0..m {
         for j in 0..ldc {
             let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
             if j >= n {
-                assert_eq!(g.to_bits(), c0[i * ldc + j].to_bits(), "{isa:?} {case:?}: padding C[{i},{j}] written");
+                assert_eq!(g.to_bits(), c0[i * ldc + j].to_bits(), "{what}: padding C[{i},{j}] written");
                 continue;
             }
             let e = i * n + j;
             let visits = got_epi.visits[e].load(Ordering::Relaxed);
-            assert_eq!(visits, 1, "{isa:?} {case:?}: epilogue saw C[{i},{j}] {visits} times");
+            assert_eq!(visits, 1, "{what}: epilogue saw C[{i},{j}] {visits} times");
             let scale: f32 = (0..k).map(|p| (a.at(i, p) * b.at(p, j)).abs()).sum::<f32>()
                 + if accumulate { c0[i * ldc + j].abs() } else { 0.0 };
             let tol = 1e-5 * (k as f32 + 1.0) * scale + 1e-6;
@@ -143,9 +155,9 @@ fn check(isa: Isa, case: &Case) {
             let want_seen = f32::from_bits(want_epi.seen[e].load(Ordering::Relaxed));
             assert!(
                 (seen - want_seen).abs() <= tol,
-                "{isa:?} {case:?}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}"
+                "{what}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}"
             );
-            assert!((g - w).abs() <= tol, "{isa:?} {case:?}: C[{i},{j}] = {g}, want {w} (tol {tol})");
+            assert!((g - w).abs() <= tol, "{what}: C[{i},{j}] = {g}, want {w} (tol {tol})");
         }
     }
 }

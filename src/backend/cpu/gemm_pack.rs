@@ -3,15 +3,37 @@
 
 use super::gemm::MatRef;
 use std::cell::Cell;
+use std::ops::Range;
 
-/// One cache line of floats: the unit of scratch allocation, so packed panels are aligned.
+/// One cache line of floats: the unit of allocation, so packed panels are aligned.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
+/// A 64-byte-aligned, zero-initialised buffer of floats.
+#[derive(Default)]
+pub(crate) struct Aligned(Vec<Line>);
+
+impl Aligned {
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Aligned(vec![Line([0.0; 16]); len.div_ceil(16)])
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with size 64 and no padding, so the
+        // lines are exactly `16 * len` contiguous, initialised floats.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<f32>(), self.0.len() * 16) }
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`, borrowed mutably once through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<f32>(), self.0.len() * 16) }
+    }
+}
+
 thread_local! {
     /// Packing scratch of the current thread, kept between calls.
-    static SCRATCH: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
+    static SCRATCH: Cell<Aligned> = const { Cell::new(Aligned(Vec::new())) };
 }
 
 /// Runs `f` on at least `len` floats of 64-byte-aligned scratch owned by this thread.
@@ -19,28 +41,24 @@ thread_local! {
 /// The buffer is taken out of the thread-local while `f` runs, so a nested call (an
 /// epilogue that itself multiplies) gets its own buffer instead of aliasing this one.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut lines = SCRATCH.take();
-    if lines.len() * 16 < len {
-        lines = vec![Line([0.0; 16]); len.div_ceil(16)];
+    let mut buf = SCRATCH.take();
+    if buf.as_slice().len() < len {
+        buf = Aligned::zeroed(len);
     }
-    let out = f(as_floats(&mut lines));
-    SCRATCH.set(lines);
+    let out = f(buf.as_mut_slice());
+    SCRATCH.set(buf);
     out
 }
 
-fn as_floats(lines: &mut [Line]) -> &mut [f32] {
-    // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with size 64 and no padding, so the
-    // lines are exactly `16 * len` contiguous, initialised floats borrowed mutably once.
-    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), lines.len() * 16) }
-}
-
-/// Packs `B[pc..pc+kc, jc..jc+nc]` into `ceil(nc / nr)` panels: panel `q`, row `p` holds
-/// `B[pc+p, jc+q*nr..][..nr]` at `out[(q*kc + p)*nr..]`, zero-padded past column `nc`.
-/// `avx2` enables the AVX2 transposing copy for column-major `B` (`rs == 1`).
-pub(crate) fn pack_b(b: MatRef, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &mut [f32], avx2: bool) {
-    for (q, out) in out[..nc.div_ceil(nr) * kc * nr].chunks_exact_mut(kc * nr).enumerate() {
-        let j0 = jc + q * nr;
-        let w = nr.min(jc + nc - j0);
+/// Packs `B[depth, cols]` into `ceil(cols.len() / nr)` panels: panel `q`, row `p` holds
+/// `B[depth.start + p, cols.start + q*nr..][..nr]` at `out[(q*kc + p)*nr..]` (`kc` the
+/// depth), zero-padded past the last column. `avx2` enables the AVX2 transposing copy for
+/// column-major `B` (`rs == 1`).
+pub(crate) fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [f32], avx2: bool) {
+    let (pc, kc) = (depth.start, depth.len());
+    for (q, out) in out[..cols.len().div_ceil(nr) * kc * nr].chunks_exact_mut(kc * nr).enumerate() {
+        let j0 = cols.start + q * nr;
+        let w = nr.min(cols.end - j0);
         if w == nr && b.cs == 1 {
             for (p, row) in out.chunks_exact_mut(nr).enumerate() {
                 let start = (pc + p) * b.rs + j0;
