@@ -115,7 +115,7 @@ impl PackedB {
         for pc in (0..k).step_by(kc_max.max(1)) {
             let kc = kc_max.min(k - pc);
             let out = &mut panels.as_mut_slice()[pc * n.next_multiple_of(nr)..];
-            pack_b(b, pc..pc + kc, 0..n, nr, out, isa >= Isa::Avx2);
+            pack_b(b, pc..pc + kc, 0..n, nr, out, avx2_pack(isa));
         }
         PackedB { isa, k, n, panels }
     }
@@ -144,6 +144,12 @@ fn nr(isa: Isa) -> usize {
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("x86 instruction sets are never available elsewhere"),
     }
+}
+
+/// Whether the kernels of `isa` pack with the AVX2 transposing copy: the vector paths do,
+/// when the CPU has AVX2 (every AVX-512 CPU so far has, but that is checked, not assumed).
+fn avx2_pack(isa: Isa) -> bool {
+    isa != Isa::Scalar && Isa::available().contains(&Isa::Avx2)
 }
 
 /// Depth of the packed blocks for `k` and panel width `nr`: `k` cut into equal blocks of at
@@ -182,7 +188,7 @@ fn launch(
         return;
     }
     assert!(Isa::available().contains(&isa), "this CPU cannot run {} kernels", isa.name());
-    let job = Job { a, b, n, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, avx2_pack: isa >= Isa::Avx2 };
+    let job = Job { a, b, n, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, avx2_pack: avx2_pack(isa) };
     match isa {
         Isa::Scalar => job.run::<Scalar>(),
         #[cfg(target_arch = "x86_64")]

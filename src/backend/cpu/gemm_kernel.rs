@@ -40,7 +40,9 @@ pub(crate) trait MicroKernel {
     unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
 }
 
-/// The tile body: `R × (NV · LANES)` accumulators held in registers. `A` is either packed
+/// The tile body: `R × (NV · LANES)` accumulators held in registers, the depth loop
+/// unrolled `U` times (AVX-512 uses 1: unrolling its 12 × 32 tile makes LLVM hoist the
+/// broadcasts of later steps and spill them). `A` is either packed
 /// (`PACKED`: `rs = 1`, `cs = R`) or read in place with contiguous rows (`cs = 1`); fixing
 /// one stride at compile time keeps the address arithmetic out of the FMA loop.
 ///
@@ -48,7 +50,7 @@ pub(crate) trait MicroKernel {
 /// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`, and `a` laid out as
 /// `PACKED` says.
 #[inline(always)]
-unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
+unsafe fn tile<V: Vector, const R: usize, const NV: usize, const U: usize, const PACKED: bool>(
     kc: usize,
     a: APanel,
     b: *const f32,
@@ -60,12 +62,11 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
     unsafe {
         let mut acc = [[V::zero(); NV]; R];
         let mut p = 0;
-        while p + 4 <= kc {
-            step::<V, R, NV, PACKED>(&mut acc, a, b, p);
-            step::<V, R, NV, PACKED>(&mut acc, a, b, p + 1);
-            step::<V, R, NV, PACKED>(&mut acc, a, b, p + 2);
-            step::<V, R, NV, PACKED>(&mut acc, a, b, p + 3);
-            p += 4;
+        while p + U <= kc {
+            for u in 0..U {
+                step::<V, R, NV, PACKED>(&mut acc, a, b, p + u);
+            }
+            p += U;
         }
         while p < kc {
             step::<V, R, NV, PACKED>(&mut acc, a, b, p);
@@ -112,7 +113,7 @@ unsafe fn step<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
 /// # Safety
 /// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`.
 #[inline(always)]
-unsafe fn tile_any<V: Vector, const R: usize, const NV: usize>(
+unsafe fn tile_any<V: Vector, const R: usize, const NV: usize, const U: usize>(
     kc: usize,
     a: APanel,
     b: *const f32,
@@ -123,10 +124,10 @@ unsafe fn tile_any<V: Vector, const R: usize, const NV: usize>(
     // SAFETY: forwarded contract; the branch picks the layout `a` has.
     unsafe {
         if a.cs == 1 {
-            tile::<V, R, NV, false>(kc, a, b, c, ldc, accumulate)
+            tile::<V, R, NV, U, false>(kc, a, b, c, ldc, accumulate)
         } else {
             debug_assert!(a.rs == 1 && a.cs == R, "A strip neither packed nor row-contiguous");
-            tile::<V, R, NV, true>(kc, a, b, c, ldc, accumulate)
+            tile::<V, R, NV, U, true>(kc, a, b, c, ldc, accumulate)
         }
     }
 }
@@ -193,7 +194,7 @@ impl<const MR: usize, const NV: usize> MicroKernel for Portable<MR, NV> {
         debug_assert!(rows <= MR);
         // SAFETY: forwarded contract; portable code needs no particular ISA.
         unsafe {
-            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV>(kc, a, b, c, ldc, accumulate))
+            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV, 4>(kc, a, b, c, ldc, accumulate))
         }
     }
 }
@@ -288,7 +289,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
-        unsafe { tile_any::<F32x8, R, 2>(kc, a, b, c, ldc, accumulate) }
+        unsafe { tile_any::<F32x8, R, 2, 4>(kc, a, b, c, ldc, accumulate) }
     }
 
     impl MicroKernel for Avx2 {
@@ -309,7 +310,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
-        unsafe { tile_any::<F32x16, R, 2>(kc, a, b, c, ldc, accumulate) }
+        unsafe { tile_any::<F32x16, R, 2, 1>(kc, a, b, c, ldc, accumulate) }
     }
 
     impl MicroKernel for Avx512 {
