@@ -7,10 +7,13 @@
 //! - The epilogue runs exactly once on every element of `C` after its sum is complete, while
 //!   the block is still in cache (bias, bias+GELU, bias+residual, …).
 //!
-//! Implementation: BLIS-style. B is packed per `KC × NC` block into `NR`-wide panels, A is
-//! read in place when its rows are contiguous (packed otherwise), and a register-blocked
-//! `MR × NR` microkernel ([`super::gemm_kernel`]) runs over `MC`-row blocks. Threads
-//! (rayon) each take a rectangle of C. The epilogue runs on each finished `MC × NC` block.
+//! Implementation: BLIS-style. B is packed per `kc × NC` block into `NR`-wide panels
+//! ([`super::gemm_pack`]; or once for all calls, [`PackedB`]), A is read in place when its
+//! rows are contiguous (packed otherwise), and a register-blocked `MR × NR` microkernel
+//! ([`super::gemm_kernel`]: 6 × 16 AVX2+FMA, 12 × 32 AVX-512F, 4 × 8 portable) runs over
+//! `MC`-row blocks. C is cut into a grid of rectangles, a few per rayon thread (rows for a
+//! batch, columns for one sentence). The epilogue runs on each finished `MC × NC` block,
+//! right after its last depth block has been added.
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
@@ -247,7 +250,7 @@ const MAX_TILE: usize = 12 * 32;
 struct CPtr(*mut f32);
 
 // SAFETY: every task of one `Job` writes a rectangle of C disjoint from the others', and the
-// `&mut [f32]` it came from is borrowed by `gemm_with_isa` until all tasks have finished.
+// `&mut [f32]` it came from is borrowed by `launch` until all tasks have finished.
 unsafe impl Send for CPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for CPtr {}
@@ -264,8 +267,9 @@ struct Job<'a> {
     avx2_pack: bool,
 }
 
-/// The rows of A cut into `count` strips of `MR` or `MR - 1` rows (fewer only when
-/// `m < MR - 1`): balanced, so no strip is a thin remainder that runs at low throughput.
+/// The rows of A cut into `ceil(m / MR)` strips whose heights differ by at most one (37 rows
+/// on AVX2: 6, 6, 5, 5, 5, 5, 5), so no strip is a thin remainder that runs at low
+/// throughput.
 #[derive(Clone, Copy)]
 struct Strips {
     size: usize,
@@ -398,7 +402,7 @@ impl Job<'_> {
     ) {
         debug_assert!(b_panel.len() >= kc * K::NR && rows <= K::MR);
         if width == K::NR {
-            // SAFETY: the kernel ISA was checked by `gemm_with_isa`; `a` points at a strip
+            // SAFETY: the kernel ISA was checked by `launch`; `a` points at a strip
             // of `rows × kc` readable floats (checked view or packed scratch); `b_panel`
             // holds `kc × NR` floats; the C tile lies inside the checked `c` slice and in
             // this part's rectangle, which no other thread touches.
