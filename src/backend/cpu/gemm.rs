@@ -370,7 +370,15 @@ impl Job<'_> {
                         for (q, j0) in (jc..jc + nc).step_by(K::NR).enumerate() {
                             let b_panel = &b_block[q * kc * K::NR..(q + 1) * kc * K::NR];
                             for (s, panel) in block.clone().zip(panels) {
-                                self.tile::<K>(strips.get(s), j0, (jc + nc - j0).min(K::NR), kc, *panel, b_panel, accumulate);
+                                self.tile::<K>(
+                                    strips.get(s),
+                                    j0,
+                                    (jc + nc - j0).min(K::NR),
+                                    kc,
+                                    *panel,
+                                    b_panel,
+                                    accumulate,
+                                );
                             }
                         }
                         if kb + 1 == k_blocks {

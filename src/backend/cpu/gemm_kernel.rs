@@ -287,7 +287,14 @@ mod x86 {
     /// # Safety
     /// As [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    unsafe fn avx2_tile<const R: usize>(
+        kc: usize,
+        a: APanel,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
         unsafe { tile_any::<F32x8, R, 2, 4>(kc, a, b, c, ldc, accumulate) }
     }
@@ -308,7 +315,14 @@ mod x86 {
     /// # Safety
     /// As [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    unsafe fn avx512_tile<const R: usize>(
+        kc: usize,
+        a: APanel,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
         unsafe { tile_any::<F32x16, R, 2, 1>(kc, a, b, c, ldc, accumulate) }
     }
@@ -319,7 +333,9 @@ mod x86 {
         #[inline]
         unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
             // SAFETY: forwarded contract.
-            unsafe { dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512_tile::<R>(kc, a, b, c, ldc, accumulate)) }
+            unsafe {
+                dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512_tile::<R>(kc, a, b, c, ldc, accumulate))
+            }
         }
     }
 }
