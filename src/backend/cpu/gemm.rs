@@ -179,7 +179,8 @@ fn launch(
         return;
     }
     assert!(m == 1 || ldc >= n, "C rows overlap (ldc < n)");
-    assert!(c.len() >= (m - 1) * ldc + n, "C out of bounds");
+    let c_end = (m - 1).checked_mul(ldc).and_then(|start| start.checked_add(n));
+    assert!(c_end.is_some_and(|end| end <= c.len()), "C out of bounds");
     if k == 0 {
         for i in 0..m {
             let row = &mut c[i * ldc..i * ldc + n];
