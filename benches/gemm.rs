@@ -4,13 +4,13 @@
 //! `cargo bench --bench gemm`; `RMX_ISA=scalar|avx2|avx512` forces a kernel set.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rmx::backend::cpu::gemm::{gemm, MatRef, Plain};
+use rmx::backend::cpu::gemm::{gemm, gemm_packed, MatRef, PackedB, Plain};
 use rmx::backend::cpu::simd::Isa;
 use std::hint::black_box;
 use std::time::Instant;
 
 /// (m, k, n): a batch of 32 × 64 tokens, then one 37-token sentence; B is a `Linear` weight
-/// `[n, k]` viewed transposed.
+/// `[n, k]` viewed transposed (packed per call, and pre-packed once: `_prepacked`).
 const SHAPES: [(usize, usize, usize); 6] =
     [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384), (37, 384, 384), (37, 384, 1536), (37, 1536, 384)];
 
@@ -26,9 +26,17 @@ fn bench_gemm(c: &mut Criterion) {
         let (x, w) = (filled(m * k, 1), filled(n * k, 2));
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        let (a, b) = (MatRef::row_major(&x, m, k), MatRef::transposed(&w, n, k));
         group.bench_function(format!("{m}x{k}x{n}"), |bench| {
             bench.iter(|| {
-                gemm(MatRef::row_major(&x, m, k), MatRef::transposed(&w, n, k), &mut out, n, false, &Plain);
+                gemm(a, b, &mut out, n, false, &Plain);
+                black_box(&mut out);
+            })
+        });
+        let packed = PackedB::new(b);
+        group.bench_function(format!("{m}x{k}x{n}_prepacked"), |bench| {
+            bench.iter(|| {
+                gemm_packed(a, &packed, &mut out, n, false, &Plain);
                 black_box(&mut out);
             })
         });
@@ -37,20 +45,24 @@ fn bench_gemm(c: &mut Criterion) {
 }
 
 /// Prints the FMA peak of one core and of all rayon threads, measured with independent
-/// FMA chains (enough of them to cover latency × issue width).
+/// FMA chains (enough of them to cover latency × issue width): the best of many short runs,
+/// so that a machine shared with other work still shows what its cores can do.
 fn report_fma_peak() {
+    let threads = rayon::current_num_threads();
     let one = fma_gflops(1);
-    let all = fma_gflops(rayon::current_num_threads());
-    eprintln!("FMA peak ({}): 1 thread {one:.1} GFLOP/s, {} threads {all:.1} GFLOP/s", Isa::current().name(), rayon::current_num_threads());
+    let all = fma_gflops(threads);
+    eprintln!("FMA peak ({}): 1 thread {one:.1} GFLOP/s, {threads} threads {all:.1} GFLOP/s", Isa::current().name());
 }
 
 fn fma_gflops(threads: usize) -> f64 {
-    const ITERS: u64 = 200_000_000;
-    let start = Instant::now();
-    let flops: u64 = rayon::broadcast(|ctx| if ctx.index() < threads { black_box(fma_loop(ITERS / 8)) } else { 0 })
-        .into_iter()
-        .sum();
-    flops as f64 / start.elapsed().as_secs_f64() / 1e9
+    (0..200)
+        .map(|_| {
+            let start = Instant::now();
+            let flops: u64 =
+                rayon::broadcast(|ctx| if ctx.index() < threads { fma_loop(100_000) } else { 0 }).into_iter().sum();
+            flops as f64 / start.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Runs `iters` rounds of the FMA loop of the best instruction set; returns the flops done.

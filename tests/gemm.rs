@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rmx::backend::cpu::gemm::{gemm_reference, gemm_with_isa, Epilogue, MatRef};
+use rmx::backend::cpu::gemm::{gemm_packed, gemm_reference, gemm_with_isa, Epilogue, MatRef, PackedB};
 use rmx::backend::cpu::simd::Isa;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -18,11 +18,7 @@ enum Layout {
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
-    prop_oneof![
-        (0..3usize).prop_map(|pad| Layout::RowMajor { pad }),
-        Just(Layout::Transposed),
-        Just(Layout::Strided),
-    ]
+    prop_oneof![(0..3usize).prop_map(|pad| Layout::RowMajor { pad }), Just(Layout::Transposed), Just(Layout::Strided),]
 }
 
 /// Deterministic pseudo-random values in [-1, 1), some exactly zero.
@@ -34,7 +30,11 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
             s ^= s >> 7;
             s ^= s << 17;
             let x = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-            if s % 17 == 0 { 0.0 } else { x }
+            if s % 17 == 0 {
+                0.0
+            } else {
+                x
+            }
         })
         .collect()
 }
@@ -85,22 +85,26 @@ struct Case {
 /// Sizes with the edges that matter: 1, odd, just around MR (4, 6, 12), NR (8, 16, 32)
 /// and KC (256) multiples, plus arbitrary ones.
 fn size(max: usize) -> impl Strategy<Value = usize> {
-    prop_oneof![
-        1..=max,
-        prop::sample::select(vec![1usize, 2, 3, 5, 6, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 37, 48]),
-    ]
+    prop_oneof![1..=max, prop::sample::select(vec![1usize, 2, 3, 5, 6, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 37, 48]),]
 }
 
 fn depth() -> impl Strategy<Value = usize> {
-    prop_oneof![
-        0..=70usize,
-        prop::sample::select(vec![0usize, 1, 2, 255, 256, 257, 384, 511, 513]),
-    ]
+    prop_oneof![0..=70usize, prop::sample::select(vec![0usize, 1, 2, 255, 256, 257, 384, 511, 513]),]
 }
 
 fn case() -> impl Strategy<Value = Case> {
     (size(90), depth(), size(110), layout(), layout(), 0..3usize, any::<bool>(), 1..=4usize, any::<u64>()).prop_map(
-        |(m, k, n, a, b, ldc_pad, accumulate, threads, seed)| Case { m, k, n, a, b, ldc_pad, accumulate, threads, seed },
+        |(m, k, n, a, b, ldc_pad, accumulate, threads, seed)| Case {
+            m,
+            k,
+            n,
+            a,
+            b,
+            ldc_pad,
+            accumulate,
+            threads,
+            seed,
+        },
     )
 }
 
@@ -122,20 +126,42 @@ fn check(isa: Isa, case: &Case) {
 
     let (mut want, want_epi) = (c0.clone(), recorder());
     gemm_reference(a, b, &mut want, ldc, accumulate, &want_epi);
-    let (mut got, got_epi) = (c0.clone(), recorder());
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_with_isa(isa, a, b, &mut got, ldc, accumulate, &got_epi));
+    compare(&format!("{isa:?} {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+    let packed = PackedB::with_isa(isa, b);
+    assert_eq!(packed.shape(), (k, n));
+    let (mut got, got_epi) = (c0.clone(), recorder());
+    pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
+    compare(&format!("{isa:?} packed B {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+}
 
+/// Panics unless `got` (C after the product) and what its epilogue saw match the reference.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    what: &str,
+    case: &Case,
+    a: MatRef,
+    b: MatRef,
+    c0: &[f32],
+    want: &[f32],
+    want_epi: &Recorder,
+    got: &[f32],
+    got_epi: &Recorder,
+) {
+    let Case { m, k, n, ldc_pad, accumulate, .. } = *case;
+    let ldc = n + ldc_pad;
     for i in 0..m {
         for j in 0..ldc {
             let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
             if j >= n {
-                assert_eq!(g.to_bits(), c0[i * ldc + j].to_bits(), "{isa:?} {case:?}: padding C[{i},{j}] written");
+                assert_eq!(g.to_bits(), c0[i * ldc + j].to_bits(), "{what}: padding C[{i},{j}] written");
                 continue;
             }
             let e = i * n + j;
             let visits = got_epi.visits[e].load(Ordering::Relaxed);
-            assert_eq!(visits, 1, "{isa:?} {case:?}: epilogue saw C[{i},{j}] {visits} times");
+            assert_eq!(visits, 1, "{what}: epilogue saw C[{i},{j}] {visits} times");
             let scale: f32 = (0..k).map(|p| (a.at(i, p) * b.at(p, j)).abs()).sum::<f32>()
                 + if accumulate { c0[i * ldc + j].abs() } else { 0.0 };
             let tol = 1e-5 * (k as f32 + 1.0) * scale + 1e-6;
@@ -143,9 +169,9 @@ fn check(isa: Isa, case: &Case) {
             let want_seen = f32::from_bits(want_epi.seen[e].load(Ordering::Relaxed));
             assert!(
                 (seen - want_seen).abs() <= tol,
-                "{isa:?} {case:?}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}"
+                "{what}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}"
             );
-            assert!((g - w).abs() <= tol, "{isa:?} {case:?}: C[{i},{j}] = {g}, want {w} (tol {tol})");
+            assert!((g - w).abs() <= tol, "{what}: C[{i},{j}] = {g}, want {w} (tol {tol})");
         }
     }
 }
@@ -173,7 +199,18 @@ fn fixed_cases() -> Vec<Case> {
         seed: 7,
     };
     let mut cases = vec![];
-    for (m, k, n) in [(1, 1, 1), (1, 0, 1), (3, 0, 5), (1, 300, 1), (1, 384, 384), (37, 384, 384), (37, 1536, 384), (37, 384, 1536), (200, 384, 97), (97, 129, 300)] {
+    for (m, k, n) in [
+        (1, 1, 1),
+        (1, 0, 1),
+        (3, 0, 5),
+        (1, 300, 1),
+        (1, 384, 384),
+        (37, 384, 384),
+        (37, 1536, 384),
+        (37, 384, 1536),
+        (200, 384, 97),
+        (97, 129, 300),
+    ] {
         for (a, b) in [
             (Layout::RowMajor { pad: 0 }, Layout::Transposed),
             (Layout::Transposed, Layout::RowMajor { pad: 0 }),

@@ -7,15 +7,18 @@
 //! - The epilogue runs exactly once on every element of `C` after its sum is complete, while
 //!   the block is still in cache (bias, bias+GELU, bias+residual, …).
 //!
-//! Implementation: BLIS-style. B is packed per `KC × NC` block into `NR`-wide panels, A is
-//! read in place when its rows are contiguous (packed otherwise), and a register-blocked
-//! `MR × NR` microkernel ([`super::gemm_kernel`]) runs over `MC`-row blocks. Threads
-//! (rayon) each take a rectangle of C. The epilogue runs on each finished `MC × NC` block.
+//! Implementation: BLIS-style. B is packed per `kc × NC` block into `NR`-wide panels
+//! ([`super::gemm_pack`]; or once for all calls, [`PackedB`]), A is read in place when its
+//! rows are contiguous (packed otherwise), and a register-blocked `MR × NR` microkernel
+//! ([`super::gemm_kernel`]: 6 × 16 AVX2+FMA, 12 × 32 AVX-512F, 4 × 8 portable) runs over
+//! `MC`-row blocks. C is cut into a grid of rectangles, a few per rayon thread (rows for a
+//! batch, columns for one sentence). The epilogue runs on each finished `MC × NC` block,
+//! right after its last depth block has been added.
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
 use super::gemm_kernel::{Avx2, Avx512};
-use super::gemm_pack::{pack_a, pack_b, with_scratch};
+use super::gemm_pack::{pack_a, pack_b, with_scratch, Aligned};
 use super::simd::Isa;
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
@@ -78,15 +81,106 @@ pub fn gemm_with_isa(
     accumulate: bool,
     epilogue: &dyn Epilogue,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "inner dimensions differ");
-    a.check_bounds();
+    assert_eq!(b.rows, a.cols, "inner dimensions differ");
     b.check_bounds();
+    launch(isa, a, BSource::View(b), b.cols, c, ldc, accumulate, epilogue);
+}
+
+/// `B` packed once into the panel layout of one instruction set's kernels, for products
+/// that reuse it (a `Linear` weight at inference): [`gemm_packed`] then skips the packing,
+/// which costs ≈ 15 % of a one-sentence (m ≈ 37) product.
+pub struct PackedB {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    /// Depth blocks of `kc` rows (the last may be shorter), each `ceil(n / NR)` panels of
+    /// `kc × NR`: the panel `q` of the block starting at depth `pc` is at
+    /// `pc · n_padded + q · kc · NR`.
+    panels: Aligned,
+}
+
+impl PackedB {
+    /// Packs `b` for the kernels [`gemm`] uses on this CPU.
+    pub fn new(b: MatRef) -> Self {
+        Self::with_isa(Isa::current(), b)
+    }
+
+    /// Packs `b` for the kernels of `isa`.
+    ///
+    /// # Panics
+    /// If the CPU cannot execute `isa` or `b` exceeds its data.
+    pub fn with_isa(isa: Isa, b: MatRef) -> Self {
+        b.check_bounds();
+        assert!(Isa::available().contains(&isa), "this CPU cannot run {} kernels", isa.name());
+        let (k, n, nr) = (b.rows, b.cols, nr(isa));
+        let kc_max = depth_block(k, nr);
+        let mut panels = Aligned::zeroed(k * n.next_multiple_of(nr));
+        for pc in (0..k).step_by(kc_max.max(1)) {
+            let kc = kc_max.min(k - pc);
+            let out = &mut panels.as_mut_slice()[pc * n.next_multiple_of(nr)..];
+            pack_b(b, pc..pc + kc, 0..n, nr, out, avx2_pack(isa));
+        }
+        PackedB { isa, k, n, panels }
+    }
+
+    /// `(k, n)`: the shape of the packed `B`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// `C = A · B` (or `C += A · B`) with a pre-packed `B`, on the instruction set it was packed
+/// for; otherwise as [`gemm`].
+pub fn gemm_packed(a: MatRef, b: &PackedB, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
+    assert_eq!(b.k, a.cols, "inner dimensions differ");
+    launch(b.isa, a, BSource::Packed(b), b.n, c, ldc, accumulate, epilogue);
+}
+
+/// Panel width of the kernels of `isa`.
+fn nr(isa: Isa) -> usize {
+    match isa {
+        Isa::Scalar => Scalar::NR,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Avx2::NR,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Avx512::NR,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("x86 instruction sets are never available elsewhere"),
+    }
+}
+
+/// Whether the kernels of `isa` pack with the AVX2 transposing copy: the vector paths do,
+/// when the CPU has AVX2 (every AVX-512 CPU so far has, but that is checked, not assumed).
+fn avx2_pack(isa: Isa) -> bool {
+    isa != Isa::Scalar && Isa::available().contains(&Isa::Avx2)
+}
+
+/// Depth of the packed blocks for `k` and panel width `nr`: `k` cut into equal blocks of at
+/// most `B_PANEL_BYTES / (4·nr)`.
+fn depth_block(k: usize, nr: usize) -> usize {
+    k.div_ceil(k.div_ceil(B_PANEL_BYTES / (4 * nr)).max(1))
+}
+
+/// Checks the shapes shared by every entry point and runs the product on `isa`.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    isa: Isa,
+    a: MatRef,
+    b: BSource,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: &dyn Epilogue,
+) {
+    let (m, k) = (a.rows, a.cols);
+    a.check_bounds();
     if m == 0 || n == 0 {
         return;
     }
     assert!(m == 1 || ldc >= n, "C rows overlap (ldc < n)");
-    assert!(c.len() >= (m - 1) * ldc + n, "C out of bounds");
+    let c_end = (m - 1).checked_mul(ldc).and_then(|start| start.checked_add(n));
+    assert!(c_end.is_some_and(|end| end <= c.len()), "C out of bounds");
     if k == 0 {
         for i in 0..m {
             let row = &mut c[i * ldc..i * ldc + n];
@@ -98,9 +192,9 @@ pub fn gemm_with_isa(
         return;
     }
     assert!(Isa::available().contains(&isa), "this CPU cannot run {} kernels", isa.name());
-    let job = Job { a, b, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, avx2_pack: isa >= Isa::Avx2 };
+    let job = Job { a, b, n, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, avx2_pack: avx2_pack(isa) };
     match isa {
-        Isa::Scalar => job.run::<Portable<4, 2>>(),
+        Isa::Scalar => job.run::<Scalar>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => job.run::<Avx2>(),
         #[cfg(target_arch = "x86_64")]
@@ -108,6 +202,18 @@ pub fn gemm_with_isa(
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("x86 instruction sets are never available elsewhere"),
     }
+}
+
+/// The portable kernel the scalar path uses.
+type Scalar = Portable<4, 2>;
+
+/// Where the product reads B from.
+#[derive(Clone, Copy)]
+enum BSource<'a> {
+    /// Packed block by block into per-thread scratch.
+    View(MatRef<'a>),
+    /// Already packed for this instruction set.
+    Packed(&'a PackedB),
 }
 
 impl MatRef<'_> {
@@ -135,6 +241,8 @@ const MC: usize = 72;
 const NC: usize = 768;
 /// Below this many flops (2mnk) one thread does the whole product.
 const PAR_MIN_FLOPS: usize = 1 << 21;
+/// Rectangles of C per rayon thread (when the product is split at all).
+const TASKS_PER_THREAD: usize = 4;
 /// Largest tile of any kernel (`MR × NR`): the scratch tile for right-edge panels.
 const MAX_TILE: usize = 12 * 32;
 
@@ -143,7 +251,7 @@ const MAX_TILE: usize = 12 * 32;
 struct CPtr(*mut f32);
 
 // SAFETY: every task of one `Job` writes a rectangle of C disjoint from the others', and the
-// `&mut [f32]` it came from is borrowed by `gemm_with_isa` until all tasks have finished.
+// `&mut [f32]` it came from is borrowed by `launch` until all tasks have finished.
 unsafe impl Send for CPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for CPtr {}
@@ -151,7 +259,8 @@ unsafe impl Sync for CPtr {}
 /// One checked product, shared by the threads that compute its parts.
 struct Job<'a> {
     a: MatRef<'a>,
-    b: MatRef<'a>,
+    b: BSource<'a>,
+    n: usize,
     c: CPtr,
     ldc: usize,
     accumulate: bool,
@@ -159,8 +268,9 @@ struct Job<'a> {
     avx2_pack: bool,
 }
 
-/// The rows of A cut into `count` strips of `MR` or `MR - 1` rows (fewer only when
-/// `m < MR - 1`): balanced, so no strip is a thin remainder that runs at low throughput.
+/// The rows of A cut into `ceil(m / MR)` strips whose heights differ by at most one (37 rows
+/// on AVX2: 6, 6, 5, 5, 5, 5, 5), so no strip is a thin remainder that runs at low
+/// throughput.
 #[derive(Clone, Copy)]
 struct Strips {
     size: usize,
@@ -181,19 +291,21 @@ impl Strips {
 }
 
 impl Job<'_> {
-    /// Splits C into one rectangle per thread and computes them in parallel.
+    /// Splits C into a grid of `tm × tn` rectangles and computes them in parallel.
     ///
-    /// Each part packs the B columns it needs and reads (or packs) the A rows it needs, so a
-    /// split along m duplicates B packing and a split along n duplicates A reading: the grid
-    /// `tm × tn` minimising `tm·n + tn·m` is chosen (big batches split m, one sentence n).
+    /// Each rectangle packs the B columns it needs and reads (or packs) the A rows it needs,
+    /// so splitting m duplicates B packing and splitting n duplicates A reads: the grid that
+    /// minimises `tm·n + tn·m` is chosen (a big batch splits m, one sentence splits n).
+    /// There are `TASKS_PER_THREAD` rectangles per thread, so that rayon's work stealing
+    /// evens out a core that is slower or shared with another process.
     fn run<K: MicroKernel>(&self) {
-        let (m, k, n) = (self.a.rows, self.a.cols, self.b.cols);
+        let (m, k, n) = (self.a.rows, self.a.cols, self.n);
         let strips = Strips::new(m, K::MR);
         let panels = n.div_ceil(K::NR);
         let threads = if 2 * m * n * k < PAR_MIN_FLOPS { 1 } else { rayon::current_num_threads() };
-        let (tm, tn) = (1..=threads)
-            .filter(|t| threads % t == 0 && *t <= strips.count && threads / t <= panels)
-            .map(|tm| (tm, threads / tm))
+        let tasks = if threads == 1 { 1 } else { threads * TASKS_PER_THREAD };
+        let (tm, tn) = (1..=tasks.min(strips.count))
+            .map(|tm| (tm, tasks.div_ceil(tm).min(panels)))
             .min_by_key(|&(tm, tn)| tm * n + tn * m)
             .unwrap_or((1, 1));
         let part = |t: usize| {
@@ -214,9 +326,12 @@ impl Job<'_> {
     fn part<K: MicroKernel>(&self, strips: Strips, strip_range: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
         const { assert!(K::MR * K::NR <= MAX_TILE) };
         let (a, k) = (self.a, self.a.cols);
-        let k_blocks = k.div_ceil(B_PANEL_BYTES / (4 * K::NR));
-        let kc_max = k.div_ceil(k_blocks);
-        let nc_max = NC.min(cols.len()).next_multiple_of(K::NR);
+        let kc_max = depth_block(k, K::NR);
+        let k_blocks = k.div_ceil(kc_max);
+        let nc_max = match self.b {
+            BSource::View(_) => NC.min(cols.len()).next_multiple_of(K::NR),
+            BSource::Packed(_) => 0,
+        };
         let block_strips = (MC / K::MR).max(1);
         // A with contiguous rows is read in place; any other layout is packed per strip.
         let pack_a_len = if a.cs == 1 { 0 } else { block_strips * K::MR * kc_max };
@@ -227,7 +342,15 @@ impl Job<'_> {
                 for kb in 0..k_blocks {
                     let pc = kb * kc_max;
                     let kc = kc_max.min(k - pc);
-                    pack_b(self.b, pc, kc, jc, nc, K::NR, b_pack, self.avx2_pack);
+                    let b_block: &[f32] = match self.b {
+                        BSource::View(b) => {
+                            pack_b(b, pc..pc + kc, jc..jc + nc, K::NR, b_pack, self.avx2_pack);
+                            b_pack
+                        }
+                        BSource::Packed(b) => {
+                            &b.panels.as_slice()[pc * self.n.next_multiple_of(K::NR) + jc / K::NR * kc * K::NR..]
+                        }
+                    };
                     let accumulate = self.accumulate || kb > 0;
                     for s0 in strip_range.clone().step_by(block_strips) {
                         let block = s0..(s0 + block_strips).min(strip_range.end);
@@ -246,9 +369,17 @@ impl Job<'_> {
                         }
                         let panels = &panels[..block.len()];
                         for (q, j0) in (jc..jc + nc).step_by(K::NR).enumerate() {
-                            let b_panel = &b_pack[q * kc * K::NR..(q + 1) * kc * K::NR];
+                            let b_panel = &b_block[q * kc * K::NR..(q + 1) * kc * K::NR];
                             for (s, panel) in block.clone().zip(panels) {
-                                self.tile::<K>(strips.get(s), j0, (jc + nc - j0).min(K::NR), kc, *panel, b_panel, accumulate);
+                                self.tile::<K>(
+                                    strips.get(s),
+                                    j0,
+                                    (jc + nc - j0).min(K::NR),
+                                    kc,
+                                    *panel,
+                                    b_panel,
+                                    accumulate,
+                                );
                             }
                         }
                         if kb + 1 == k_blocks {
@@ -280,7 +411,7 @@ impl Job<'_> {
     ) {
         debug_assert!(b_panel.len() >= kc * K::NR && rows <= K::MR);
         if width == K::NR {
-            // SAFETY: the kernel ISA was checked by `gemm_with_isa`; `a` points at a strip
+            // SAFETY: the kernel ISA was checked by `launch`; `a` points at a strip
             // of `rows × kc` readable floats (checked view or packed scratch); `b_panel`
             // holds `kc × NR` floats; the C tile lies inside the checked `c` slice and in
             // this part's rectangle, which no other thread touches.
@@ -345,7 +476,16 @@ mod tests {
                 let mut want = vec![1.0f32; m * n];
                 gemm_reference(a, b, &mut want, n, true, &Plain);
                 let mut got = vec![1.0f32; m * n];
-                let job = Job { a, b, c: CPtr(got.as_mut_ptr()), ldc: n, accumulate: true, epilogue: &Plain, avx2_pack: false };
+                let job = Job {
+                    a,
+                    b: BSource::View(b),
+                    n,
+                    c: CPtr(got.as_mut_ptr()),
+                    ldc: n,
+                    accumulate: true,
+                    epilogue: &Plain,
+                    avx2_pack: false,
+                };
                 job.run::<Portable<12, 8>>();
                 // Small integers: every partial sum is exact in f32, whatever the order.
                 assert_eq!(got, want, "m={m} k={k} n={n} transposed_b={transposed_b}");

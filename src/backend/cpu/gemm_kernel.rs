@@ -40,7 +40,9 @@ pub(crate) trait MicroKernel {
     unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
 }
 
-/// The tile body: `R × (NV · LANES)` accumulators held in registers. `A` is either packed
+/// The tile body: `R × (NV · LANES)` accumulators held in registers, the depth loop
+/// unrolled `U` times (AVX-512 uses 1: unrolling its 12 × 32 tile makes LLVM hoist the
+/// broadcasts of later steps and spill them). `A` is either packed
 /// (`PACKED`: `rs = 1`, `cs = R`) or read in place with contiguous rows (`cs = 1`); fixing
 /// one stride at compile time keeps the address arithmetic out of the FMA loop.
 ///
@@ -48,7 +50,7 @@ pub(crate) trait MicroKernel {
 /// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`, and `a` laid out as
 /// `PACKED` says.
 #[inline(always)]
-unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
+unsafe fn tile<V: Vector, const R: usize, const NV: usize, const U: usize, const PACKED: bool>(
     kc: usize,
     a: APanel,
     b: *const f32,
@@ -59,19 +61,16 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
     // SAFETY: the caller guarantees the ISA and that every pointer below stays in bounds.
     unsafe {
         let mut acc = [[V::zero(); NV]; R];
-        let mut bp = b;
-        for p in 0..kc {
-            let mut bv = [V::zero(); NV];
-            for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = V::load(bp.add(v * V::LANES));
+        let mut p = 0;
+        while p + U <= kc {
+            for u in 0..U {
+                step::<V, R, NV, PACKED>(&mut acc, a, b, p + u);
             }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = V::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
-                for (acc, bv) in acc.iter_mut().zip(bv) {
-                    *acc = x.mul_add(bv, *acc);
-                }
-            }
-            bp = bp.wrapping_add(NV * V::LANES);
+            p += U;
+        }
+        while p < kc {
+            step::<V, R, NV, PACKED>(&mut acc, a, b, p);
+            p += 1;
         }
         for (r, acc) in acc.iter().enumerate() {
             for (v, &acc) in acc.iter().enumerate() {
@@ -83,12 +82,38 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
     }
 }
 
+/// One depth step of [`tile`]: `acc += A[.., p] · B[p, ..]`.
+///
+/// # Safety
+/// As [`tile`], for this `p < kc`.
+#[inline(always)]
+unsafe fn step<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
+    acc: &mut [[V; NV]; R],
+    a: APanel,
+    b: *const f32,
+    p: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mut bv = [V::zero(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = V::load(b.add((p * NV + v) * V::LANES));
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = V::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
+            for (acc, bv) in acc.iter_mut().zip(bv) {
+                *acc = x.mul_add(bv, *acc);
+            }
+        }
+    }
+}
+
 /// [`tile`] for either layout of `A`, chosen at run time.
 ///
 /// # Safety
 /// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`.
 #[inline(always)]
-unsafe fn tile_any<V: Vector, const R: usize, const NV: usize>(
+unsafe fn tile_any<V: Vector, const R: usize, const NV: usize, const U: usize>(
     kc: usize,
     a: APanel,
     b: *const f32,
@@ -99,10 +124,10 @@ unsafe fn tile_any<V: Vector, const R: usize, const NV: usize>(
     // SAFETY: forwarded contract; the branch picks the layout `a` has.
     unsafe {
         if a.cs == 1 {
-            tile::<V, R, NV, false>(kc, a, b, c, ldc, accumulate)
+            tile::<V, R, NV, U, false>(kc, a, b, c, ldc, accumulate)
         } else {
             debug_assert!(a.rs == 1 && a.cs == R, "A strip neither packed nor row-contiguous");
-            tile::<V, R, NV, true>(kc, a, b, c, ldc, accumulate)
+            tile::<V, R, NV, U, true>(kc, a, b, c, ldc, accumulate)
         }
     }
 }
@@ -169,7 +194,7 @@ impl<const MR: usize, const NV: usize> MicroKernel for Portable<MR, NV> {
         debug_assert!(rows <= MR);
         // SAFETY: forwarded contract; portable code needs no particular ISA.
         unsafe {
-            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV>(kc, a, b, c, ldc, accumulate))
+            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV, 4>(kc, a, b, c, ldc, accumulate))
         }
     }
 }
@@ -262,9 +287,16 @@ mod x86 {
     /// # Safety
     /// As [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    unsafe fn avx2_tile<const R: usize>(
+        kc: usize,
+        a: APanel,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
-        unsafe { tile_any::<F32x8, R, 2>(kc, a, b, c, ldc, accumulate) }
+        unsafe { tile_any::<F32x8, R, 2, 4>(kc, a, b, c, ldc, accumulate) }
     }
 
     impl MicroKernel for Avx2 {
@@ -283,9 +315,16 @@ mod x86 {
     /// # Safety
     /// As [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_tile<const R: usize>(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    unsafe fn avx512_tile<const R: usize>(
+        kc: usize,
+        a: APanel,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
-        unsafe { tile_any::<F32x16, R, 2>(kc, a, b, c, ldc, accumulate) }
+        unsafe { tile_any::<F32x16, R, 2, 1>(kc, a, b, c, ldc, accumulate) }
     }
 
     impl MicroKernel for Avx512 {
@@ -294,7 +333,9 @@ mod x86 {
         #[inline]
         unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
             // SAFETY: forwarded contract.
-            unsafe { dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512_tile::<R>(kc, a, b, c, ldc, accumulate)) }
+            unsafe {
+                dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512_tile::<R>(kc, a, b, c, ldc, accumulate))
+            }
         }
     }
 }
