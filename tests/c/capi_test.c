@@ -6,9 +6,9 @@
  *       every function and every error path. MODEL is a small model (the tiny fixture);
  *       OTHER_MODEL a different one (an index built with MODEL must not open with it);
  *       $RMX_MODEL must name MODEL (NULL model_dir is tested). Scratch files go to WORKDIR.
- *   capi_test query MODEL INDEX K INSTANCES single|batch
- *       answers each instance (one rmx_query each, or one rmx_query_batch for all) and
- *       prints "line<TAB>id<TAB>name<TAB>score<TAB>context<TAB>head<TAB>tail" per match
+ *   capi_test query MODEL INDEX K INSTANCES single|batch|both
+ *       answers each instance (one rmx_query each, or one rmx_query_batch for all, or the
+ *       batch then each) and prints "line<TAB>id<TAB>name<TAB>score<TAB>context<TAB>head<TAB>tail" per match
  *       (floats with 9 significant digits: exact f32). MODEL "-" is NULL (default model).
  *   capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS
  *       THREADS pthreads query one engine at once, ROUNDS passes each (rmx_query and
@@ -186,7 +186,9 @@ static int mode_query(const char *model, const char *index, size_t k, const char
     rmx_match *out = calloc(in.n * k + 1, sizeof *out);
     size_t *n_out = calloc(in.n + 1, sizeof *n_out);
     int rc = 0;
-    if (strcmp(how, "batch") == 0) {
+    int single = strcmp(how, "single") == 0 || strcmp(how, "both") == 0;
+    int batch = strcmp(how, "batch") == 0 || strcmp(how, "both") == 0;
+    if (batch) {
         rmx_status s = rmx_query_batch(e, in.items, in.n, k, out, n_out);
         if (s != RMX_OK) {
             fprintf(stderr, "capi_test: rmx_query_batch: %s: %s\n", rmx_status_str(s), rmx_last_error());
@@ -194,7 +196,8 @@ static int mode_query(const char *model, const char *index, size_t k, const char
         } else {
             for (size_t i = 0; i < in.n; i++) print_matches(i + 1, out + i * k, n_out[i]);
         }
-    } else {
+    }
+    if (single) {
         for (size_t i = 0; i < in.n && rc == 0; i++) {
             rmx_status s = rmx_query(e, &in.items[i], k, out, n_out);
             if (s != RMX_OK) {
@@ -646,7 +649,7 @@ int main(int argc, char **argv) {
         return mode_threads(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], strtoul(argv[6], NULL, 10),
                             strtoul(argv[7], NULL, 10));
     fprintf(stderr, "usage: capi_test api MODEL OTHER_MODEL WORKDIR\n"
-                    "       capi_test query MODEL INDEX K INSTANCES single|batch\n"
+                    "       capi_test query MODEL INDEX K INSTANCES single|batch|both\n"
                     "       capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS\n");
     return 2;
 }
