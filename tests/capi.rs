@@ -382,6 +382,9 @@ fn panic_cases() -> Vec<(rmx_status, String)> {
         Ok(())
     });
     seen.push((status, last_error()));
+    // Entry points returning a value give their fallback.
+    let value = rmx::capi::error::guard_value(7usize, || panic!("boom in a value"));
+    seen.push((if value == 7 { RMX_ERR_PANIC } else { RMX_OK }, last_error()));
     // Still usable after a panic.
     seen.push((rmx::capi::error::guard(|| Ok(())), last_error()));
     seen
@@ -394,7 +397,9 @@ fn panics_become_rmx_err_panic() {
     assert!(seen[0].1.contains("boom in the caller") && seen[0].1.contains("tests/capi.rs"), "{}", seen[0].1);
     assert_eq!(seen[1].0, RMX_ERR_PANIC);
     assert!(seen[1].1.contains("boom in a worker"), "{}", seen[1].1);
-    assert_eq!(seen[2].0, RMX_OK);
+    assert_eq!(seen[2].0, RMX_ERR_PANIC);
+    assert!(seen[2].1.contains("boom in a value"), "{}", seen[2].1);
+    assert_eq!(seen[3].0, RMX_OK);
 }
 
 /// Run by `panics_print_nothing` in a child process (a no-op otherwise).
@@ -402,7 +407,7 @@ fn panics_become_rmx_err_panic() {
 fn panic_child() {
     if std::env::var_os("RMX_CAPI_PANIC_CHILD").is_some() {
         let seen = panic_cases();
-        assert_eq!(seen.iter().filter(|(s, _)| *s == RMX_ERR_PANIC).count(), 2);
+        assert_eq!(seen.iter().filter(|(s, _)| *s == RMX_ERR_PANIC).count(), 3);
     }
 }
 

@@ -83,6 +83,20 @@ pub fn guard(body: impl FnOnce() -> Result<(), Failure>) -> rmx_status {
     }
 }
 
+/// As [`guard`] for an entry point that returns a value rather than a status: `fallback`
+/// if `body` panics (the panic is recorded as the last error, and not printed).
+pub fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    let mut value = None;
+    let status = guard(|| {
+        value = Some(body());
+        Ok(())
+    });
+    match status {
+        rmx_status::RMX_OK => value.unwrap_or(fallback),
+        _ => fallback,
+    }
+}
+
 fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()

@@ -99,6 +99,10 @@ pub struct rmx_build_options {
     pub batch_size: usize,
 }
 
+// The entry points that return a value, not a status: rmx_abi_version, rmx_version,
+// rmx_status_str and rmx_last_error cannot panic (constants and look-ups);
+// rmx_engine_relations goes through `guard_value`.
+
 /// The library's ABI version (`RMX_ABI_VERSION` of the header it was built with).
 #[no_mangle]
 pub extern "C" fn rmx_abi_version() -> u32 {
@@ -129,6 +133,8 @@ pub type StatusArg = c_int;
 /// Never NULL.
 #[no_mangle]
 pub extern "C" fn rmx_last_error() -> *const c_char {
+    // Cannot panic (a thread-local read), and must not go through `guard`, which could
+    // replace the very string it returns.
     error::last_error_ptr()
 }
 
@@ -195,7 +201,7 @@ pub unsafe extern "C" fn rmx_engine_free(engine: *mut rmx_engine) {
 #[no_mangle]
 pub unsafe extern "C" fn rmx_engine_relations(engine: *const rmx_engine) -> usize {
     // SAFETY: the caller's contract.
-    unsafe { engine.as_ref() }.map_or(0, |e| e.engine.index.len())
+    error::guard_value(0, || unsafe { engine.as_ref() }.map_or(0, |e| e.engine.index.len()))
 }
 
 /// The `k` best relations for one instance, best first, written to `out[0 .. *n_out]`;
