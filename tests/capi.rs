@@ -329,7 +329,11 @@ fn c_example_builds_with_the_readme_commands() {
         let out = check(Command::new(exe).arg(&model));
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(text.contains("  1. P") && text.contains("  3. P"), "{}: {text}", exe.display());
-        // Drop the temporary directory's name: the rest must be the same for both builds.
+        // The example leaves its index in a fresh /tmp/rmx_example.XXXXXX: remove it, and
+        // compare the rest of the output between both builds.
+        if let Some(index) = text.lines().find_map(|l| l.strip_prefix("index kept in ")) {
+            let _ = std::fs::remove_dir_all(Path::new(index).parent().unwrap());
+        }
         outputs.push(text.lines().filter(|l| !l.starts_with("index kept in")).collect::<Vec<_>>().join("\n"));
         print!("{text}");
     }
@@ -350,6 +354,25 @@ fn c_built_index_equals_cli_built_index() {
     assert_eq!(status, RMX_OK);
     let read = |d: &str| std::fs::read(dir.join(d).join("index.rmx")).unwrap();
     assert!(read("cli") == read("c"), "the C API and the CLI build different indexes");
+}
+
+/// The default model and the tiny fixture (a plain encoder too) refuse each other's index.
+#[test]
+fn index_of_another_model_is_a_model_mismatch() {
+    let Some(default) = common::default_model() else { return };
+    let dir = scratch("mismatch");
+    let descriptions = dir.join("descriptions.jsonl");
+    std::fs::write(&descriptions, DESCRIPTIONS).unwrap();
+    let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    for (builder, opener) in [(tiny_model(), default.clone()), (default.clone(), tiny_model())] {
+        let index = dir.join(builder.file_name().unwrap());
+        check(rmx().args(["index", "build"]).arg(&descriptions).arg("-o").arg(&index).arg("--model").arg(&builder));
+        let mut engine = std::ptr::null_mut();
+        // SAFETY: NUL-terminated strings alive for the call; `engine` is writable.
+        let status = unsafe { rmx::capi::rmx_engine_open(c(&opener).as_ptr(), c(&index).as_ptr(), &mut engine) };
+        assert_eq!(status, RMX_ERR_MODEL_MISMATCH, "{}: {}", index.display(), last_error());
+        assert!(engine.is_null() && last_error().contains("rebuild the index"), "{}", last_error());
+    }
 }
 
 #[test]
