@@ -5,4 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh >/dev/null
+# The C library's tests (tests/capi.rs) also run under valgrind: install it where missing.
+if ! command -v valgrind >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+    else
+        echo "scripts/test.sh: valgrind is not installed; the C library's valgrind test skips" >&2
+    fi
+fi
 cargo test --release --workspace "$@"

@@ -2,6 +2,7 @@
 //!
 //! Data path: text → tokens (`text`) → encoder (`model`, on `backend` kernels) → vectors.
 pub mod backend;
+pub mod capi;
 pub mod data;
 pub mod engine;
 pub mod error;
