@@ -100,11 +100,6 @@ pub fn starts_of(lens: &[usize]) -> Vec<usize> {
     starts
 }
 
-/// Narrows to f32.
-pub fn to_f32(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
 /// `erf(x)` in f64 to ~1e-14, smooth enough for finite differences: Taylor series for
 /// `|x| < 2.5`, the continued fraction of `erfc` beyond (independent of `math::erf`).
 pub fn erf(x: f64) -> f64 {

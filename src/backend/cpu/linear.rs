@@ -143,7 +143,7 @@ mod tests {
         y
     }
 
-    fn check_backward(rows: usize, k: usize, n: usize, gelu: bool, seed: u64) {
+    fn check_backward(rows: usize, k: usize, n: usize, with_gelu: bool, seed: u64) {
         use crate::testutil::*;
         let mut rng = Rng::new(seed);
         let x = rng.normals(rows * k, 1.0);
@@ -151,13 +151,13 @@ mod tests {
         let b = rng.normals(n, 1.0);
         let r = rng.normals(rows * n, 1.0);
         let (x64, w64, b64) = (to_f64(&x), to_f64(&w), to_f64(&b));
-        let want_dx = numeric_grad(&x64, FD_STEP, |x| dot(&r, &reference64(x, rows, &w64, &b64, gelu)));
-        let want_dw = numeric_grad(&w64, FD_STEP, |w| dot(&r, &reference64(&x64, rows, w, &b64, gelu)));
-        let want_db = numeric_grad(&b64, FD_STEP, |b| dot(&r, &reference64(&x64, rows, &w64, b, gelu)));
+        let want_dx = numeric_grad(&x64, FD_STEP, |x| dot(&r, &reference64(x, rows, &w64, &b64, with_gelu)));
+        let want_dw = numeric_grad(&w64, FD_STEP, |w| dot(&r, &reference64(&x64, rows, w, &b64, with_gelu)));
+        let want_db = numeric_grad(&b64, FD_STEP, |b| dot(&r, &reference64(&x64, rows, &w64, b, with_gelu)));
 
         // Gradients accumulate: start from a known offset and subtract it afterwards.
         let (mut dx, mut dw, mut db) = (vec![1.0f32; rows * k], vec![-2.0f32; n * k], vec![3.0f32; n]);
-        let dz = if gelu {
+        let dz = if with_gelu {
             let (mut z, mut y) = (vec![0.0; rows * n], vec![0.0; rows * n]);
             linear_gelu_forward_saving(&x, rows, &w, &b, &mut z, &mut y);
             let mut fused = vec![0.0; rows * n];
