@@ -54,7 +54,7 @@ mod tests {
         // Forward: identity, so L = Σ r ⊙ x has gradient r; reversed: −λ r.
         let mut rng = Rng::new(3);
         let r = rng.normals(9, 1.0);
-        let want = numeric_grad(&vec![0.3; 9], FD_STEP, |x| dot(&r, x));
+        let want = numeric_grad(&[0.3; 9], FD_STEP, |x| dot(&r, x));
         let mut dx = vec![0.0f32; 9];
         grl_backward(&r, 0.7, &mut dx);
         assert_grad("dx", &dx, &want.iter().map(|g| -0.7 * g).collect::<Vec<_>>());

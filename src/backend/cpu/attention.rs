@@ -126,7 +126,7 @@ pub fn attention_backward(
     dv: &mut [f32],
 ) {
     let total = *starts.last().unwrap_or(&0);
-    let d = if total == 0 { return } else { q.len() / total };
+    let Some(d) = q.len().checked_div(total) else { return };
     assert!(d % heads == 0 && q.len() == total * d && k.len() == q.len() && v.len() == q.len());
     assert!(d_ctx.len() == q.len() && dq.len() == q.len() && dk.len() == q.len() && dv.len() == q.len());
     let dh = d / heads;

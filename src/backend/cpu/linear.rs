@@ -76,7 +76,7 @@ pub fn linear_backward(
     x: &[f32], rows: usize, w: &[f32], dy: &[f32], dx: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32],
 ) {
     let n = db.len();
-    let k = if n == 0 { 0 } else { w.len() / n };
+    let k = w.len().checked_div(n).unwrap_or(0);
     assert_eq!(w.len(), n * k, "weight is not [out × in]");
     assert_eq!(dw.len(), w.len(), "weight gradient is not [out × in]");
     assert_eq!(x.len(), rows * k, "input is not [rows × in]");
