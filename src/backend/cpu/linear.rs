@@ -1,7 +1,15 @@
 //! Linear layer `y = x · Wᵀ + b` (PyTorch `nn.Linear`, `W: [out, in]`), with the element-wise
 //! work that follows it fused into the matrix product's epilogue.
-use super::gelu::bias_gelu_forward;
-use super::gemm::{gemm, Epilogue, MatRef};
+//!
+//! Training: [`linear_backward`] gives `dX`, `dW`, `db` of the affine part. The fused
+//! `BiasGelu` form cannot be differentiated from its output (GELU is not invertible), so
+//! training runs [`linear_gelu_forward_saving`], which keeps the pre-activation
+//! `z = x·Wᵀ + b` (one extra write and read of `[rows × out]`), and differentiates with
+//! `gelu_backward(z, dy) → dz` then `linear_backward(…, dz, …)`. Inference keeps the fused
+//! epilogue untouched. `BiasResidual` needs no backward of its own: `d residual = dy`.
+use super::gelu::{bias_gelu_forward, gelu_forward};
+use super::gemm::{gemm, Epilogue, MatRef, Plain};
+use rayon::prelude::*;
 
 /// What happens to `x · Wᵀ` before it is stored.
 pub enum Activation<'a> {
@@ -48,6 +56,39 @@ pub fn linear_forward(x: &[f32], rows: usize, w: &[f32], b: &[f32], y: &mut [f32
     gemm(MatRef::row_major(x, rows, k), MatRef::transposed(w, n, k), y, n, false, &epilogue);
 }
 
+/// Training form of `Activation::BiasGelu`: `z = x·Wᵀ + b` (saved for the backward pass) and
+/// `y = gelu(z)`; `z, y: [rows × out]`. Equal to the fused forward up to rounding.
+pub fn linear_gelu_forward_saving(x: &[f32], rows: usize, w: &[f32], b: &[f32], z: &mut [f32], y: &mut [f32]) {
+    linear_forward(x, rows, w, b, z, Activation::Bias);
+    assert_eq!(y.len(), z.len(), "output is not [rows × out]");
+    y.par_chunks_mut(16_384).zip(z.par_chunks(16_384)).for_each(|(y, z)| gelu_forward(z, y));
+}
+
+/// Backward of `y = x·Wᵀ + b`, accumulating every gradient (`+=`):
+///
+/// - `dX += dY · W`   (`[rows × out] · [out × in]`; skipped when `dx` is `None`, e.g. for
+///   the first layer's input ids),
+/// - `dW += dYᵀ · X`  (`[out × rows] · [rows × in]`),
+/// - `db += Σ_rows dY`.
+///
+/// Shapes: `x, dx: [rows × in]`, `w, dw: [out × in]`, `dy: [rows × out]`, `db: [out]`.
+pub fn linear_backward(
+    x: &[f32], rows: usize, w: &[f32], dy: &[f32], dx: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32],
+) {
+    let n = db.len();
+    let k = w.len().checked_div(n).unwrap_or(0);
+    assert_eq!(w.len(), n * k, "weight is not [out × in]");
+    assert_eq!(dw.len(), w.len(), "weight gradient is not [out × in]");
+    assert_eq!(x.len(), rows * k, "input is not [rows × in]");
+    assert_eq!(dy.len(), rows * n, "output gradient is not [rows × out]");
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), rows * k, "input gradient is not [rows × in]");
+        gemm(MatRef::row_major(dy, rows, n), MatRef::row_major(w, n, k), dx, k, true, &Plain);
+    }
+    gemm(MatRef::transposed(dy, rows, n), MatRef::row_major(x, rows, k), dw, k, true, &Plain);
+    super::parallel::column_sums(dy, n, db);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +127,95 @@ mod tests {
         for i in 0..rows * n {
             assert!((y[i] as f64 - (want[i] + residual[i] as f64)).abs() < 1e-4);
         }
+    }
+
+    /// The f64 reference of `linear_forward(…, Bias)` and its composition with GELU.
+    fn reference64(x: &[f64], rows: usize, w: &[f64], b: &[f64], gelu: bool) -> Vec<f64> {
+        let n = b.len();
+        let k = w.len() / n;
+        let mut y = vec![0.0; rows * n];
+        for i in 0..rows {
+            for j in 0..n {
+                let z = b[j] + (0..k).map(|p| x[i * k + p] * w[j * k + p]).sum::<f64>();
+                y[i * n + j] = if gelu { crate::testutil::gelu(z) } else { z };
+            }
+        }
+        y
+    }
+
+    fn check_backward(rows: usize, k: usize, n: usize, with_gelu: bool, seed: u64) {
+        use crate::testutil::*;
+        let mut rng = Rng::new(seed);
+        let x = rng.normals(rows * k, 1.0);
+        let w = rng.normals(n * k, 0.5);
+        let b = rng.normals(n, 1.0);
+        let r = rng.normals(rows * n, 1.0);
+        let (x64, w64, b64) = (to_f64(&x), to_f64(&w), to_f64(&b));
+        let want_dx = numeric_grad(&x64, FD_STEP, |x| dot(&r, &reference64(x, rows, &w64, &b64, with_gelu)));
+        let want_dw = numeric_grad(&w64, FD_STEP, |w| dot(&r, &reference64(&x64, rows, w, &b64, with_gelu)));
+        let want_db = numeric_grad(&b64, FD_STEP, |b| dot(&r, &reference64(&x64, rows, &w64, b, with_gelu)));
+
+        // Gradients accumulate: start from a known offset and subtract it afterwards.
+        let (mut dx, mut dw, mut db) = (vec![1.0f32; rows * k], vec![-2.0f32; n * k], vec![3.0f32; n]);
+        let dz = if with_gelu {
+            let (mut z, mut y) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+            linear_gelu_forward_saving(&x, rows, &w, &b, &mut z, &mut y);
+            let mut fused = vec![0.0; rows * n];
+            linear_forward(&x, rows, &w, &b, &mut fused, Activation::BiasGelu);
+            assert_close("saving forward", &y, &to_f64(&fused), 1e-6, 1e-6);
+            let mut dz = vec![0.0; rows * n];
+            crate::backend::cpu::gelu::gelu_backward(&z, &r, &mut dz);
+            dz
+        } else {
+            r.clone()
+        };
+        linear_backward(&x, rows, &w, &dz, Some(&mut dx), &mut dw, &mut db);
+        dx.iter_mut().for_each(|g| *g -= 1.0);
+        dw.iter_mut().for_each(|g| *g += 2.0);
+        db.iter_mut().for_each(|g| *g -= 3.0);
+        assert_grad("dx", &dx, &want_dx);
+        assert_grad("dw", &dw, &want_dw);
+        assert_grad("db", &db, &want_db);
+
+        // Without dx the parameter gradients are the same.
+        let (mut dw2, mut db2) = (vec![0.0f32; n * k], vec![0.0f32; n]);
+        linear_backward(&x, rows, &w, &dz, None, &mut dw2, &mut db2);
+        assert_grad("dw (no dx)", &dw2, &want_dw);
+        assert_grad("db (no dx)", &db2, &want_db);
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_on_odd_shapes() {
+        for (i, &(rows, k, n)) in [(1, 1, 1), (1, 9, 5), (7, 13, 3), (3, 1, 17), (13, 37, 29)].iter().enumerate() {
+            check_backward(rows, k, n, false, i as u64);
+            check_backward(rows, k, n, true, 100 + i as u64);
+        }
+    }
+
+    #[test]
+    fn backward_of_a_large_product_matches_f64() {
+        // Shapes past the gemm's blocking and threading thresholds, against f64 formulas.
+        use crate::testutil::*;
+        let (rows, k, n) = (150, 97, 131);
+        let mut rng = Rng::new(77);
+        let (x, w, dy) = (rng.normals(rows * k, 1.0), rng.normals(n * k, 1.0), rng.normals(rows * n, 1.0));
+        let (mut dx, mut dw, mut db) = (vec![0.0; rows * k], vec![0.0; n * k], vec![0.0; n]);
+        linear_backward(&x, rows, &w, &dy, Some(&mut dx), &mut dw, &mut db);
+        let mut want_dx = vec![0.0; rows * k];
+        let mut want_dw = vec![0.0; n * k];
+        let mut want_db = vec![0.0; n];
+        for i in 0..rows {
+            for j in 0..n {
+                let g = dy[i * n + j] as f64;
+                want_db[j] += g;
+                for p in 0..k {
+                    want_dx[i * k + p] += g * w[j * k + p] as f64;
+                    want_dw[j * k + p] += g * x[i * k + p] as f64;
+                }
+            }
+        }
+        assert_close("dx", &dx, &want_dx, 1e-4, 1e-4);
+        assert_close("dw", &dw, &want_dw, 1e-4, 1e-4);
+        assert_close("db", &db, &want_db, 1e-4, 1e-4);
     }
 }
