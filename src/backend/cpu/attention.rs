@@ -58,56 +58,21 @@ pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], head
     });
 }
 
-multiversion!(
-    /// Attention of one head of one sequence: rows `start..start+len`, columns `col..col+dh`
-    /// of `q, k, v` (row stride `d`); writes `out: [len × dh]`.
-    fn head_attention / head_attention_with_isa (
-        q: &[f32], k: &[f32], v: &[f32], d: usize, start: usize, len: usize, col: usize, dh: usize, scale: f32,
-        out: &mut [f32]
-    ) => head_attention_generic
-);
-
-#[inline(always)]
+/// Attention of one head of one sequence: rows `start..start+len`, columns `col..col+dh` of
+/// `q, k, v` (row stride `d`); writes `out: [len × dh]`. Two small products on strided views
+/// of the head's columns and a row-wise softmax in between.
 #[allow(clippy::too_many_arguments)]
-fn head_attention_generic(
-    q: &[f32], k: &[f32], v: &[f32], d: usize, start: usize, len: usize, col: usize, dh: usize, scale: f32,
-    out: &mut [f32],
-) {
-    // K_hᵀ: [dh × len] so that one query's scores are `dh` contiguous axpys over the keys.
-    let mut kt = vec![0.0f32; dh * len];
-    for j in 0..len {
-        let row = &k[(start + j) * d + col..(start + j) * d + col + dh];
-        for c in 0..dh {
-            kt[c * len + j] = row[c];
-        }
+fn head_attention(q: &[f32], k: &[f32], v: &[f32], d: usize, start: usize, len: usize, col: usize, dh: usize, scale: f32, out: &mut [f32]) {
+    let rows = start * d..(start + len) * d;
+    let (q, k, v) = (&q[rows.clone()], &k[rows.clone()], &v[rows]);
+    // p: [len × len] = softmax(scale · Q_h K_hᵀ)
+    let mut p = vec![0.0f32; len * len];
+    gemm(head_view(q, col, len, dh, d, false), head_view(k, col, len, dh, d, true), &mut p, len, false, &Plain);
+    for row in p.chunks_exact_mut(len) {
+        softmax_scaled_row(row, scale);
     }
-    let mut scores = vec![0.0f32; len];
-    for i in 0..len {
-        let qi = &q[(start + i) * d + col..(start + i) * d + col + dh];
-        scores.fill(0.0);
-        for c in 0..dh {
-            let qc = qi[c] * scale;
-            for (s, &kv) in scores.iter_mut().zip(&kt[c * len..(c + 1) * len]) {
-                *s += qc * kv;
-            }
-        }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        let mut sum = 0.0f32;
-        for s in scores.iter_mut() {
-            *s = super::math::exp(*s - max);
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
-        let o = &mut out[i * dh..(i + 1) * dh];
-        o.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            let p = p * inv;
-            let vj = &v[(start + j) * d + col..(start + j) * d + col + dh];
-            for (oc, &vc) in o.iter_mut().zip(vj) {
-                *oc += p * vc;
-            }
-        }
-    }
+    // out: [len × dh] = P V_h
+    gemm(MatRef::row_major(&p, len, len), head_view(v, col, len, dh, d, false), out, dh, false, &Plain);
 }
 
 /// Backward of [`attention_forward`], accumulating (`+=`) into `dq, dk, dv: [T × d]` from
@@ -258,14 +223,15 @@ mod tests {
             for i in 0..total * d {
                 prop_assert!((got[i] as f64 - want[i]).abs() < 2e-5 * (1.0 + want[i].abs()), "[{i}] {} vs {}", got[i], want[i]);
             }
-            // Every instruction set computes the same head.
+            // Every instruction set computes the same softmax.
             for isa in Isa::available() {
-                let mut one = vec![0.0f32; lens[0] * dh];
-                head_attention_with_isa(isa, &q, &k, &v, d, 0, lens[0], 0, dh, 1.0 / (dh as f32).sqrt(), &mut one);
-                for i in 0..lens[0] {
-                    for c in 0..dh {
-                        prop_assert!((one[i * dh + c] as f64 - want[i * d + c]).abs() < 2e-5 * (1.0 + want[i * d + c].abs()));
-                    }
+                let x = &q[..lens[0]];
+                let mut row = x.to_vec();
+                softmax_scaled_row_with_isa(isa, &mut row, 0.7);
+                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+                let z: f64 = x.iter().map(|&v| ((v as f64 - max) * 0.7).exp()).sum();
+                for (r, &v) in row.iter().zip(x) {
+                    prop_assert!((*r as f64 - ((v as f64 - max) * 0.7).exp() / z).abs() < 1e-6);
                 }
             }
         }

@@ -9,7 +9,11 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E).round();
+    // Adding 1.5·2^23 rounds x·log2(e) to an integer n held in the low mantissa bits of t
+    // (no float → int conversion, so the loop stays in vector registers).
+    const SHIFTER: f32 = 12_582_912.0;
+    let t = x * LOG2E + SHIFTER;
+    let n = t - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Minimax polynomial for exp(r) on [−ln2/2, ln2/2] (Cephes expf coefficients).
     let mut p = 1.987_569_1e-4f32;
@@ -20,7 +24,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
     // Build 2^n directly in the exponent field (n ∈ [−126, 128] after the clamp).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
     e * scale
 }
 
@@ -38,8 +42,7 @@ pub fn erf(x: f32) -> f32 {
                         + t * (0.278_868_07
                             + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let erfc = t * exp(poly);
-    let r = 1.0 - erfc;
-    if x >= 0.0 { r } else { -r }
+    (1.0 - erfc).copysign(x)
 }
 
 #[cfg(test)]
