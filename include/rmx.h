@@ -144,8 +144,9 @@ typedef struct rmx_instance {
 } rmx_instance;
 
 /**
- * One answer: a relation and its score `(1 - 2a)·context + a·(head + tail)`, with the three
- * cosines behind it. `id` and `name` are NUL-terminated UTF-8 owned by the engine: valid
+ * One answer: a relation and its score `w_c·context + w_h·head + w_t·tail`, with the three
+ * cosines behind it (weights: (1 - 2a, a, a) for a trained model, (0.5, 0.2, 0.3) for the
+ * zero-training default; `rmx index inspect` shows them). `id` and `name` are NUL-terminated UTF-8 owned by the engine: valid
  * until `rmx_engine_free`, never to be freed by the caller.
  */
 typedef struct rmx_match {
