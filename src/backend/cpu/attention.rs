@@ -181,30 +181,10 @@ mod tests {
     use crate::backend::cpu::simd::Isa;
     use proptest::prelude::*;
 
-    /// Padded-batch attention with an explicit mask, in f64: the textbook formula.
+    /// The textbook formula in f64, sequence by sequence and head by head.
     fn reference(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], heads: usize) -> Vec<f64> {
-        let total = *starts.last().unwrap();
-        let d = q.len() / total;
-        let dh = d / heads;
-        let mut out = vec![0.0f64; total * d];
-        for seq in starts.windows(2) {
-            for h in 0..heads {
-                for i in seq[0]..seq[1] {
-                    let logits: Vec<f64> = (seq[0]..seq[1])
-                        .map(|j| (0..dh).map(|c| q[i * d + h * dh + c] as f64 * k[j * d + h * dh + c] as f64).sum::<f64>() / (dh as f64).sqrt())
-                        .collect();
-                    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-                    for (jj, j) in (seq[0]..seq[1]).enumerate() {
-                        let p = (logits[jj] - max).exp() / z;
-                        for c in 0..dh {
-                            out[i * d + h * dh + c] += p * v[j * d + h * dh + c] as f64;
-                        }
-                    }
-                }
-            }
-        }
-        out
+        let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        reference64(&wide(q), &wide(k), &wide(v), starts, heads)
     }
 
     proptest! {
@@ -237,7 +217,7 @@ mod tests {
         }
     }
 
-    /// [`reference`] on f64 inputs (for finite differences).
+    /// The reference on f64 inputs (also used for finite differences).
     fn reference64(q: &[f64], k: &[f64], v: &[f64], starts: &[usize], heads: usize) -> Vec<f64> {
         let total = *starts.last().unwrap();
         let d = q.len() / total;
