@@ -77,26 +77,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Scalar f32 dot product, 8 independent accumulators (the compiler vectorises it with
 /// SSE2 on x86-64 even without run-time detection).
 pub fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
+    dot_scalar(a, b, |y| y)
 }
 
 /// Scalar f32·f16 dot product.
 pub fn dot_f16_scalar(a: &[f32], b: &[f16]) -> f32 {
+    dot_scalar(a, b, f16::to_f32)
+}
+
+/// `Σ a[i]·widen(b[i])` with 8 independent accumulators, summed in a fixed order.
+#[inline(always)]
+fn dot_scalar<T: Copy>(a: &[f32], b: &[T], widen: impl Fn(T) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 8];
@@ -105,12 +96,12 @@ pub fn dot_f16_scalar(a: &[f32], b: &[f16]) -> f32 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i].to_f32();
+            acc[i] += x[i] * widen(y[i]);
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y.to_f32();
+    for (x, &y) in ra.iter().zip(rb) {
+        s += x * widen(y);
     }
     s
 }
