@@ -45,13 +45,17 @@ impl Engine {
     /// The `k` best relations of each instance, in input order; one entry per instance, an
     /// error for an instance that cannot be marked (the others are still answered).
     pub fn query_batch(&self, instances: &[WordInstance], k: usize) -> Result<Vec<Result<Vec<Match<'_>>>>> {
-        let prepared: Vec<_> = instances.iter().map(|i| self.matcher.prepare(i)).collect();
-        let good: Vec<_> = prepared.iter().filter_map(|m| m.as_ref().ok()).cloned().collect();
+        // The good instances move into one batch; `slots` remembers where the bad ones were.
+        let mut good = Vec::with_capacity(instances.len());
+        let mut slots = Vec::with_capacity(instances.len());
+        for instance in instances {
+            slots.push(self.matcher.prepare(instance).map(|q| good.push(q)));
+        }
         let mut queries = self.matcher.encode_queries(&good)?.into_iter();
-        prepared
+        slots
             .into_iter()
-            .map(|m| match m {
-                Ok(_) => Ok(Ok(self.top_matches(&queries.next().expect("one query per prepared instance"), k)?)),
+            .map(|slot| match slot {
+                Ok(()) => Ok(Ok(self.top_matches(&queries.next().expect("one query per prepared instance"), k)?)),
                 Err(e) => Ok(Err(e)),
             })
             .collect()

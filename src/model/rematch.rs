@@ -44,7 +44,6 @@ impl Matcher {
     /// A trained checkpoint (a directory with `rmx.json`) or a plain sentence encoder
     /// (zero-training default).
     pub fn load(dir: &Path) -> Result<Matcher> {
-        let description_missing = || SentenceEncoder::load(dir);
         match CheckpointSettings::load(dir)? {
             Some(settings) => {
                 let description = SentenceEncoder::load(&dir.join(&settings.description_encoder))?;
@@ -55,7 +54,7 @@ impl Matcher {
                 Ok(Matcher { query: QuerySide::Trained { bert, heads }, description, weights, fingerprint })
             }
             None => {
-                let description = description_missing()?;
+                let description = SentenceEncoder::load(dir)?;
                 let weights = zero_shot::WEIGHTS;
                 let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v1", weights, &[])?;
                 Ok(Matcher { query: QuerySide::ZeroShot, description, weights, fingerprint })
