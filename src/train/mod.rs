@@ -1,3 +1,8 @@
 //! Training and evaluation.
 pub mod evaluate;
 pub mod metrics;
+pub mod adamw;
+pub mod encoder;
+pub mod objective;
+pub mod params;
+pub mod rng;

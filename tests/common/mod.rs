@@ -8,7 +8,7 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-/// A golden tensor from a fixture file, as f32 (integer tensors are converted).
+/// A golden tensor from a fixture file, as f32 (integer and f64 tensors are converted).
 pub struct Golden {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
@@ -25,6 +25,7 @@ pub fn load_golden(path: &Path) -> HashMap<String, Golden> {
                 Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
                 Dtype::I64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
                 Dtype::I32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                Dtype::F64 => raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
                 other => panic!("unexpected dtype {other:?} for {name}"),
             };
             (name, Golden { shape: view.shape().to_vec(), data })

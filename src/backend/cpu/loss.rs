@@ -48,59 +48,77 @@ fn check_logits(logits: &[f32], classes: usize, labels: &[u32]) -> usize {
 /// RE-Matching's margin γ.
 pub const MATCHING_MARGIN: f32 = 0.06;
 
-/// The hardest negative of row `i`: `(column, score)` of the largest score other than the
-/// positive's (the first on ties), `None` with a single column.
-fn hardest_negative(row: &[f32], positive: usize) -> Option<(usize, f32)> {
-    row.iter().enumerate().filter(|&(j, _)| j != positive).fold(None, |best, (j, &s)| match best {
+/// The hardest negative of a row: `(column, score)` of the largest score among the columns
+/// marked in `negatives` (the first on ties), `None` when none is marked.
+fn hardest_negative(row: &[f32], negatives: &[bool]) -> Option<(usize, f32)> {
+    row.iter().zip(negatives).enumerate().filter(|&(_, (_, &neg))| neg).fold(None, |best, (j, (&s, _))| match best {
         Some((_, b)) if b >= s => best,
         _ => Some((j, s)),
     })
 }
 
 /// Per row: the loss term `max(0, γ − s_pos + max(0, s_neg))` and the hardest negative.
-fn matching_term(row: &[f32], positive: usize, gamma: f32) -> (f32, Option<(usize, f32)>) {
-    let neg = hardest_negative(row, positive);
+fn matching_term(row: &[f32], positive: usize, negatives: &[bool], gamma: f32) -> (f32, Option<(usize, f32)>) {
+    let neg = hardest_negative(row, negatives);
     let neg_part = neg.map_or(0.0, |(_, s)| s.max(0.0));
     ((gamma - row[positive] + neg_part).max(0.0), neg)
 }
 
-fn check_scores(scores: &[f32], m: usize, positives: &[u32]) -> usize {
+fn check_scores(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool]) -> usize {
     assert!(m > 0 && scores.len() == positives.len() * m, "scores are not [n × m]");
+    assert_eq!(negatives.len(), scores.len(), "negative mask is not [n × m]");
     assert!(positives.iter().all(|&p| (p as usize) < m), "positive column out of range");
+    assert!(
+        positives.iter().zip(negatives.chunks_exact(m)).all(|(&p, neg)| !neg[p as usize]),
+        "a sample's positive is marked as its negative"
+    );
     positives.len()
 }
 
-/// The matching loss with the hardest in-batch negative, mean over the batch:
-/// `L = (1/n) Σ_i max(0, γ − s(i, r_i) + max(0, max_{j ≠ r_i} s(i, j)))`.
+/// Every column but the positive is a negative: the mask for [`matching_loss_forward`] when
+/// each sample is matched against all relations of the batch.
+pub fn all_other_columns(m: usize, positives: &[u32]) -> Vec<bool> {
+    positives.iter().flat_map(|&p| (0..m).map(move |j| j != p as usize)).collect()
+}
+
+/// The matching loss with the hardest negative, mean over the batch:
+/// `L = (1/n) Σ_i max(0, γ − s(i, r_i) + max(0, max_{j ∈ N_i} s(i, j)))`.
 ///
-/// `scores: [n × m]` are the scores of the `n` samples against the `m` distinct relations of
-/// the batch (e.g. from `cosine_scores_forward`), `positives: [n]` the column of each
-/// sample's own relation; every other column is a negative. The caller deduplicates the
-/// relations, so that no column repeats a sample's positive. 0 for an empty batch.
-pub fn matching_loss_forward(scores: &[f32], m: usize, positives: &[u32], gamma: f32) -> f32 {
-    let n = check_scores(scores, m, positives);
+/// `scores: [n × m]` are the scores of the `n` samples against `m` distinct relations
+/// (e.g. from `cosine_scores_forward`), `positives: [n]` the column of each sample's own
+/// relation, `negatives: [n × m]` marks the candidate negatives `N_i` of each sample (never
+/// its positive; an empty `N_i` makes the term `max(0, γ − s_pos)`). 0 for an empty batch.
+pub fn matching_loss_forward(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], gamma: f32) -> f32 {
+    let n = check_scores(scores, m, positives, negatives);
     if n == 0 {
         return 0.0;
     }
-    let total: f64 = scores.chunks_exact(m).zip(positives).map(|(row, &p)| matching_term(row, p as usize, gamma).0 as f64).sum();
+    let total: f64 = scores
+        .chunks_exact(m)
+        .zip(positives)
+        .zip(negatives.chunks_exact(m))
+        .map(|((row, &p), neg)| matching_term(row, p as usize, neg, gamma).0 as f64)
+        .sum();
     (total / n as f64) as f32
 }
 
 /// Backward of [`matching_loss_forward`], `d_scores += d_loss · ∂L/∂scores`: for a sample
 /// whose term is positive, `−1/n` to its positive's score and, when the hardest negative's
 /// score is positive, `+1/n` to that negative only (the subgradient 0 at the kinks).
-pub fn matching_loss_backward(scores: &[f32], m: usize, positives: &[u32], gamma: f32, d_loss: f32, d_scores: &mut [f32]) {
-    let n = check_scores(scores, m, positives);
+pub fn matching_loss_backward(
+    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], gamma: f32, d_loss: f32, d_scores: &mut [f32],
+) {
+    let n = check_scores(scores, m, positives, negatives);
     assert_eq!(d_scores.len(), scores.len());
     if n == 0 {
         return;
     }
     let g = d_loss / n as f32;
-    for ((row, ds), &p) in scores.chunks_exact(m).zip(d_scores.chunks_exact_mut(m)).zip(positives) {
-        let (term, neg) = matching_term(row, p as usize, gamma);
+    for (((row, ds), &p), neg) in scores.chunks_exact(m).zip(d_scores.chunks_exact_mut(m)).zip(positives).zip(negatives.chunks_exact(m)) {
+        let (term, hardest) = matching_term(row, p as usize, neg, gamma);
         if term > 0.0 {
             ds[p as usize] -= g;
-            if let Some((j, s)) = neg {
+            if let Some((j, s)) = hardest {
                 if s > 0.0 {
                     ds[j] += g;
                 }
@@ -145,29 +163,36 @@ mod tests {
         assert_eq!(cross_entropy_forward(&[], 3, &[]), 0.0);
     }
 
-    fn matching64(s: &[f64], m: usize, positives: &[u32], gamma: f64) -> f64 {
+    fn matching64(s: &[f64], m: usize, positives: &[u32], negatives: &[bool], gamma: f64) -> f64 {
         let terms: Vec<f64> = s
             .chunks(m)
             .zip(positives)
-            .map(|(row, &p)| {
-                let neg = row.iter().enumerate().filter(|&(j, _)| j != p as usize).map(|(_, &v)| v).fold(f64::NEG_INFINITY, f64::max);
-                (gamma - row[p as usize] + neg.max(0.0)).max(0.0)
+            .zip(negatives.chunks(m))
+            .map(|((row, &p), neg)| {
+                let top = row.iter().zip(neg).filter(|(_, &n)| n).map(|(&v, _)| v).fold(0.0, f64::max);
+                (gamma - row[p as usize] + top).max(0.0)
             })
             .collect();
         terms.iter().sum::<f64>() / terms.len() as f64
     }
 
     /// Scores away from every kink (ties among negatives, `max_neg = 0`, a zero term), so that
-    /// finite differences are well defined, covering each case of the loss.
-    fn kink_free_scores(n: usize, m: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    /// finite differences are well defined, covering each case of the loss. With `sparse`,
+    /// each non-positive column is a negative with probability ½ (so some rows have none),
+    /// else every other column is.
+    fn kink_free_scores(n: usize, m: usize, sparse: bool, seed: u64) -> (Vec<f32>, Vec<u32>, Vec<bool>) {
         for attempt in 0.. {
             let mut rng = Rng::new(seed * 1000 + attempt);
             let s: Vec<f32> = (0..n * m).map(|_| rng.uniform() * 0.6 - 0.3).collect();
             let positives: Vec<u32> = (0..n).map(|_| rng.below(m) as u32).collect();
+            let mut negatives = all_other_columns(m, &positives);
+            if sparse {
+                negatives.iter_mut().for_each(|v| *v &= rng.uniform() < 0.5);
+            }
             let mut ok = true;
             let (mut inactive, mut active_pos_neg, mut active_neg_neg) = (false, false, false);
-            for (row, &p) in s.chunks(m).zip(&positives) {
-                let mut negs: Vec<f32> = row.iter().enumerate().filter(|&(j, _)| j != p as usize).map(|(_, &v)| v).collect();
+            for ((row, &p), neg) in s.chunks(m).zip(&positives).zip(negatives.chunks(m)) {
+                let mut negs: Vec<f32> = row.iter().zip(neg).filter(|(_, &n)| n).map(|(&v, _)| v).collect();
                 negs.sort_by(f32::total_cmp);
                 let top = negs.last().copied();
                 let term = MATCHING_MARGIN - row[p as usize] + top.map_or(0.0, |v| v.max(0.0));
@@ -178,7 +203,7 @@ mod tests {
                 active_neg_neg |= term > 0.0 && top.is_some_and(|v| v < 0.0);
             }
             if ok && (m == 1 || (inactive && active_pos_neg && active_neg_neg)) {
-                return (s, positives);
+                return (s, positives, negatives);
             }
         }
         unreachable!()
@@ -186,21 +211,31 @@ mod tests {
 
     #[test]
     fn matching_loss_matches_f64_and_finite_differences() {
-        for (n, m) in [(1, 1), (6, 2), (12, 5), (9, 9)] {
-            let (s, positives) = kink_free_scores(n, m, (n * 10 + m) as u64);
-            let s64 = to_f64(&s);
-            let gamma = MATCHING_MARGIN as f64;
-            let loss = matching_loss_forward(&s, m, &positives, MATCHING_MARGIN);
-            assert_close("loss", &[loss], &[matching64(&s64, m, &positives, gamma)], 1e-5, 1e-6);
-            let want = numeric_grad(&s64, FD_STEP, |s| 2.0 * matching64(s, m, &positives, gamma));
-            let mut ds = vec![0.0f32; s.len()];
-            matching_loss_backward(&s, m, &positives, MATCHING_MARGIN, 2.0, &mut ds);
-            assert_grad("dscores", &ds, &want);
-            // Gradient reaches at most two columns per row: the positive and the hardest negative.
-            for row in ds.chunks(m) {
-                assert!(row.iter().filter(|&&g| g != 0.0).count() <= 2);
+        for (n, m) in [(1, 1), (6, 2), (12, 5), (9, 9), (16, 6)] {
+            for sparse in [false, true] {
+                let (s, positives, negatives) = kink_free_scores(n, m, sparse, (n * 10 + m) as u64);
+                let s64 = to_f64(&s);
+                let gamma = MATCHING_MARGIN as f64;
+                let loss = matching_loss_forward(&s, m, &positives, &negatives, MATCHING_MARGIN);
+                assert_close("loss", &[loss], &[matching64(&s64, m, &positives, &negatives, gamma)], 1e-5, 1e-6);
+                let want = numeric_grad(&s64, FD_STEP, |s| 2.0 * matching64(s, m, &positives, &negatives, gamma));
+                let mut ds = vec![0.0f32; s.len()];
+                matching_loss_backward(&s, m, &positives, &negatives, MATCHING_MARGIN, 2.0, &mut ds);
+                assert_grad("dscores", &ds, &want);
+                // Gradient reaches at most two columns per row: the positive and the hardest
+                // negative, never a column outside the mask.
+                for ((row, neg), &p) in ds.chunks(m).zip(negatives.chunks(m)).zip(&positives) {
+                    assert!(row.iter().filter(|&&g| g != 0.0).count() <= 2);
+                    assert!(row.iter().zip(neg).enumerate().all(|(j, (&g, &n))| g == 0.0 || n || j == p as usize));
+                }
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "positive is marked")]
+    fn a_positive_cannot_be_its_own_negative() {
+        matching_loss_forward(&[0.1, 0.2], 2, &[0], &[true, true], MATCHING_MARGIN);
     }
 
     #[test]
@@ -211,6 +246,7 @@ mod tests {
         let mut rng = Rng::new(8);
         let (a, b) = (rng.normals(n * 3 * d, 1.0), rng.normals(m * 3 * d, 1.0));
         let positives: Vec<u32> = (0..n).map(|i| (i % m) as u32).collect();
+        let negatives = all_other_columns(m, &positives);
         let loss64 = |a: &[f64]| {
             // f64 scores through an f64 cosine, then the f64 loss.
             let cos = |x: &[f64], y: &[f32]| {
@@ -223,14 +259,14 @@ mod tests {
                     s64[i * m + j] = (0..3).map(|p| weights[p] as f64 * cos(&a[(i * 3 + p) * d..(i * 3 + p + 1) * d], &b[(j * 3 + p) * d..(j * 3 + p + 1) * d])).sum();
                 }
             }
-            matching64(&s64, m, &positives, MATCHING_MARGIN as f64)
+            matching64(&s64, m, &positives, &negatives, MATCHING_MARGIN as f64)
         };
         let want = numeric_grad(&to_f64(&a), FD_STEP, loss64);
         let mut s = vec![0.0f32; n * m];
         cosine_scores_forward(&a, &b, d, &weights, &mut s);
-        assert!(matching_loss_forward(&s, m, &positives, MATCHING_MARGIN) > 0.0, "the test needs an active loss");
+        assert!(matching_loss_forward(&s, m, &positives, &negatives, MATCHING_MARGIN) > 0.0, "the test needs an active loss");
         let mut ds = vec![0.0f32; n * m];
-        matching_loss_backward(&s, m, &positives, MATCHING_MARGIN, 1.0, &mut ds);
+        matching_loss_backward(&s, m, &positives, &negatives, MATCHING_MARGIN, 1.0, &mut ds);
         let mut da = vec![0.0f32; a.len()];
         cosine_scores_backward(&a, &b, d, &weights, &ds, &mut da);
         assert_grad("da", &da, &want);
