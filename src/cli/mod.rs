@@ -5,6 +5,7 @@ mod eval;
 mod index;
 mod jsonl;
 mod query;
+mod train;
 
 use clap::{Parser, Subcommand};
 use rmx::model::location::default_model_dir;
@@ -31,6 +32,7 @@ enum Command {
     Index(index::IndexArgs),
     Eval(eval::EvalArgs),
     Query(query::QueryArgs),
+    Train(train::TrainArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> rmx::Result<Outcome> {
         Command::Index(args) => index::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Query(args) => query::run(args),
+        Command::Train(args) => train::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

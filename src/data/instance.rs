@@ -3,7 +3,8 @@
 //! - `{"text": "...", "head": "Marie Curie", "tail": "Pierre Curie"}` — each entity string
 //!   must occur exactly once in the text;
 //! - `{"text": "...", "head": [0, 11], "tail": [20, 32]}` — character spans `[start, end)`;
-//! - `{"tokens": [...], "h": {"pos": [0, 2]}, "t": {"pos": [3, 5]}}` — token spans;
+//! - `{"tokens": [...], "h": {"pos": [0, 2]}, "t": {"pos": [3, 5]}}` — token spans
+//!   (`"token"` is accepted for `"tokens"`, as in RE-Matching's processed data);
 //! - FewRel's own `{"tokens": [...], "h": [name, id, [[i, …], …]], "t": …}` (first mention).
 use crate::error::{Error, Result};
 use crate::text::markers::{char_span_to_bytes, find_unique, WordInstance};
@@ -24,7 +25,7 @@ pub fn instance_from_value(value: &Value) -> Result<WordInstance> {
         let tail = text_entity(text, obj.get("tail"), "tail")?;
         return WordInstance::from_text(text, head, tail);
     }
-    if let Some(tokens) = obj.get("tokens") {
+    if let Some(tokens) = obj.get("tokens").or_else(|| obj.get("token")) {
         let tokens: Vec<String> = serde_json::from_value(tokens.clone())
             .map_err(|_| Error::Input("\"tokens\" must be a list of strings".into()))?;
         let head = token_entity(obj.get("h"), "h")?;

@@ -19,6 +19,9 @@ pub struct CheckpointSettings {
     pub format: u32,
     pub alpha: f32,
     pub description_encoder: PathBuf,
+    /// How the checkpoint was trained (recipe, data, losses); informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
 }
 
 impl CheckpointSettings {

@@ -6,3 +6,6 @@ pub mod encoder;
 pub mod objective;
 pub mod params;
 pub mod rng;
+pub mod trainer;
+pub mod checkpoint;
+pub mod dataset;

@@ -127,8 +127,8 @@ pub struct ObjectiveCache {
     adversary_hidden: Vec<f32>,
     /// `[B × n_train]`
     logits: Vec<f32>,
-    /// `[B × 3d]`: `c | h | t` per row (after tanh)
-    parts: Vec<f32>,
+    /// `[B × 3d]`: `c | h | t` per row (after tanh): the query parts inference scores
+    pub parts: Vec<f32>,
     /// `[B × R]`
     pub scores: Vec<f32>,
 }

@@ -1,0 +1,179 @@
+//! `rmx train`: fine-tune the RE-Matching model on labelled sentences.
+use super::Outcome;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rmx::data::descriptions::read_descriptions;
+use rmx::data::fewrel::{read_labelled, read_split};
+use rmx::model::bert::Bert;
+use rmx::model::description::{encode_relations, DescriptionStyle};
+use rmx::model::heads::CheckpointSettings;
+use rmx::model::scoring::PartWeights;
+use rmx::model::sentence::SentenceEncoder;
+use rmx::train::checkpoint::{save_checkpoint, DESCRIPTION_DIR};
+use rmx::train::dataset::prepare_training;
+use rmx::train::trainer::{StepReport, TrainSettings, Trainer};
+use rmx::text::tokenizer::TextTokenizer;
+use rmx::{Error, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Train the RE-Matching model: the input encoder and its heads learn to match sentences of
+/// the training relations with their descriptions; unseen relations are held out.
+///
+/// Training relations = every relation of --data that is not --unseen (or not a test
+/// relation of --split). The description side stays frozen: the starting model's sentence
+/// embeddings of each description and of "the entity types including ..." for the head and
+/// tail keywords. The checkpoint directory (-o) loads with `rmx query --model DIR`,
+/// `rmx index build --model DIR` and `rmx eval --model DIR`; its model.safetensors keeps
+/// Hugging Face names (PyTorch's BertModel loads it).
+#[derive(Args)]
+#[command(after_help = "Example (reduced FewRel protocol, m = 5):\n  rmx train --data ../shared/data/fewrel/val_wiki.json \\\n    --descriptions ../shared/data/rematching/fewrel/relation_description/relation_description_addsynonym_processed.json \\\n    --split ../shared/data/rematching/rel2id/fewrel_rel2id/fewrel_rel2id_5_ori.json --seed 42 -o fewrel-m5\n  rmx eval --model fewrel-m5 --data ../shared/data/fewrel/val_wiki.json --descriptions ... --split ...fewrel_rel2id_5_ori.json")]
+pub struct TrainArgs {
+    /// Labelled sentences: FewRel's format, or RE-Matching's processed format (a JSON list or
+    /// JSON Lines of {"token", "h": {"pos"}, "t": {"pos"}, "relation"}). Repeat for several files.
+    #[arg(long, value_name = "FILE", required = true)]
+    data: Vec<PathBuf>,
+    /// Relation descriptions (descriptions.jsonl or RE-Matching's description JSON).
+    #[arg(long, value_name = "FILE")]
+    descriptions: PathBuf,
+    /// Relations held out from training, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...", required_unless_present = "split", conflicts_with = "split")]
+    unseen: Vec<String>,
+    /// A RE-Matching rel2id split file: its "test" relations are held out.
+    #[arg(long, value_name = "FILE")]
+    split: Option<PathBuf>,
+    /// Output checkpoint directory (replaced atomically if it is an existing checkpoint).
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// Starting encoder (and frozen description encoder); default: the default model.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = TrainSettings::default().epochs, value_name = "N")]
+    epochs: usize,
+    #[arg(long, default_value_t = TrainSettings::default().batch_size, value_name = "N")]
+    batch_size: usize,
+    /// Peak learning rate (linear warmup over the first 10 % of steps, then linear decay).
+    #[arg(long, default_value_t = TrainSettings::default().lr, value_name = "LR")]
+    lr: f64,
+    /// Seed of the shuffles, negative draws and head initialisation.
+    #[arg(long, default_value_t = TrainSettings::default().seed, value_name = "N")]
+    seed: u64,
+    /// Write one JSON line per optimizer step (epoch, step, lr, losses, sentences/s) to FILE.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+}
+
+pub fn run(args: TrainArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let unseen = match &args.split {
+        Some(split) => read_split(split, "test")?,
+        None => args.unseen.clone(),
+    };
+    if args.batch_size == 0 || args.epochs == 0 {
+        return Err(Error::Input("--batch-size and --epochs must be at least 1".into()));
+    }
+    let descriptions = read_descriptions(&args.descriptions)?;
+    let mut rejected: Vec<String> = descriptions.rejected.clone();
+    let mut examples = Vec::new();
+    for path in &args.data {
+        let labelled = read_labelled(path)?;
+        rejected.extend(labelled.rejected);
+        examples.extend(labelled.examples);
+    }
+    for id in unseen.iter().filter(|u| !examples.iter().any(|e| &e.relation == *u)) {
+        eprintln!("note: unseen relation {id} has no sentence in the data");
+    }
+
+    // A trained checkpoint continues from its encoder and keeps its description encoder.
+    let source = super::model_dir(args.model);
+    let description_dir = match CheckpointSettings::load(&source)? {
+        Some(s) => source.join(s.description_encoder),
+        None => source.clone(),
+    };
+    let description = SentenceEncoder::load(&description_dir)?;
+    let bert = Bert::load(&source)?;
+    let tokenizer = TextTokenizer::load(&source.join("tokenizer.json"))?;
+    let prepared = prepare_training(&examples, &descriptions.relations, &unseen, &tokenizer, bert.config.max_position_embeddings)?;
+    for r in &prepared.rejected {
+        rejected.push(format!("{}: {r}", args.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("+")));
+    }
+    for r in &rejected {
+        eprintln!("{r}");
+    }
+    let settings = TrainSettings { epochs: args.epochs, batch_size: args.batch_size, lr: args.lr, seed: args.seed, ..TrainSettings::default() };
+    let weights = PartWeights::from_alpha(settings.objective.alpha);
+    let vectors = encode_relations(&description, &prepared.relations, DescriptionStyle::TypeTemplate, weights, 64, |_| {})?;
+    let n = prepared.set.sentences.len();
+    eprintln!(
+        "training on {n} sentences of {} relations ({} held out), {} epochs, batch {}, lr {}, seed {}",
+        prepared.relations.len(),
+        unseen.len(),
+        settings.epochs,
+        settings.batch_size,
+        settings.lr,
+        settings.seed
+    );
+
+    let mut trainer = Trainer::new(&bert, vectors.concat(), settings.clone());
+    drop(bert);
+    let mut log = match &args.log {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?)),
+        None => None,
+    };
+    let bar = ProgressBar::new((n.div_ceil(settings.batch_size) * settings.epochs) as u64).with_style(
+        ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]").expect("valid template"),
+    );
+    let (mut epoch_loss, mut epoch_steps, mut epoch_losses) = (0.0f64, 0usize, Vec::new());
+    let (mut sentences, mut seconds, mut peak_activations) = (0usize, 0.0f64, 0usize);
+    let mut log_error = None;
+    trainer.train(&prepared.set, |s: &StepReport| {
+        if s.epoch > epoch_losses.len() + 1 {
+            epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
+            (epoch_loss, epoch_steps) = (0.0, 0);
+        }
+        epoch_loss += (s.matching + s.adversarial) as f64;
+        epoch_steps += 1;
+        sentences += s.sentences;
+        seconds += s.seconds;
+        peak_activations = peak_activations.max(s.activation_bytes);
+        bar.set_prefix(format!("{}/{}", s.epoch, settings.epochs));
+        bar.set_message(format!("loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s", s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds));
+        bar.inc(1);
+        if let (Some(w), None) = (log.as_mut(), &log_error) {
+            if let Err(e) = writeln!(w, "{}", serde_json::to_string(s).expect("report serialises")).and_then(|()| w.flush()) {
+                log_error = Some(e);
+            }
+        }
+    });
+    epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
+    bar.finish_and_clear();
+    if let (Some(e), Some(path)) = (log_error, &args.log) {
+        return Err(Error::io(path, e));
+    }
+    if let Some(mut w) = log {
+        w.flush().map_err(|e| Error::io(args.log.as_ref().expect("log path"), e))?;
+    }
+
+    let record = serde_json::json!({
+        "settings": settings,
+        "data": args.data,
+        "descriptions": args.descriptions,
+        "unseen": unseen,
+        "training_relations": prepared.relations.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        "sentences": n,
+        "mean_loss_per_epoch": epoch_losses,
+        "sentences_per_second": sentences as f64 / seconds,
+        "peak_activation_bytes": peak_activations,
+    });
+    save_checkpoint(&args.output, &trainer, &source, &description_dir, record)?;
+    eprintln!(
+        "trained in {:.0} s ({:.1} sentences/s); mean loss per epoch {:?}; checkpoint {} (description encoder in {}/{DESCRIPTION_DIR})",
+        started.elapsed().as_secs_f64(),
+        sentences as f64 / seconds,
+        epoch_losses.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        args.output.display(),
+        args.output.display()
+    );
+    Ok(Outcome { rejected: rejected.len() })
+}

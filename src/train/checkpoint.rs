@@ -1,0 +1,148 @@
+//! Writing a trained checkpoint, atomically: everything goes into a temporary sibling
+//! directory that is renamed into place at the end, so a crash never leaves a half-written
+//! checkpoint under the output name.
+//!
+//! Layout (read back by `model::rematch::Matcher::load`):
+//! - the fine-tuned input encoder in Hugging Face layout: `model.safetensors` (the source
+//!   model's tensor names, so PyTorch's `BertModel.from_pretrained` loads it; tensors rmx
+//!   does not train, e.g. the pooler, are carried over unchanged), plus every other file of
+//!   the source model directory (config, tokenizer, sentence-transformers files);
+//! - `heads.safetensors`: `context.*`, `distill.query`, `adversary.*`;
+//! - `description_encoder/`: a copy of the frozen description-side encoder;
+//! - `rmx.json`: format, α, the description encoder's directory, and the training record.
+use super::trainer::Trainer;
+use crate::error::{Error, Result};
+use crate::model::heads::{CheckpointSettings, HEADS_FILE, SETTINGS_FILE, SETTINGS_FORMAT};
+use memmap2::Mmap;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const DESCRIPTION_DIR: &str = "description_encoder";
+const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Writes the checkpoint of `trainer` to `out`. `source`: the directory of the starting
+/// encoder (its other files are copied); `description_encoder`: the frozen description-side
+/// encoder's directory. An existing `out` is replaced only if it is an rmx checkpoint.
+pub fn save_checkpoint(out: &Path, trainer: &Trainer, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
+    if out.exists() && !(out.join(SETTINGS_FILE).is_file() || is_empty_dir(out)) {
+        return Err(Error::Input(format!("{}: exists and is not an rmx checkpoint; refusing to overwrite it", out.display())));
+    }
+    let name = out.file_name().ok_or_else(|| Error::Input(format!("{}: not a directory name", out.display())))?.to_string_lossy().into_owned();
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = write_into(&tmp, trainer, source, description_encoder, training).and_then(|()| replace_dir(&tmp, out));
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
+}
+
+fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let skip: HashSet<&str> = [WEIGHTS_FILE, SETTINGS_FILE, HEADS_FILE, DESCRIPTION_DIR].into();
+    copy_tree(source, dir, &skip)?;
+    write_encoder(&dir.join(WEIGHTS_FILE), trainer, &source.join(WEIGHTS_FILE))?;
+
+    let p = &trainer.params;
+    let heads: Vec<(String, TensorView)> = [trainer.heads.context.weight, trainer.heads.context.bias, trainer.heads.distill_query]
+        .into_iter()
+        .chain([trainer.heads.adversary_hidden.weight, trainer.heads.adversary_hidden.bias, trainer.heads.adversary_out.weight, trainer.heads.adversary_out.bias])
+        .map(|id| (p.name(id).to_string(), f32_view(p.get(id), p.shape(id))))
+        .collect();
+    write_safetensors(&dir.join(HEADS_FILE), heads)?;
+
+    copy_tree(description_encoder, &dir.join(DESCRIPTION_DIR), &HashSet::new())?;
+    let settings = CheckpointSettings {
+        format: SETTINGS_FORMAT,
+        alpha: trainer.settings.objective.alpha,
+        description_encoder: PathBuf::from(DESCRIPTION_DIR),
+        training: Some(training),
+    };
+    let text = serde_json::to_string_pretty(&settings).expect("settings serialise");
+    fs::write(dir.join(SETTINGS_FILE), text + "\n").map_err(|e| Error::io(dir.join(SETTINGS_FILE), e))
+}
+
+/// The trained encoder tensors under the source file's naming (with or without `bert.`),
+/// plus the source's tensors that are not trained, unchanged.
+fn write_encoder(path: &Path, trainer: &Trainer, source: &Path) -> Result<()> {
+    let file = fs::File::open(source).map_err(|e| Error::io(source, e))?;
+    // SAFETY: mapped read-only for the duration of this function; rmx never writes to it.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(source, e))?;
+    let st = SafeTensors::deserialize(&map).map_err(|e| Error::model(source, format!("invalid safetensors: {e}")))?;
+    let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
+    let p = &trainer.params;
+    let heads: HashSet<usize> = HashSet::from_iter(
+        [trainer.heads.context, trainer.heads.adversary_hidden, trainer.heads.adversary_out]
+            .iter()
+            .flat_map(|l| [l.weight, l.bias])
+            .chain([trainer.heads.distill_query]),
+    );
+    let mut tensors: Vec<(String, TensorView)> =
+        (0..p.len()).filter(|id| !heads.contains(id)).map(|id| (format!("{prefix}{}", p.name(id)), f32_view(p.get(id), p.shape(id)))).collect();
+    let trained: HashSet<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    for (name, view) in st.tensors() {
+        let legacy = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
+        if !trained.contains(&name) && !trained.contains(&legacy) {
+            let view = TensorView::new(view.dtype(), view.shape().to_vec(), view.data()).expect("a valid view stays valid");
+            tensors.push((name, view));
+        }
+    }
+    write_safetensors(path, tensors)
+}
+
+fn f32_view<'a>(values: &'a [f32], shape: &[usize]) -> TensorView<'a> {
+    // f32 → little-endian bytes: on a little-endian host (checked when models load) the
+    // memory already is that.
+    let bytes: &[u8] = bytemuck_f32(values);
+    TensorView::new(Dtype::F32, shape.to_vec(), bytes).expect("shape matches the data")
+}
+
+fn bytemuck_f32(values: &[f32]) -> &[u8] {
+    // SAFETY: any f32 slice is a valid, initialised byte slice of 4× the length, with the
+    // same lifetime; u8 has alignment 1.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+}
+
+fn write_safetensors(path: &Path, tensors: Vec<(String, TensorView)>) -> Result<()> {
+    safetensors::serialize_to_file(tensors, None, path).map_err(|e| Error::model(path, format!("cannot write safetensors: {e}")))
+}
+
+/// Copies the regular files and subdirectories of `from` into `to`, except top-level names
+/// in `skip`.
+fn copy_tree(from: &Path, to: &Path, skip: &HashSet<&str>) -> Result<()> {
+    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for entry in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let name = entry.file_name();
+        if skip.contains(name.to_string_lossy().as_ref()) || name.to_string_lossy().starts_with(".git") {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if src.is_dir() {
+            copy_tree(&src, &dst, &HashSet::new())?;
+        } else if src.is_file() {
+            fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves `tmp` to `out`, replacing an existing `out` (renamed aside first, removed after).
+fn replace_dir(tmp: &Path, out: &Path) -> Result<()> {
+    if out.exists() {
+        let old = tmp.with_extension("old");
+        fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
+    } else {
+        fs::rename(tmp, out).map_err(|e| Error::io(out, e))
+    }
+}

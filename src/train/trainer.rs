@@ -1,0 +1,191 @@
+//! The RE-Matching training loop: shuffled batches of marked sentences of the training
+//! relations, in-batch negatives drawn as the reference draws them, one forward/backward of
+//! encoder + objective per batch, AdamW on a linear warmup/decay schedule. Everything random
+//! comes from one seeded [`Rng`]: the same seed and data give the same losses.
+use super::adamw::{linear_schedule, AdamW, AdamWSettings};
+use super::encoder::EncoderIds;
+use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
+use super::params::ParamSet;
+use super::rng::Rng;
+use crate::backend::cpu::entity_pool::EntityRows;
+use crate::model::bert::{Bert, PackedBatch};
+use crate::text::markers::MarkedTokens;
+use std::time::Instant;
+
+/// The recipe. Defaults are the recommended one (see ARCHITECTURE.md, training).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainSettings {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub seed: u64,
+    /// Warmup steps as a fraction of all steps.
+    pub warmup_ratio: f64,
+    /// Batch positions drawn per sample; their relations (other than its own) are its
+    /// candidate negatives.
+    pub negatives: usize,
+    pub objective: ObjectiveSettings,
+    pub adamw: AdamWSettings,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 3,
+            batch_size: 128,
+            lr: 2e-5,
+            seed: 42,
+            warmup_ratio: 0.1,
+            negatives: 7,
+            objective: ObjectiveSettings::default(),
+            adamw: AdamWSettings::default(),
+        }
+    }
+}
+
+/// Marked sentences with their training-relation index (a row of the relation vectors).
+pub struct TrainingSet {
+    pub sentences: Vec<MarkedTokens>,
+    pub labels: Vec<u32>,
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    pub epoch: usize,
+    /// 1-based optimizer step.
+    pub step: u64,
+    pub total_steps: u64,
+    pub lr: f64,
+    pub matching: f32,
+    pub adversarial: f32,
+    pub sentences: usize,
+    pub tokens: usize,
+    /// Wall time of the step.
+    pub seconds: f64,
+    /// Bytes of activations the step kept for its backward pass.
+    pub activation_bytes: usize,
+}
+
+pub struct Trainer {
+    pub params: ParamSet,
+    pub encoder: EncoderIds,
+    pub heads: HeadIds,
+    /// Frozen description vectors of the training relations, `[n_train × 3d]`.
+    relation_vectors: Vec<f32>,
+    optimizer: AdamW,
+    pub settings: TrainSettings,
+    rng: Rng,
+}
+
+impl Trainer {
+    /// Starts from `bert` with fresh heads; `relation_vectors: [n_train × 3d]`.
+    pub fn new(bert: &Bert, relation_vectors: Vec<f32>, settings: TrainSettings) -> Trainer {
+        let d = bert.config.hidden_size;
+        assert!(!relation_vectors.is_empty() && relation_vectors.len() % (3 * d) == 0, "relation vectors are not [n × 3d]");
+        let mut rng = Rng::new(settings.seed);
+        let mut params = ParamSet::default();
+        let encoder = EncoderIds::from_bert(bert, &mut params);
+        let heads = HeadIds::init(&mut params, d, relation_vectors.len() / (3 * d), &mut rng);
+        let optimizer = AdamW::new(&params, settings.adamw);
+        Trainer { params, encoder, heads, relation_vectors, optimizer, settings, rng }
+    }
+
+    /// Optimizer steps of a whole run, as the reference counts them (`len · epochs / batch`,
+    /// rounded down; a last partial batch per epoch runs past it at lr 0).
+    pub fn total_steps(&self, examples: usize) -> u64 {
+        (examples * self.settings.epochs / self.settings.batch_size.max(1)) as u64
+    }
+
+    /// Runs every epoch; `on_step` sees each step.
+    pub fn train(&mut self, data: &TrainingSet, mut on_step: impl FnMut(&StepReport)) {
+        assert_eq!(data.sentences.len(), data.labels.len());
+        let total = self.total_steps(data.sentences.len());
+        let warmup = total as f64 * self.settings.warmup_ratio;
+        let mut order: Vec<usize> = (0..data.sentences.len()).collect();
+        for epoch in 1..=self.settings.epochs {
+            self.rng.shuffle(&mut order);
+            for chunk in order.chunks(self.settings.batch_size.max(1)) {
+                let started = Instant::now();
+                let lr = self.settings.lr * linear_schedule(self.optimizer.steps(), warmup, total);
+                let (losses, tokens, activation_bytes) = self.step(data, chunk, lr);
+                on_step(&StepReport {
+                    epoch,
+                    step: self.optimizer.steps(),
+                    total_steps: total,
+                    lr,
+                    matching: losses.matching,
+                    adversarial: losses.adversarial,
+                    sentences: chunk.len(),
+                    tokens,
+                    seconds: started.elapsed().as_secs_f64(),
+                    activation_bytes,
+                });
+            }
+        }
+    }
+
+    /// One optimizer step on the sentences `batch` of `data`; returns the losses, the
+    /// tokens and the activation bytes.
+    fn step(&mut self, data: &TrainingSet, batch: &[usize], lr: f64) -> (Losses, usize, usize) {
+        let d = self.heads.d;
+        let sentences: Vec<&MarkedTokens> = batch.iter().map(|&i| &data.sentences[i]).collect();
+        let packed = PackedBatch::new(&sentences.iter().map(|m| &m.ids[..]).collect::<Vec<_>>());
+        let rows: Vec<EntityRows> = sentences
+            .iter()
+            .zip(&packed.starts)
+            .map(|(m, &s)| EntityRows {
+                head: s + m.head.start..s + m.head.end,
+                tail: s + m.tail.start..s + m.tail.end,
+                head_marker: s + m.head_marker,
+                tail_marker: s + m.tail_marker,
+            })
+            .collect();
+
+        // The batch's relation table: its distinct relations in order of appearance.
+        let train_label: Vec<u32> = batch.iter().map(|&i| data.labels[i]).collect();
+        let mut table: Vec<u32> = Vec::new();
+        let relation: Vec<u32> = train_label
+            .iter()
+            .map(|l| match table.iter().position(|t| t == l) {
+                Some(c) => c as u32,
+                None => {
+                    table.push(*l);
+                    (table.len() - 1) as u32
+                }
+            })
+            .collect();
+        let descriptions: Vec<f32> = table.iter().flat_map(|&l| &self.relation_vectors[l as usize * 3 * d..(l as usize + 1) * 3 * d]).copied().collect();
+        let negatives = self.draw_negatives(&relation, table.len());
+
+        let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
+        let settings = self.settings.objective;
+        let cache = self.encoder.forward(&self.params, &packed);
+        let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &packed.starts, &targets, &settings);
+        let mut grads = self.params.zero_grads();
+        let mut d_hidden = vec![0.0f32; cache.hidden().len()];
+        self.heads.backward(&self.params, cache.hidden(), &packed.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden);
+        self.encoder.backward(&self.params, &packed, &cache, &d_hidden, &mut grads);
+        let activation_bytes = cache.bytes();
+        drop(cache);
+        self.optimizer.step(&mut self.params, &grads, lr);
+        (losses, packed.tokens(), activation_bytes)
+    }
+
+    /// The reference's negatives: per sample, `negatives` distinct batch positions drawn
+    /// uniformly (itself included); the relations of those positions other than its own are
+    /// its candidate negatives. `[B × R]`.
+    fn draw_negatives(&mut self, relation: &[u32], r: usize) -> Vec<bool> {
+        let b = relation.len();
+        let mut mask = vec![false; b * r];
+        for (i, &own) in relation.iter().enumerate() {
+            for j in self.rng.sample(b, self.settings.negatives) {
+                if relation[j] != own {
+                    mask[i * r + relation[j] as usize] = true;
+                }
+            }
+        }
+        mask
+    }
+}

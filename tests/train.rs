@@ -1,0 +1,221 @@
+//! The trainer end to end on the tiny random BERT: reproducibility, the checkpoint it writes
+//! (loaded back by the inference path, which must compute exactly what training computed),
+//! and `rmx train` on the command line (exit codes, rejected records, refusals).
+mod common;
+
+use common::fixture;
+use rmx::data::descriptions::Relation;
+use rmx::data::fewrel::read_labelled;
+use rmx::model::bert::Bert;
+use rmx::model::rematch::Matcher;
+use rmx::model::scoring::{combine_parts, PartWeights};
+use rmx::text::tokenizer::TextTokenizer;
+use rmx::train::checkpoint::save_checkpoint;
+use rmx::train::dataset::prepare_training;
+use rmx::train::rng::Rng;
+use rmx::train::trainer::{TrainSettings, Trainer};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WORDS: [&str; 16] = ["the", "of", "and", "in", "to", "was", "is", "he", "she", "married", "born", "paris", "city", "hello", "world", "1895"];
+const NAMES: [&str; 4] = ["marie", "curie", "pierre", "paris"];
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rmx-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// FewRel-format data: `per` sentences for each of `relations`, words of the tiny vocabulary.
+fn write_data(dir: &Path, relations: &[&str], per: usize) -> PathBuf {
+    let mut rng = Rng::new(9);
+    let mut map = serde_json::Map::new();
+    for (k, r) in relations.iter().enumerate() {
+        let list: Vec<serde_json::Value> = (0..per)
+            .map(|_| {
+                let n = 6 + rng.below(6);
+                let mut tokens: Vec<String> = (0..n).map(|_| WORDS[rng.below(WORDS.len())].to_string()).collect();
+                let (h, t) = (rng.below(2), 3 + rng.below(n - 3));
+                tokens[h] = NAMES[k % NAMES.len()].to_string();
+                tokens[t] = NAMES[(k + 1) % NAMES.len()].to_string();
+                serde_json::json!({"tokens": tokens, "h": ["x", "Q1", [[h]]], "t": ["y", "Q2", [[t]]]})
+            })
+            .collect();
+        map.insert(r.to_string(), serde_json::Value::Array(list));
+    }
+    let path = dir.join("data.json");
+    std::fs::write(&path, serde_json::Value::Object(map).to_string()).unwrap();
+    path
+}
+
+fn relations(ids: &[&str]) -> Vec<Relation> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| Relation {
+            id: id.to_string(),
+            name: format!("relation {i}"),
+            description: format!("{} was born in the city of {}", WORDS[i], WORDS[(i * 3) % WORDS.len()]),
+            head: vec![NAMES[i % 4].to_string()],
+            tail: vec!["city".into(), NAMES[(i + 1) % 4].to_string()],
+        })
+        .collect()
+}
+
+fn descriptions_file(dir: &Path, ids: &[&str]) -> PathBuf {
+    let path = dir.join("descriptions.jsonl");
+    let lines: Vec<String> = relations(ids)
+        .iter()
+        .map(|r| serde_json::json!({"id": r.id, "name": r.name, "description": r.description, "head": r.head, "tail": r.tail}).to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn small_trainer(dir: &Path, seed: u64) -> (Trainer, rmx::train::trainer::TrainingSet) {
+    let ids = ["P1", "P2", "P3"];
+    let data = read_labelled(&write_data(dir, &ids, 10)).unwrap();
+    let tokenizer = TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap();
+    let prepared = prepare_training(&data.examples, &relations(&ids), &["P3".into()], &tokenizer, 64).unwrap();
+    assert_eq!(prepared.relations.len(), 2, "P3 is held out");
+    assert_eq!(prepared.set.sentences.len(), 20);
+    let matcher = Matcher::load(&fixture("tiny_bert")).unwrap();
+    let vectors = rmx::model::description::encode_relations(
+        &matcher.description,
+        &prepared.relations,
+        rmx::model::description::DescriptionStyle::TypeTemplate,
+        PartWeights::from_alpha(0.33),
+        8,
+        |_| {},
+    )
+    .unwrap();
+    let settings = TrainSettings { epochs: 2, batch_size: 8, lr: 1e-3, seed, ..TrainSettings::default() };
+    (Trainer::new(&Bert::load(&fixture("tiny_bert")).unwrap(), vectors.concat(), settings), prepared.set)
+}
+
+fn losses(trainer: &mut Trainer, set: &rmx::train::trainer::TrainingSet) -> Vec<(f32, f32)> {
+    let mut out = Vec::new();
+    trainer.train(set, |s| out.push((s.matching, s.adversarial)));
+    out
+}
+
+#[test]
+fn same_seed_same_losses() {
+    let dir = temp_dir("seed");
+    let (mut a, set) = small_trainer(&dir, 5);
+    let (mut b, _) = small_trainer(&dir, 5);
+    let (mut c, _) = small_trainer(&dir, 6);
+    let (la, lb, lc) = (losses(&mut a, &set), losses(&mut b, &set), losses(&mut c, &set));
+    assert_eq!(la.len(), 6, "3 batches (8, 8, 4) per epoch, 2 epochs");
+    assert_eq!(la, lb, "same seed, same losses, bit for bit");
+    assert_ne!(la, lc, "another seed shuffles and draws differently");
+    assert_eq!(a.params.values, b.params.values);
+}
+
+#[test]
+fn a_checkpoint_computes_what_training_computed() {
+    let dir = temp_dir("checkpoint");
+    let (mut trainer, set) = small_trainer(&dir, 1);
+    losses(&mut trainer, &set);
+    let out = dir.join("ck");
+    save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({"test": true})).unwrap();
+
+    // The inference path on the checkpoint vs the training forward on the trained parameters.
+    let matcher = Matcher::load(&out).unwrap();
+    assert!(matcher.is_trained());
+    let instance = rmx::text::markers::WordInstance::from_words(
+        ["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(),
+        0..2,
+        3..5,
+    )
+    .unwrap();
+    let query = matcher.encode_queries(&[matcher.prepare(&instance).unwrap()]).unwrap().remove(0);
+
+    let marked = instance.mark(&TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap(), 64).unwrap();
+    let batch = rmx::model::bert::PackedBatch::new(&[&marked.ids[..]]);
+    let cache = trainer.encoder.forward(&trainer.params, &batch);
+    let rows = [rmx::backend::cpu::entity_pool::EntityRows { head: marked.head.clone(), tail: marked.tail.clone(), head_marker: marked.head_marker, tail_marker: marked.tail_marker }];
+    let d = trainer.heads.d;
+    let descriptions = vec![1.0f32; 3 * d];
+    let targets = rmx::train::objective::Targets { rows: &rows, descriptions: &descriptions, relation: &[0], negatives: &[false], train_label: &[0] };
+    let (_, head_cache) = trainer.heads.forward(&trainer.params, cache.hidden(), &batch.starts, &targets, &trainer.settings.objective);
+    let p = &head_cache.parts;
+    let want = combine_parts([&p[..d], &p[d..2 * d], &p[2 * d..]], PartWeights::from_alpha(0.33));
+    let diff = query.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-5, "inference and training disagree by {diff}");
+
+    // The encoder file keeps every tensor of the source (pooler, position ids) by HF name.
+    let names = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let mut n: Vec<String> = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&out.join("model.safetensors")), names(&fixture("tiny_bert/model.safetensors")));
+    assert!(out.join("description_encoder/model.safetensors").is_file());
+    let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("rmx.json")).unwrap()).unwrap();
+    assert_eq!(settings["training"]["test"], true);
+
+    // Saving again replaces the checkpoint; a directory that is not one is refused.
+    save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap();
+    let other = dir.join("not-a-checkpoint");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("precious.txt"), "keep me").unwrap();
+    let err = save_checkpoint(&other, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap_err();
+    assert!(err.to_string().contains("not an rmx checkpoint"), "{err}");
+    assert_eq!(std::fs::read_to_string(other.join("precious.txt")).unwrap(), "keep me");
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp-")), "no temporary left");
+}
+
+fn rmx(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_rmx")).args(args).output().expect("rmx runs");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn rmx_train_on_the_command_line() {
+    let dir = temp_dir("cli");
+    let ids = ["P1", "P2", "P3"];
+    let data = write_data(&dir, &ids, 6);
+    // One bad record (overlapping entities) in RE-Matching's processed format, beside it.
+    let extra = dir.join("extra.jsonl");
+    std::fs::write(
+        &extra,
+        "{\"token\": [\"marie\", \"married\", \"pierre\"], \"h\": {\"pos\": [0, 1]}, \"t\": {\"pos\": [2, 3]}, \"relation\": \"P1\"}\n\
+         {\"token\": [\"marie\", \"married\"], \"h\": {\"pos\": [0, 1]}, \"t\": {\"pos\": [0, 2]}, \"relation\": \"P2\"}\n",
+    )
+    .unwrap();
+    let desc = descriptions_file(&dir, &ids);
+    let out = dir.join("ck");
+    let log = dir.join("log.jsonl");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let base = ["train", "--model", &s(&fixture("tiny_bert")), "--descriptions", &s(&desc), "--unseen", "P3", "--batch-size", "4", "--epochs", "1"].map(String::from);
+    let run = |extra_args: &[&str]| rmx(&base.iter().map(String::as_str).chain(extra_args.iter().copied()).collect::<Vec<_>>());
+
+    let o = run(&["--data", &s(&data), "--data", &s(&extra), "-o", &s(&out), "--log", &s(&log)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "one record rejected: {err}");
+    assert!(err.contains("extra.jsonl:2:") && err.contains("overlap"), "{err}");
+    assert!(out.join("rmx.json").is_file() && out.join("heads.safetensors").is_file());
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), 4, "13 sentences of P1 and P2 in batches of 4");
+    assert!(steps.iter().all(|s| s["matching"].as_f64().unwrap().is_finite()));
+
+    // The checkpoint evaluates.
+    let o = rmx(&["eval", "--model", &s(&out), "--data", &s(&data), "--descriptions", &s(&desc), "--relations", "P1,P2,P3", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let scores: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!((0.0..=1.0).contains(&scores["f1"].as_f64().unwrap()));
+
+    // Fatal errors: exit 2 with the reason, nothing written.
+    let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc), "--unseen", "P1,P2,P3", "-o", &s(&dir.join("ck2"))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("every relation of the data is unseen"), "{}", String::from_utf8_lossy(&o.stderr));
+    let desc_missing = dir.join("desc2.jsonl");
+    std::fs::write(&desc_missing, std::fs::read_to_string(&desc).unwrap().lines().next().unwrap()).unwrap();
+    let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc_missing), "--unseen", "P3", "-o", &s(&dir.join("ck3"))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("without a description: P2"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.join("ck3").exists());
+}
