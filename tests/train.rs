@@ -133,7 +133,7 @@ fn a_checkpoint_computes_what_training_computed() {
 
     let marked = instance.mark(&TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap(), 64).unwrap();
     let batch = rmx::model::bert::PackedBatch::new(&[&marked.ids[..]]);
-    let cache = trainer.encoder.forward(&trainer.params, &batch);
+    let cache = trainer.encoder.forward(&trainer.params, &batch, rmx::train::encoder::Dropout::OFF);
     let rows = [rmx::backend::cpu::entity_pool::EntityRows { head: marked.head.clone(), tail: marked.tail.clone(), head_marker: marked.head_marker, tail_marker: marked.tail_marker }];
     let d = trainer.heads.d;
     let descriptions = vec![1.0f32; 3 * d];
@@ -218,4 +218,46 @@ fn rmx_train_on_the_command_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("without a description: P2"), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!dir.join("ck3").exists());
+}
+
+#[test]
+fn encoder_gradients_with_dropout_match_finite_differences() {
+    // Dropout masks are a function of the key: the forward is a fixed (piecewise) smooth
+    // map, so central differences of L = Σ r ⊙ H check the backward, masks included.
+    let bert = Bert::load(&fixture("tiny_bert")).unwrap();
+    let mut params = rmx::train::params::ParamSet::default();
+    let encoder = rmx::train::encoder::EncoderIds::from_bert(&bert, &mut params);
+    let batch = rmx::model::bert::PackedBatch::new(&[vec![2u32, 67, 68, 64, 69, 68, 58, 66, 3], vec![2, 70, 71, 3]]);
+    let dropout = rmx::train::encoder::Dropout { p: 0.3, key: 99 };
+    let mut rng = Rng::new(4);
+    let r = rng.normals(batch.tokens() * 32, 1.0);
+    let loss = |params: &rmx::train::params::ParamSet| -> f64 {
+        let cache = encoder.forward(params, &batch, dropout);
+        cache.hidden().iter().zip(&r).map(|(h, r)| *h as f64 * *r as f64).sum()
+    };
+    let cache = encoder.forward(&params, &batch, dropout);
+    let off = encoder.forward(&params, &batch, rmx::train::encoder::Dropout::OFF);
+    assert!(cache.hidden().iter().zip(off.hidden()).any(|(a, b)| (a - b).abs() > 1e-3), "dropout changes the forward");
+    let mut grads = params.zero_grads();
+    encoder.backward(&params, &batch, &cache, &r, dropout, &mut grads);
+    let mut checked = 0;
+    for name in ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight", "encoder.layer.0.attention.output.dense.weight", "encoder.layer.1.output.dense.bias", "encoder.layer.1.intermediate.dense.weight"] {
+        let id = params.id(name).unwrap();
+        for k in 0..4 {
+            // word embeddings: a row of an id in the batch
+            let idx = if name.starts_with("embeddings.word") { 67 * 32 + k * 7 } else { (k * 37) % params.get(id).len() };
+            let h = 1e-2f32;
+            let orig = params.values[id][idx];
+            params.values[id][idx] = orig + h;
+            let up = loss(&params);
+            params.values[id][idx] = orig - h;
+            let down = loss(&params);
+            params.values[id][idx] = orig;
+            let fd = (up - down) / (2.0 * h as f64);
+            let g = grads.get(id)[idx] as f64;
+            assert!((fd - g).abs() <= 0.02 * g.abs() + 5e-3, "{name}[{idx}]: backward {g}, finite differences {fd}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 20);
 }

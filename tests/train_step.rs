@@ -9,7 +9,7 @@ use common::{fixture, load_golden, Golden};
 use rmx::backend::cpu::entity_pool::EntityRows;
 use rmx::model::bert::{Bert, PackedBatch};
 use rmx::train::adamw::{linear_schedule, AdamW, AdamWSettings};
-use rmx::train::encoder::EncoderIds;
+use rmx::train::encoder::{Dropout, EncoderIds};
 use rmx::train::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
 use rmx::train::params::ParamSet;
 use std::collections::HashMap;
@@ -83,13 +83,13 @@ impl Case {
     /// Forward, backward: losses, hidden layer, scores, `d hidden`, all gradients.
     fn step(&self) -> (Losses, Vec<f32>, Vec<f32>, Vec<f32>, rmx::train::params::Grads) {
         let settings = ObjectiveSettings::default();
-        let cache = self.encoder.forward(&self.params, &self.batch);
+        let cache = self.encoder.forward(&self.params, &self.batch, Dropout::OFF);
         let targets = self.targets();
         let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings);
         let mut grads = self.params.zero_grads();
         let mut d_hidden = vec![0.0f32; cache.hidden().len()];
         self.heads.backward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden);
-        self.encoder.backward(&self.params, &self.batch, &cache, &d_hidden, &mut grads);
+        self.encoder.backward(&self.params, &self.batch, &cache, &d_hidden, Dropout::OFF, &mut grads);
         (losses, cache.hidden().to_vec(), head_cache.scores.clone(), d_hidden, grads)
     }
 }

@@ -11,7 +11,10 @@ use rmx::model::scoring::PartWeights;
 use rmx::model::sentence::SentenceEncoder;
 use rmx::train::checkpoint::{save_checkpoint, DESCRIPTION_DIR};
 use rmx::train::dataset::prepare_training;
-use rmx::train::trainer::{StepReport, TrainSettings, Trainer};
+use rmx::train::trainer::{Negatives, StepReport, TrainSettings, Trainer};
+use rmx::model::rematch::Matcher;
+use rmx::train::evaluate::evaluate;
+use rmx::train::objective::ObjectiveSettings;
 use rmx::text::tokenizer::TextTokenizer;
 use rmx::{Error, Result};
 use std::io::Write;
@@ -59,9 +62,30 @@ pub struct TrainArgs {
     /// Seed of the shuffles, negative draws and head initialisation.
     #[arg(long, default_value_t = TrainSettings::default().seed, value_name = "N")]
     seed: u64,
+    /// Candidate negatives per sample: N = the relations of N batch positions drawn at random
+    /// (the reference), or "all" = every other relation of the batch. The hardest is used.
+    #[arg(long, default_value = "7", value_name = "N|all", value_parser = parse_negatives)]
+    negatives: Negatives,
+    /// Hidden dropout probability of the encoder while training (0 turns it off).
+    #[arg(long, default_value_t = TrainSettings::default().dropout, value_name = "P")]
+    dropout: f32,
+    /// Weight α of each entity part of the score (the context part gets 1 − 2α).
+    #[arg(long, default_value_t = TrainSettings::default().objective.alpha, value_name = "A")]
+    alpha: f32,
+    /// After each epoch, evaluate on the held-out relations' sentences of FILE (FewRel
+    /// format; candidates = the held-out relations) and print macro F1.
+    #[arg(long, value_name = "FILE")]
+    validate: Option<PathBuf>,
     /// Write one JSON line per optimizer step (epoch, step, lr, losses, sentences/s) to FILE.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+}
+
+fn parse_negatives(s: &str) -> std::result::Result<Negatives, String> {
+    match s {
+        "all" => Ok(Negatives::AllInBatch),
+        n => n.parse::<usize>().ok().filter(|&n| n > 0).map(Negatives::Drawn).ok_or_else(|| format!("expected a positive count or \"all\", got {n:?}")),
+    }
 }
 
 pub fn run(args: TrainArgs) -> Result<Outcome> {
@@ -101,7 +125,26 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     for r in &rejected {
         eprintln!("{r}");
     }
-    let settings = TrainSettings { epochs: args.epochs, batch_size: args.batch_size, lr: args.lr, seed: args.seed, ..TrainSettings::default() };
+    if !(0.0..1.0).contains(&args.dropout) {
+        return Err(Error::Input(format!("--dropout {} is outside [0, 1)", args.dropout)));
+    }
+    if !(0.0..=0.5).contains(&args.alpha) {
+        return Err(Error::Input(format!("--alpha {} is outside [0, 0.5]", args.alpha)));
+    }
+    let validation = match &args.validate {
+        Some(path) => Some(read_labelled(path)?.examples),
+        None => None,
+    };
+    let settings = TrainSettings {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+        negatives: args.negatives,
+        dropout: args.dropout,
+        objective: ObjectiveSettings { alpha: args.alpha, ..ObjectiveSettings::default() },
+        ..TrainSettings::default()
+    };
     let weights = PartWeights::from_alpha(settings.objective.alpha);
     let vectors = encode_relations(&description, &prepared.relations, DescriptionStyle::TypeTemplate, weights, 64, |_| {})?;
     let n = prepared.set.sentences.len();
@@ -124,37 +167,41 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     let bar = ProgressBar::new((n.div_ceil(settings.batch_size) * settings.epochs) as u64).with_style(
         ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]").expect("valid template"),
     );
-    let (mut epoch_loss, mut epoch_steps, mut epoch_losses) = (0.0f64, 0usize, Vec::new());
+    let (mut epoch_losses, mut validation_scores) = (Vec::new(), Vec::new());
     let (mut sentences, mut seconds, mut peak_activations) = (0usize, 0.0f64, 0usize);
     let mut log_error = None;
-    trainer.train(&prepared.set, |s: &StepReport| {
-        if s.epoch > epoch_losses.len() + 1 {
-            epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
-            (epoch_loss, epoch_steps) = (0.0, 0);
-        }
-        epoch_loss += (s.matching + s.adversarial) as f64;
-        epoch_steps += 1;
-        sentences += s.sentences;
-        seconds += s.seconds;
-        peak_activations = peak_activations.max(s.activation_bytes);
-        bar.set_prefix(format!("{}/{}", s.epoch, settings.epochs));
-        bar.set_message(format!("loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s", s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds));
-        bar.inc(1);
-        if let (Some(w), None) = (log.as_mut(), &log_error) {
-            if let Err(e) = writeln!(w, "{}", serde_json::to_string(s).expect("report serialises")).and_then(|()| w.flush()) {
-                log_error = Some(e);
+    for epoch in 1..=settings.epochs {
+        let (mut epoch_loss, mut epoch_steps) = (0.0f64, 0usize);
+        bar.set_prefix(format!("{epoch}/{}", settings.epochs));
+        trainer.run_epoch(&prepared.set, epoch, |s: &StepReport| {
+            epoch_loss += (s.matching + s.adversarial) as f64;
+            epoch_steps += 1;
+            sentences += s.sentences;
+            seconds += s.seconds;
+            peak_activations = peak_activations.max(s.activation_bytes);
+            bar.set_message(format!("loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s", s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds));
+            bar.inc(1);
+            if let (Some(w), None) = (log.as_mut(), &log_error) {
+                if let Err(e) = writeln!(w, "{}", serde_json::to_string(s).expect("report serialises")).and_then(|()| w.flush()) {
+                    log_error = Some(e);
+                }
             }
+            if bar.is_hidden() && s.step % 10 == 0 {
+                eprintln!("epoch {epoch} step {}/{}: loss {:.4} (match {:.4}, adv {:.3}), {:.1} sent/s", s.step, s.total_steps, s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds);
+            }
+        });
+        epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
+        if let Some(examples) = &validation {
+            let matcher = Matcher::from_trained(trainer.encoder.to_bert(&trainer.params), trainer.heads.to_heads(&trainer.params), SentenceEncoder::load(&description_dir)?, settings.objective.alpha);
+            let scores = evaluate(&matcher, examples, &descriptions.relations, &unseen, false, 64, |_| {})?;
+            bar.suspend(|| eprintln!("epoch {epoch}: validation macro F1 {:.4} (P {:.4}, R {:.4}), accuracy {:.4}", scores.f1, scores.precision, scores.recall, scores.accuracy));
+            validation_scores.push(serde_json::json!({"epoch": epoch, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "accuracy": scores.accuracy}));
         }
-    });
-    epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
+    }
     bar.finish_and_clear();
     if let (Some(e), Some(path)) = (log_error, &args.log) {
         return Err(Error::io(path, e));
     }
-    if let Some(mut w) = log {
-        w.flush().map_err(|e| Error::io(args.log.as_ref().expect("log path"), e))?;
-    }
-
     let record = serde_json::json!({
         "settings": settings,
         "data": args.data,
@@ -165,6 +212,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         "mean_loss_per_epoch": epoch_losses,
         "sentences_per_second": sentences as f64 / seconds,
         "peak_activation_bytes": peak_activations,
+        "validation": validation_scores,
     });
     save_checkpoint(&args.output, &trainer, &source, &description_dir, record)?;
     eprintln!(

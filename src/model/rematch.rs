@@ -62,6 +62,14 @@ impl Matcher {
         }
     }
 
+    /// A trained model held in memory (e.g. validation during training), not yet saved:
+    /// its fingerprint names it as such, so no index is built with it by mistake.
+    pub fn from_trained(bert: Bert, heads: Heads, description: SentenceEncoder, alpha: f32) -> Matcher {
+        let weights = PartWeights::from_alpha(alpha);
+        let fingerprint = format!("trained-in-memory;weights={},{},{}", weights.context, weights.head, weights.tail);
+        Matcher { query: QuerySide::Trained { bert, heads }, description, weights, fingerprint }
+    }
+
     /// Identifies the model and scoring that vectors come from; an index records it.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint

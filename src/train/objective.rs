@@ -14,6 +14,9 @@
 //! ```
 use super::params::{Grads, LinearIds, ParamId, ParamSet};
 use super::rng::Rng;
+use crate::model::bert::Linear;
+use crate::model::heads::Heads;
+use crate::model::weights::Tensor;
 use crate::backend::cpu::activation::{grl_backward, tanh_backward, tanh_forward};
 use crate::backend::cpu::cosine::{cosine_scores_backward, cosine_scores_forward};
 use crate::backend::cpu::distill::{project_out_backward, project_out_forward, query_attention_backward, query_attention_forward};
@@ -81,9 +84,11 @@ impl HeadIds {
         })
     }
 
-    /// The heads an inference checkpoint keeps (the adversary only serves training).
-    pub fn inference_ids(&self) -> [ParamId; 3] {
-        [self.context.weight, self.context.bias, self.distill_query]
+    /// The inference heads with the current values (copied; the adversary only serves
+    /// training).
+    pub fn to_heads(&self, p: &ParamSet) -> Heads {
+        let t = |id: ParamId| Tensor::from_vec(p.get(id).to_vec(), p.shape(id).to_vec());
+        Heads { context: Linear { weight: t(self.context.weight), bias: t(self.context.bias) }, distill_query: t(self.distill_query) }
     }
 }
 

@@ -3,7 +3,7 @@
 //! encoder + objective per batch, AdamW on a linear warmup/decay schedule. Everything random
 //! comes from one seeded [`Rng`]: the same seed and data give the same losses.
 use super::adamw::{linear_schedule, AdamW, AdamWSettings};
-use super::encoder::EncoderIds;
+use super::encoder::{Dropout, EncoderIds};
 use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
 use super::params::ParamSet;
 use super::rng::Rng;
@@ -22,9 +22,10 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Warmup steps as a fraction of all steps.
     pub warmup_ratio: f64,
-    /// Batch positions drawn per sample; their relations (other than its own) are its
-    /// candidate negatives.
-    pub negatives: usize,
+    /// How each sample's candidate negatives are chosen.
+    pub negatives: Negatives,
+    /// Hidden dropout probability of the encoder during training.
+    pub dropout: f32,
     pub objective: ObjectiveSettings,
     pub adamw: AdamWSettings,
 }
@@ -37,11 +38,23 @@ impl Default for TrainSettings {
             lr: 2e-5,
             seed: 42,
             warmup_ratio: 0.1,
-            negatives: 7,
+            negatives: Negatives::Drawn(7),
+            dropout: 0.1,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
         }
     }
+}
+
+/// Candidate negatives of a sample (the loss uses the hardest of them).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Negatives {
+    /// The reference's draw: this many distinct batch positions (itself included); their
+    /// relations other than its own.
+    Drawn(usize),
+    /// Every other relation of the batch.
+    AllInBatch,
 }
 
 /// Marked sentences with their training-relation index (a row of the relation vectors).
@@ -100,29 +113,34 @@ impl Trainer {
 
     /// Runs every epoch; `on_step` sees each step.
     pub fn train(&mut self, data: &TrainingSet, mut on_step: impl FnMut(&StepReport)) {
+        for epoch in 1..=self.settings.epochs {
+            self.run_epoch(data, epoch, &mut on_step);
+        }
+    }
+
+    /// One pass over `data` in a fresh shuffled order (epoch `epoch`, 1-based).
+    pub fn run_epoch(&mut self, data: &TrainingSet, epoch: usize, mut on_step: impl FnMut(&StepReport)) {
         assert_eq!(data.sentences.len(), data.labels.len());
         let total = self.total_steps(data.sentences.len());
         let warmup = total as f64 * self.settings.warmup_ratio;
         let mut order: Vec<usize> = (0..data.sentences.len()).collect();
-        for epoch in 1..=self.settings.epochs {
-            self.rng.shuffle(&mut order);
-            for chunk in order.chunks(self.settings.batch_size.max(1)) {
-                let started = Instant::now();
-                let lr = self.settings.lr * linear_schedule(self.optimizer.steps(), warmup, total);
-                let (losses, tokens, activation_bytes) = self.step(data, chunk, lr);
-                on_step(&StepReport {
-                    epoch,
-                    step: self.optimizer.steps(),
-                    total_steps: total,
-                    lr,
-                    matching: losses.matching,
-                    adversarial: losses.adversarial,
-                    sentences: chunk.len(),
-                    tokens,
-                    seconds: started.elapsed().as_secs_f64(),
-                    activation_bytes,
-                });
-            }
+        self.rng.shuffle(&mut order);
+        for chunk in order.chunks(self.settings.batch_size.max(1)) {
+            let started = Instant::now();
+            let lr = self.settings.lr * linear_schedule(self.optimizer.steps(), warmup, total);
+            let (losses, tokens, activation_bytes) = self.step(data, chunk, lr);
+            on_step(&StepReport {
+                epoch,
+                step: self.optimizer.steps(),
+                total_steps: total,
+                lr,
+                matching: losses.matching,
+                adversarial: losses.adversarial,
+                sentences: chunk.len(),
+                tokens,
+                seconds: started.elapsed().as_secs_f64(),
+                activation_bytes,
+            });
         }
     }
 
@@ -161,30 +179,34 @@ impl Trainer {
 
         let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
         let settings = self.settings.objective;
-        let cache = self.encoder.forward(&self.params, &packed);
+        let dropout = Dropout { p: self.settings.dropout, key: self.rng.next_u64() };
+        let cache = self.encoder.forward(&self.params, &packed, dropout);
         let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &packed.starts, &targets, &settings);
         let mut grads = self.params.zero_grads();
         let mut d_hidden = vec![0.0f32; cache.hidden().len()];
         self.heads.backward(&self.params, cache.hidden(), &packed.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden);
-        self.encoder.backward(&self.params, &packed, &cache, &d_hidden, &mut grads);
+        self.encoder.backward(&self.params, &packed, &cache, &d_hidden, dropout, &mut grads);
         let activation_bytes = cache.bytes();
         drop(cache);
         self.optimizer.step(&mut self.params, &grads, lr);
         (losses, packed.tokens(), activation_bytes)
     }
 
-    /// The reference's negatives: per sample, `negatives` distinct batch positions drawn
-    /// uniformly (itself included); the relations of those positions other than its own are
-    /// its candidate negatives. `[B × R]`.
+    /// `[B × R]`: the candidate negatives of each sample (see [`Negatives`]).
     fn draw_negatives(&mut self, relation: &[u32], r: usize) -> Vec<bool> {
         let b = relation.len();
         let mut mask = vec![false; b * r];
         for (i, &own) in relation.iter().enumerate() {
-            for j in self.rng.sample(b, self.settings.negatives) {
-                if relation[j] != own {
-                    mask[i * r + relation[j] as usize] = true;
+            let row = &mut mask[i * r..(i + 1) * r];
+            match self.settings.negatives {
+                Negatives::Drawn(k) => {
+                    for j in self.rng.sample(b, k) {
+                        row[relation[j] as usize] = true;
+                    }
                 }
+                Negatives::AllInBatch => row.fill(true),
             }
+            row[own as usize] = false;
         }
         mask
     }

@@ -10,6 +10,7 @@ pub mod activation;
 pub mod attention;
 pub mod cosine;
 pub mod distill;
+pub mod dropout;
 pub mod entity_pool;
 pub mod embedding;
 pub mod gelu;
