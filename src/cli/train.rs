@@ -186,7 +186,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
                     log_error = Some(e);
                 }
             }
-            if bar.is_hidden() && s.step % 10 == 0 {
+            if bar.is_hidden() && s.step.is_multiple_of(10) {
                 eprintln!("epoch {epoch} step {}/{}: loss {:.4} (match {:.4}, adv {:.3}), {:.1} sent/s", s.step, s.total_steps, s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds);
             }
         });

@@ -39,6 +39,7 @@ impl Dropout {
 }
 
 /// `y: [rows × out] = dropout(x·Wᵀ + b) + residual` (the fused epilogue when dropout is off).
+#[allow(clippy::too_many_arguments)]
 fn linear_dropout_residual(x: &[f32], rows: usize, w: &[f32], b: &[f32], residual: &[f32], y: &mut [f32], p: f32, key: u64) {
     if p == 0.0 {
         return linear_forward(x, rows, w, b, y, Activation::BiasResidual(residual));

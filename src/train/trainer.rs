@@ -96,7 +96,7 @@ impl Trainer {
     /// Starts from `bert` with fresh heads; `relation_vectors: [n_train × 3d]`.
     pub fn new(bert: &Bert, relation_vectors: Vec<f32>, settings: TrainSettings) -> Trainer {
         let d = bert.config.hidden_size;
-        assert!(!relation_vectors.is_empty() && relation_vectors.len() % (3 * d) == 0, "relation vectors are not [n × 3d]");
+        assert!(!relation_vectors.is_empty() && relation_vectors.len().is_multiple_of(3 * d), "relation vectors are not [n × 3d]");
         let mut rng = Rng::new(settings.seed);
         let mut params = ParamSet::default();
         let encoder = EncoderIds::from_bert(bert, &mut params);
