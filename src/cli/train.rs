@@ -2,7 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rmx::data::descriptions::read_descriptions;
+use rmx::data::descriptions::read_description_files;
 use rmx::data::fewrel::{read_labelled, read_split};
 use rmx::model::bert::Bert;
 use rmx::model::description::{encode_relations, DescriptionStyle};
@@ -37,9 +37,10 @@ pub struct TrainArgs {
     /// JSON Lines of {"token", "h": {"pos"}, "t": {"pos"}, "relation"}). Repeat for several files.
     #[arg(long, value_name = "FILE", required = true)]
     data: Vec<PathBuf>,
-    /// Relation descriptions (descriptions.jsonl or RE-Matching's description JSON).
-    #[arg(long, value_name = "FILE")]
-    descriptions: PathBuf,
+    /// Relation descriptions: descriptions.jsonl, RE-Matching's description JSON or FewRel's
+    /// pid2name.json. Repeat for several files: a relation takes its first description.
+    #[arg(long, value_name = "FILE", required = true)]
+    descriptions: Vec<PathBuf>,
     /// Relations held out from training, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "ID,ID,...", required_unless_present = "split", conflicts_with = "split")]
     unseen: Vec<String>,
@@ -97,7 +98,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     if args.batch_size == 0 || args.epochs == 0 {
         return Err(Error::Input("--batch-size and --epochs must be at least 1".into()));
     }
-    let descriptions = read_descriptions(&args.descriptions)?;
+    let descriptions = read_description_files(&args.descriptions)?;
     let mut rejected: Vec<String> = descriptions.rejected.clone();
     let mut examples = Vec::new();
     for path in &args.data {

@@ -1,4 +1,6 @@
-//! Relation descriptions: rmx's `descriptions.jsonl` and RE-Matching's description files.
+//! Relation descriptions: rmx's `descriptions.jsonl`, RE-Matching's description files, and
+//! FewRel's `pid2name.json` (`{"P26": ["spouse", "the subject has the object as their
+//! spouse …"], …}`: names and descriptions, no entity-type keywords).
 //!
 //! descriptions.jsonl, one relation per line (unknown fields are ignored):
 //! `{"id":"P26","name":"spouse","description":"...","head":["person"],"tail":["person","spouse"]}`
@@ -48,11 +50,17 @@ pub struct Parsed {
     pub rejected: Vec<String>,
 }
 
-/// Reads descriptions in either format: a file whose first non-blank character is `[` is
-/// RE-Matching's JSON list, anything else is JSON Lines. `name` labels messages
-/// (`<stdin>` or the path).
+/// Reads descriptions in any of the formats: a file whose first non-blank character is `[`
+/// is RE-Matching's JSON list, one JSON object mapping ids to `[name, description]` is
+/// pid2name, anything else is JSON Lines. `name` labels messages (`<stdin>` or the path).
 pub fn parse_descriptions(text: &str, name: &str) -> Result<Parsed> {
-    let parsed = if text.trim_start().starts_with('[') { parse_rematching(text, name)? } else { parse_jsonl(text, name) };
+    let parsed = if text.trim_start().starts_with('[') {
+        parse_rematching(text, name)?
+    } else if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, (String, String)>>(text) {
+        parse_pid2name(map, name)
+    } else {
+        parse_jsonl(text, name)
+    };
     if parsed.relations.is_empty() && parsed.rejected.is_empty() {
         return Err(Error::Input(format!("{name}: no relations (the file is empty)")));
     }
@@ -113,6 +121,35 @@ fn parse_rematching(text: &str, name: &str) -> Result<Parsed> {
     Ok(out)
 }
 
+fn parse_pid2name(map: std::collections::BTreeMap<String, (String, String)>, name: &str) -> Parsed {
+    let mut out = Parsed::default();
+    let mut seen = HashSet::new();
+    for (id, (label, description)) in map {
+        let relation = Relation { id, name: label, description, head: Vec::new(), tail: Vec::new() };
+        match validate(&relation, &mut seen) {
+            Ok(()) => out.relations.push(relation),
+            Err(reason) => out.rejected.push(format!("{name}: {}: {reason}", relation.id)),
+        }
+    }
+    out
+}
+
+/// Reads several description files into one list: a relation already described by an
+/// earlier file keeps that description (later duplicates are skipped silently).
+pub fn read_description_files(paths: &[impl AsRef<Path>]) -> Result<Parsed> {
+    let mut all = Parsed::default();
+    for path in paths {
+        let parsed = read_descriptions(path.as_ref())?;
+        all.rejected.extend(parsed.rejected);
+        for r in parsed.relations {
+            if !all.relations.iter().any(|known| known.id == r.id) {
+                all.relations.push(r);
+            }
+        }
+    }
+    Ok(all)
+}
+
 fn clean_keywords(words: Vec<String>) -> Vec<String> {
     words.into_iter().map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect()
 }
@@ -151,6 +188,29 @@ mod tests {
         assert!(p.rejected[0].starts_with("f.jsonl:4: invalid relation"));
         assert!(p.rejected[1].starts_with("f.jsonl:5: duplicate relation id \"P26\""));
         assert!(p.rejected[2].starts_with("f.jsonl:6: invalid relation: missing field `description`"));
+    }
+
+    #[test]
+    fn pid2name_format_and_merged_files() {
+        let text = r#"{"P26": ["spouse", "the subject has the object as their spouse"], "P9": ["bad", "  "]}"#;
+        let p = parse_descriptions(text, "pid2name.json").unwrap();
+        assert_eq!(p.relations.len(), 1);
+        assert_eq!((p.relations[0].id.as_str(), p.relations[0].name.as_str()), ("P26", "spouse"));
+        assert!(p.relations[0].head.is_empty() && p.relations[0].tail.is_empty());
+        assert!(p.rejected[0].contains("P9: relation P9: empty description"), "{:?}", p.rejected);
+        // A one-line JSON Lines file is still JSON Lines.
+        let one = parse_descriptions(r#"{"id":"P1","description":"d"}"#, "one.jsonl").unwrap();
+        assert_eq!(one.relations[0].id, "P1");
+
+        let dir = std::env::temp_dir().join(format!("rmx-desc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.jsonl"), dir.join("b.json"));
+        std::fs::write(&a, "{\"id\":\"P26\",\"description\":\"first\",\"head\":[\"person\"]}\n").unwrap();
+        std::fs::write(&b, text).unwrap();
+        let merged = read_description_files(&[&a, &b]).unwrap();
+        assert_eq!(merged.relations.len(), 1, "P26 once; P9 rejected");
+        assert_eq!(merged.relations[0].description, "first", "the earlier file wins");
+        assert_eq!(merged.rejected.len(), 1);
     }
 
     #[test]
