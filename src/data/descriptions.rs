@@ -1,6 +1,7 @@
-//! Relation descriptions: rmx's `descriptions.jsonl`, RE-Matching's description files, and
-//! FewRel's `pid2name.json` (`{"P26": ["spouse", "the subject has the object as their
-//! spouse …"], …}`: names and descriptions, no entity-type keywords).
+//! Relation descriptions: rmx's `descriptions.jsonl`, RE-Matching's description files
+//! (with keywords, or `{"P26": "description", …}`), and FewRel's `pid2name.json`
+//! (`{"P26": ["spouse", "the subject has the object as their spouse …"], …}`). The last two
+//! have no entity-type keywords.
 //!
 //! descriptions.jsonl, one relation per line (unknown fields are ignored):
 //! `{"id":"P26","name":"spouse","description":"...","head":["person"],"tail":["person","spouse"]}`
@@ -52,12 +53,15 @@ pub struct Parsed {
 
 /// Reads descriptions in any of the formats: a file whose first non-blank character is `[`
 /// is RE-Matching's JSON list, one JSON object mapping ids to `[name, description]` is
-/// pid2name, anything else is JSON Lines. `name` labels messages (`<stdin>` or the path).
+/// pid2name (mapping ids to description strings: RE-Matching's plain description file),
+/// anything else is JSON Lines. `name` labels messages (`<stdin>` or the path).
 pub fn parse_descriptions(text: &str, name: &str) -> Result<Parsed> {
     let parsed = if text.trim_start().starts_with('[') {
         parse_rematching(text, name)?
     } else if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, (String, String)>>(text) {
         parse_pid2name(map, name)
+    } else if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(text) {
+        parse_pid2name(map.into_iter().map(|(id, d)| (id.clone(), (id, d))).collect(), name)
     } else {
         parse_jsonl(text, name)
     };
@@ -198,6 +202,8 @@ mod tests {
         assert_eq!((p.relations[0].id.as_str(), p.relations[0].name.as_str()), ("P26", "spouse"));
         assert!(p.relations[0].head.is_empty() && p.relations[0].tail.is_empty());
         assert!(p.rejected[0].contains("P9: relation P9: empty description"), "{:?}", p.rejected);
+        let plain = parse_descriptions(r#"{"P6": "head of government is head of the executive"}"#, "plain.json").unwrap();
+        assert_eq!((plain.relations[0].name.as_str(), plain.relations[0].description.as_str()), ("P6", "head of government is head of the executive"));
         // A one-line JSON Lines file is still JSON Lines.
         let one = parse_descriptions(r#"{"id":"P1","description":"d"}"#, "one.jsonl").unwrap();
         assert_eq!(one.relations[0].id, "P1");
