@@ -60,7 +60,8 @@ pub fn parse_descriptions(text: &str, name: &str) -> Result<Parsed> {
         parse_rematching(text, name)?
     } else if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, (String, String)>>(text) {
         parse_pid2name(map, name)
-    } else if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(text) {
+    } else if let Some(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(text).ok().filter(|m| !m.contains_key("id")) {
+        // (a one-line JSON Lines file also parses as a map of strings: it has "id")
         parse_pid2name(map.into_iter().map(|(id, d)| (id.clone(), (id, d))).collect(), name)
     } else {
         parse_jsonl(text, name)
