@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// (the reference), or "all" = every other relation of the batch. The hardest is used.
     #[arg(long, default_value = "7", value_name = "N|all", value_parser = parse_negatives)]
     negatives: Negatives,
+    /// Learning rate of the new heads (context projection, distillation query, adversary)
+    /// as a multiple of --lr.
+    #[arg(long, default_value_t = TrainSettings::default().head_lr_scale, value_name = "X")]
+    head_lr_scale: f64,
     /// Hidden dropout probability of the encoder while training (0 turns it off).
     #[arg(long, default_value_t = TrainSettings::default().dropout, value_name = "P")]
     dropout: f32,
@@ -143,6 +147,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         seed: args.seed,
         negatives: args.negatives,
         dropout: args.dropout,
+        head_lr_scale: args.head_lr_scale,
         objective: ObjectiveSettings { alpha: args.alpha, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };

@@ -5,7 +5,7 @@
 //! `p ← p·(1 − lr·wd)`; `m ← β1 m + (1−β1) g`; `v ← β2 v + (1−β2) g²`;
 //! `p ← p − (lr / (1−β1^k)) · m / (√v / √(1−β2^k) + eps)`.
 //! Every parameter is decayed (biases and LayerNorm included), as the reference does.
-use super::params::{Grads, ParamSet};
+use super::params::{Grads, ParamId, ParamSet};
 use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -24,6 +24,8 @@ impl Default for AdamWSettings {
 
 pub struct AdamW {
     settings: AdamWSettings,
+    /// Per-parameter multiplier of the learning rate (1 unless set).
+    lr_scale: Vec<f64>,
     /// First and second moments, laid out like the parameters.
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
@@ -36,7 +38,13 @@ const CHUNK: usize = 1 << 16;
 impl AdamW {
     pub fn new(params: &ParamSet, settings: AdamWSettings) -> AdamW {
         let zeros = || params.values.iter().map(|v| vec![0.0f32; v.len()]).collect();
-        AdamW { settings, m: zeros(), v: zeros(), steps: 0 }
+        AdamW { settings, lr_scale: vec![1.0; params.len()], m: zeros(), v: zeros(), steps: 0 }
+    }
+
+    /// Parameter `id` learns at `scale ×` the scheduled learning rate (e.g. freshly
+    /// initialised heads on a pretrained encoder).
+    pub fn set_lr_scale(&mut self, id: ParamId, scale: f64) {
+        self.lr_scale[id] = scale;
     }
 
     /// Optimizer steps taken so far.
@@ -50,11 +58,12 @@ impl AdamW {
         self.steps += 1;
         let s = self.settings;
         let k = self.steps as i32;
-        let decay = (1.0 - lr * s.weight_decay) as f32;
-        let step_size = (lr / (1.0 - s.beta1.powi(k))) as f32;
         let bias2_sqrt = (1.0 - s.beta2.powi(k)).sqrt() as f32;
         let (b1, b2, eps) = (s.beta1 as f32, s.beta2 as f32, s.eps as f32);
-        for (((p, g), m), v) in params.values.iter_mut().zip(&grads.0).zip(&mut self.m).zip(&mut self.v) {
+        for ((((p, g), m), v), &scale) in params.values.iter_mut().zip(&grads.0).zip(&mut self.m).zip(&mut self.v).zip(&self.lr_scale) {
+            let lr = lr * scale;
+            let decay = (1.0 - lr * s.weight_decay) as f32;
+            let step_size = (lr / (1.0 - s.beta1.powi(k))) as f32;
             p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(|(((p, g), m), v)| {
                 for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     *p *= decay;
@@ -124,6 +133,17 @@ mod tests {
             }
         }
         assert_eq!(opt.steps(), 3);
+        // A scaled parameter moves by exactly the scaled learning rate's update.
+        let mut one = ParamSet::default();
+        one.push("a", &[1], vec![1.0]);
+        one.push("b", &[1], vec![1.0]);
+        let mut g = one.zero_grads();
+        g.0[0][0] = 0.5;
+        g.0[1][0] = 0.5;
+        let mut opt = AdamW::new(&one, AdamWSettings { weight_decay: 0.0, ..settings });
+        opt.set_lr_scale(1, 10.0);
+        opt.step(&mut one, &g, 1e-3);
+        assert!(((1.0 - one.values[1][0]) / (1.0 - one.values[0][0]) - 10.0).abs() < 1e-3);
         // The zero-gradient parameter was still decayed and moved by its momentum.
         assert!(params.values[0][2] != 2.0);
     }

@@ -52,9 +52,10 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
     write_encoder(&dir.join(WEIGHTS_FILE), trainer, &source.join(WEIGHTS_FILE))?;
 
     let p = &trainer.params;
-    let heads: Vec<(String, TensorView)> = [trainer.heads.context.weight, trainer.heads.context.bias, trainer.heads.distill_query]
+    let heads: Vec<(String, TensorView)> = trainer
+        .heads
+        .ids()
         .into_iter()
-        .chain([trainer.heads.adversary_hidden.weight, trainer.heads.adversary_hidden.bias, trainer.heads.adversary_out.weight, trainer.heads.adversary_out.bias])
         .map(|id| (p.name(id).to_string(), f32_view(p.get(id), p.shape(id))))
         .collect();
     write_safetensors(&dir.join(HEADS_FILE), heads)?;
@@ -79,12 +80,7 @@ fn write_encoder(path: &Path, trainer: &Trainer, source: &Path) -> Result<()> {
     let st = SafeTensors::deserialize(&map).map_err(|e| Error::model(source, format!("invalid safetensors: {e}")))?;
     let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
     let p = &trainer.params;
-    let heads: HashSet<usize> = HashSet::from_iter(
-        [trainer.heads.context, trainer.heads.adversary_hidden, trainer.heads.adversary_out]
-            .iter()
-            .flat_map(|l| [l.weight, l.bias])
-            .chain([trainer.heads.distill_query]),
-    );
+    let heads: HashSet<usize> = HashSet::from_iter(trainer.heads.ids());
     let mut tensors: Vec<(String, TensorView)> =
         (0..p.len()).filter(|id| !heads.contains(id)).map(|id| (format!("{prefix}{}", p.name(id)), f32_view(p.get(id), p.shape(id)))).collect();
     let trained: HashSet<String> = tensors.iter().map(|(n, _)| n.clone()).collect();

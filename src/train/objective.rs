@@ -84,6 +84,12 @@ impl HeadIds {
         })
     }
 
+    /// Every head parameter.
+    pub fn ids(&self) -> [ParamId; 7] {
+        let (c, h, o) = (self.context, self.adversary_hidden, self.adversary_out);
+        [c.weight, c.bias, self.distill_query, h.weight, h.bias, o.weight, o.bias]
+    }
+
     /// The inference heads with the current values (copied; the adversary only serves
     /// training).
     pub fn to_heads(&self, p: &ParamSet) -> Heads {

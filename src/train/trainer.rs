@@ -24,6 +24,8 @@ pub struct TrainSettings {
     pub warmup_ratio: f64,
     /// How each sample's candidate negatives are chosen.
     pub negatives: Negatives,
+    /// Learning rate of the freshly initialised heads, as a multiple of `lr`.
+    pub head_lr_scale: f64,
     /// Hidden dropout probability of the encoder during training.
     pub dropout: f32,
     pub objective: ObjectiveSettings,
@@ -39,6 +41,7 @@ impl Default for TrainSettings {
             seed: 42,
             warmup_ratio: 0.1,
             negatives: Negatives::Drawn(7),
+            head_lr_scale: 1.0,
             dropout: 0.1,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
@@ -101,7 +104,10 @@ impl Trainer {
         let mut params = ParamSet::default();
         let encoder = EncoderIds::from_bert(bert, &mut params);
         let heads = HeadIds::init(&mut params, d, relation_vectors.len() / (3 * d), &mut rng);
-        let optimizer = AdamW::new(&params, settings.adamw);
+        let mut optimizer = AdamW::new(&params, settings.adamw);
+        for id in heads.ids() {
+            optimizer.set_lr_scale(id, settings.head_lr_scale);
+        }
         Trainer { params, encoder, heads, relation_vectors, optimizer, settings, rng }
     }
 
