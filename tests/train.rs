@@ -117,6 +117,7 @@ fn a_checkpoint_computes_what_training_computed() {
     let dir = temp_dir("checkpoint");
     let (mut trainer, set) = small_trainer(&dir, 1);
     losses(&mut trainer, &set);
+    trainer.settings.description_style = rmx::model::description::DescriptionStyle::KeywordList;
     let out = dir.join("ck");
     save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({"test": true})).unwrap();
 
@@ -143,6 +144,14 @@ fn a_checkpoint_computes_what_training_computed() {
     let want = combine_parts([&p[..d], &p[d..2 * d], &p[2 * d..]], PartWeights::from_alpha(0.33));
     let diff = query.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(diff < 1e-5, "inference and training disagree by {diff}");
+
+    // Relations are encoded in the style the checkpoint was trained with.
+    let rels = relations(&["P1", "P2"]);
+    let style = rmx::model::description::DescriptionStyle::KeywordList;
+    let want = rmx::model::description::encode_relations(&matcher.description, &rels, style, PartWeights::from_alpha(0.33), 8, |_| {}).unwrap();
+    assert_eq!(matcher.encode_relations(&rels, 8, |_| {}).unwrap(), want);
+    let template = rmx::model::description::DescriptionStyle::TypeTemplate;
+    assert_ne!(rmx::model::description::encode_relations(&matcher.description, &rels, template, PartWeights::from_alpha(0.33), 8, |_| {}).unwrap(), want);
 
     // The encoder file keeps every tensor of the source (pooler, position ids) by HF name.
     let names = |path: &Path| {

@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// as a multiple of --lr.
     #[arg(long, default_value_t = TrainSettings::default().head_lr_scale, value_name = "X")]
     head_lr_scale: f64,
+    /// How head/tail type keywords become text on the description side: "the entity types
+    /// including A and B" (type-template, RE-Matching) or "A , B" (keyword-list).
+    #[arg(long, default_value = "type-template", value_name = "STYLE", value_parser = parse_style)]
+    description_style: DescriptionStyle,
     /// Hidden dropout probability of the encoder while training (0 turns it off).
     #[arg(long, default_value_t = TrainSettings::default().dropout, value_name = "P")]
     dropout: f32,
@@ -84,6 +88,14 @@ pub struct TrainArgs {
     /// Write one JSON line per optimizer step (epoch, step, lr, losses, sentences/s) to FILE.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+}
+
+fn parse_style(s: &str) -> std::result::Result<DescriptionStyle, String> {
+    match s {
+        "type-template" => Ok(DescriptionStyle::TypeTemplate),
+        "keyword-list" => Ok(DescriptionStyle::KeywordList),
+        other => Err(format!("expected type-template or keyword-list, got {other:?}")),
+    }
 }
 
 fn parse_negatives(s: &str) -> std::result::Result<Negatives, String> {
@@ -148,11 +160,12 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         negatives: args.negatives,
         dropout: args.dropout,
         head_lr_scale: args.head_lr_scale,
+        description_style: args.description_style,
         objective: ObjectiveSettings { alpha: args.alpha, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };
     let weights = PartWeights::from_alpha(settings.objective.alpha);
-    let vectors = encode_relations(&description, &prepared.relations, DescriptionStyle::TypeTemplate, weights, 64, |_| {})?;
+    let vectors = encode_relations(&description, &prepared.relations, settings.description_style, weights, 64, |_| {})?;
     let n = prepared.set.sentences.len();
     eprintln!(
         "training on {n} sentences of {} relations ({} held out), {} epochs, batch {}, lr {}, seed {}",
@@ -198,7 +211,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         });
         epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
         if let Some(examples) = &validation {
-            let matcher = Matcher::from_trained(trainer.encoder.to_bert(&trainer.params), trainer.heads.to_heads(&trainer.params), SentenceEncoder::load(&description_dir)?, settings.objective.alpha);
+            let matcher = Matcher::from_trained(trainer.encoder.to_bert(&trainer.params), trainer.heads.to_heads(&trainer.params), SentenceEncoder::load(&description_dir)?, settings.objective.alpha, settings.description_style);
             let scores = evaluate(&matcher, examples, &descriptions.relations, &unseen, false, 64, |_| {})?;
             bar.suspend(|| eprintln!("epoch {epoch}: validation macro F1 {:.4} (P {:.4}, R {:.4}), accuracy {:.4}", scores.f1, scores.precision, scores.recall, scores.accuracy));
             validation_scores.push(serde_json::json!({"epoch": epoch, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "accuracy": scores.accuracy}));

@@ -18,8 +18,10 @@ use crate::error::Result;
 pub const TYPE_TEMPLATE: &str = "the entity types including ";
 
 /// How entity-type keywords become text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DescriptionStyle {
+    #[default]
     /// "the entity types including A and B" (RE-Matching).
     TypeTemplate,
     /// "A , B" (the zero-training default).

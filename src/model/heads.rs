@@ -5,6 +5,7 @@
 //! `{"format": 1, "alpha": 0.33, "description_encoder": "description_encoder"}` (a directory,
 //! relative to the checkpoint, holding the frozen description-side sentence encoder).
 use super::bert::Linear;
+use super::description::DescriptionStyle;
 use super::weights::{Tensor, WeightFile};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,10 @@ pub struct CheckpointSettings {
     pub format: u32,
     pub alpha: f32,
     pub description_encoder: PathBuf,
+    /// How entity-type keywords become text on the description side (the checkpoint was
+    /// trained against it); absent in format-1 files written before it existed: the template.
+    #[serde(default)]
+    pub description_style: DescriptionStyle,
     /// How the checkpoint was trained (recipe, data, losses); informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,

@@ -19,8 +19,9 @@ pub const DEFAULT_ALPHA: f32 = 0.33;
 
 /// How the query side turns encoder states into the three parts.
 enum QuerySide {
-    /// A trained checkpoint: its fine-tuned encoder and heads.
-    Trained { bert: Bert, heads: Heads },
+    /// A trained checkpoint: its fine-tuned encoder and heads, and the description style it
+    /// was trained against.
+    Trained { bert: Bert, heads: Heads, style: DescriptionStyle },
     /// A plain pretrained sentence encoder, no training (see `zero_shot`).
     ZeroShot,
 }
@@ -50,8 +51,12 @@ impl Matcher {
                 let bert = Bert::load(dir)?;
                 let heads = Heads::load(&dir.join(HEADS_FILE), bert.config.hidden_size)?;
                 let weights = PartWeights::from_alpha(settings.alpha);
-                let fingerprint = super::fingerprint::of_model(dir, "trained", weights, &[&dir.join(&settings.description_encoder)])?;
-                Ok(Matcher { query: QuerySide::Trained { bert, heads }, description, weights, fingerprint })
+                let mode = match settings.description_style {
+                    DescriptionStyle::TypeTemplate => "trained",
+                    DescriptionStyle::KeywordList => "trained-keyword-list",
+                };
+                let fingerprint = super::fingerprint::of_model(dir, mode, weights, &[&dir.join(&settings.description_encoder)])?;
+                Ok(Matcher { query: QuerySide::Trained { bert, heads, style: settings.description_style }, description, weights, fingerprint })
             }
             None => {
                 let description = SentenceEncoder::load(dir)?;
@@ -64,10 +69,10 @@ impl Matcher {
 
     /// A trained model held in memory (e.g. validation during training), not yet saved:
     /// its fingerprint names it as such, so no index is built with it by mistake.
-    pub fn from_trained(bert: Bert, heads: Heads, description: SentenceEncoder, alpha: f32) -> Matcher {
+    pub fn from_trained(bert: Bert, heads: Heads, description: SentenceEncoder, alpha: f32, style: DescriptionStyle) -> Matcher {
         let weights = PartWeights::from_alpha(alpha);
         let fingerprint = format!("trained-in-memory;weights={},{},{}", weights.context, weights.head, weights.tail);
-        Matcher { query: QuerySide::Trained { bert, heads }, description, weights, fingerprint }
+        Matcher { query: QuerySide::Trained { bert, heads, style }, description, weights, fingerprint }
     }
 
     /// Identifies the model and scoring that vectors come from; an index records it.
@@ -110,7 +115,7 @@ impl Matcher {
             inputs.iter().filter_map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect(),
         );
         match &self.query {
-            QuerySide::Trained { bert, heads } if plain.is_empty() => trained_parts(bert, heads, &marked, self.weights),
+            QuerySide::Trained { bert, heads, .. } if plain.is_empty() => trained_parts(bert, heads, &marked, self.weights),
             QuerySide::ZeroShot if marked.is_empty() => zero_shot::encode(&self.description, &plain),
             _ => Err(Error::Input("query inputs were prepared by another model".into())),
         }
@@ -118,7 +123,10 @@ impl Matcher {
 
     /// Unit relation vectors `[3d]`, `batch` relations at a time, `progress(done)` after each.
     pub fn encode_relations(&self, relations: &[Relation], batch: usize, progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
-        let style = if self.is_trained() { DescriptionStyle::TypeTemplate } else { DescriptionStyle::KeywordList };
+        let style = match self.query {
+            QuerySide::Trained { style, .. } => style,
+            QuerySide::ZeroShot => DescriptionStyle::KeywordList,
+        };
         description::encode_relations(&self.description, relations, style, self.weights, batch, progress)
     }
 }

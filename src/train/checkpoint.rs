@@ -65,6 +65,7 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
         format: SETTINGS_FORMAT,
         alpha: trainer.settings.objective.alpha,
         description_encoder: PathBuf::from(DESCRIPTION_DIR),
+        description_style: trainer.settings.description_style,
         training: Some(training),
     };
     let text = serde_json::to_string_pretty(&settings).expect("settings serialise");

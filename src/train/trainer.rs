@@ -9,6 +9,7 @@ use super::params::ParamSet;
 use super::rng::Rng;
 use crate::backend::cpu::entity_pool::EntityRows;
 use crate::model::bert::{Bert, PackedBatch};
+use crate::model::description::DescriptionStyle;
 use crate::text::markers::MarkedTokens;
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ pub struct TrainSettings {
     pub negatives: Negatives,
     /// Learning rate of the freshly initialised heads, as a multiple of `lr`.
     pub head_lr_scale: f64,
+    /// How entity-type keywords become description text (the checkpoint keeps it).
+    pub description_style: DescriptionStyle,
     /// Hidden dropout probability of the encoder during training.
     pub dropout: f32,
     pub objective: ObjectiveSettings,
@@ -42,6 +45,7 @@ impl Default for TrainSettings {
             warmup_ratio: 0.1,
             negatives: Negatives::Drawn(7),
             head_lr_scale: 1.0,
+            description_style: DescriptionStyle::TypeTemplate,
             dropout: 0.1,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
