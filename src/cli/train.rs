@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// as a multiple of --lr.
     #[arg(long, default_value_t = TrainSettings::default().head_lr_scale, value_name = "X")]
     head_lr_scale: f64,
+    /// Use every described relation that has no training sentence and is not held out as an
+    /// extra candidate negative of every sample (descriptions only; no sentences).
+    #[arg(long)]
+    extra_negatives: bool,
     /// How head/tail type keywords become text on the description side: "the entity types
     /// including A and B" (type-template, RE-Matching) or "A , B" (keyword-list).
     #[arg(long, default_value = "type-template", value_name = "STYLE", value_parser = parse_style)]
@@ -177,7 +181,16 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         settings.seed
     );
 
-    let mut trainer = Trainer::new(&bert, vectors.concat(), settings.clone());
+    let extra: Vec<_> = if args.extra_negatives {
+        descriptions.relations.iter().filter(|r| !unseen.contains(&r.id) && !prepared.relations.iter().any(|t| t.id == r.id)).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let extra_vectors = encode_relations(&description, &extra, settings.description_style, weights, 64, |_| {})?;
+    if args.extra_negatives {
+        eprintln!("{} description-only relations are extra negatives", extra.len());
+    }
+    let mut trainer = Trainer::new(&bert, vectors.concat(), settings.clone()).with_extra_negatives(extra_vectors.concat());
     drop(bert);
     let mut log = match &args.log {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?)),
@@ -227,6 +240,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         "descriptions": args.descriptions,
         "unseen": unseen,
         "training_relations": prepared.relations.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        "extra_negative_relations": extra.iter().map(|r| &r.id).collect::<Vec<_>>(),
         "sentences": n,
         "mean_loss_per_epoch": epoch_losses,
         "sentences_per_second": sentences as f64 / seconds,

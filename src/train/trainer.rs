@@ -94,6 +94,9 @@ pub struct Trainer {
     pub heads: HeadIds,
     /// Frozen description vectors of the training relations, `[n_train × 3d]`.
     relation_vectors: Vec<f32>,
+    /// Description vectors of relations with no training sentence, `[n_extra × 3d]`: extra
+    /// candidate negatives of every sample (see [`Trainer::with_extra_negatives`]).
+    extra_negatives: Vec<f32>,
     optimizer: AdamW,
     pub settings: TrainSettings,
     rng: Rng,
@@ -112,7 +115,16 @@ impl Trainer {
         for id in heads.ids() {
             optimizer.set_lr_scale(id, settings.head_lr_scale);
         }
-        Trainer { params, encoder, heads, relation_vectors, optimizer, settings, rng }
+        Trainer { params, encoder, heads, relation_vectors, extra_negatives: Vec::new(), optimizer, settings, rng }
+    }
+
+    /// Adds description vectors `[n × 3d]` of relations that have no training sentence (never
+    /// a held-out one) as candidate negatives of every sample: the hardest negative is then
+    /// sought among more relations than a batch holds.
+    pub fn with_extra_negatives(mut self, vectors: Vec<f32>) -> Trainer {
+        assert!(vectors.len().is_multiple_of(3 * self.heads.d), "extra negatives are not [n × 3d]");
+        self.extra_negatives = vectors;
+        self
     }
 
     /// Optimizer steps of a whole run, as the reference counts them (`len · epochs / batch`,
@@ -184,8 +196,9 @@ impl Trainer {
                 }
             })
             .collect();
-        let descriptions: Vec<f32> = table.iter().flat_map(|&l| &self.relation_vectors[l as usize * 3 * d..(l as usize + 1) * 3 * d]).copied().collect();
-        let negatives = self.draw_negatives(&relation, table.len());
+        let mut descriptions: Vec<f32> = table.iter().flat_map(|&l| &self.relation_vectors[l as usize * 3 * d..(l as usize + 1) * 3 * d]).copied().collect();
+        descriptions.extend_from_slice(&self.extra_negatives);
+        let negatives = self.draw_negatives(&relation, table.len(), self.extra_negatives.len() / (3 * d));
 
         let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
         let settings = self.settings.objective;
@@ -202,12 +215,14 @@ impl Trainer {
         (losses, packed.tokens(), activation_bytes)
     }
 
-    /// `[B × R]`: the candidate negatives of each sample (see [`Negatives`]).
-    fn draw_negatives(&mut self, relation: &[u32], r: usize) -> Vec<bool> {
-        let b = relation.len();
-        let mut mask = vec![false; b * r];
+    /// `[B × (R + extra)]`: the candidate negatives of each sample among the batch's `R`
+    /// relations (see [`Negatives`]), and all `extra` description-only relations.
+    fn draw_negatives(&mut self, relation: &[u32], r: usize, extra: usize) -> Vec<bool> {
+        let (b, width) = (relation.len(), r + extra);
+        let mut mask = vec![false; b * width];
         for (i, &own) in relation.iter().enumerate() {
-            let row = &mut mask[i * r..(i + 1) * r];
+            let (row, extras) = mask[i * width..(i + 1) * width].split_at_mut(r);
+            extras.fill(true);
             match self.settings.negatives {
                 Negatives::Drawn(k) => {
                     for j in self.rng.sample(b, k) {
