@@ -236,3 +236,36 @@ impl Trainer {
         mask
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_trainer(negatives: Negatives) -> Trainer {
+        let bert = Bert::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_bert")).unwrap();
+        let d = bert.config.hidden_size;
+        let settings = TrainSettings { negatives, ..TrainSettings::default() };
+        Trainer::new(&bert, vec![0.5; 3 * 3 * d], settings).with_extra_negatives(vec![0.25; 2 * 3 * d])
+    }
+
+    #[test]
+    fn negatives_exclude_the_own_relation_and_include_every_extra() {
+        let relation = [0u32, 1, 0, 2, 1, 0, 0, 2, 1];
+        let (r, extra) = (3, 2);
+        let mut all = tiny_trainer(Negatives::AllInBatch);
+        let mask = all.draw_negatives(&relation, r, extra);
+        assert_eq!(mask.len(), relation.len() * (r + extra));
+        for (i, row) in mask.chunks(r + extra).enumerate() {
+            for (j, &neg) in row.iter().enumerate() {
+                assert_eq!(neg, j != relation[i] as usize, "all in batch: sample {i}, column {j}");
+            }
+        }
+        let mut drawn = tiny_trainer(Negatives::Drawn(2));
+        let mask = drawn.draw_negatives(&relation, r, extra);
+        for (i, row) in mask.chunks(r + extra).enumerate() {
+            assert!(!row[relation[i] as usize], "never its own relation");
+            assert!(row[r..].iter().all(|&n| n), "every extra relation");
+            assert!(row[..r].iter().filter(|&&n| n).count() <= 2, "at most the relations of 2 drawn positions");
+        }
+    }
+}
