@@ -1,15 +1,20 @@
 //! The BERT encoder, inference forward pass on the CPU.
 //!
 //! Sequences of a batch are packed back to back into one `[T × d]` matrix (no padding), so
-//! every matrix product runs over exactly the real tokens.
+//! every matrix product runs over exactly the real tokens. The linear layers' weights are
+//! packed for the GEMM kernels once the model is in steady use ([`PackedWeights`]).
 use super::config::BertConfig;
 use super::weights::{Tensor, WeightFile};
 use crate::backend::cpu::attention::attention_forward;
 use crate::backend::cpu::embedding::embeddings_forward;
+use crate::backend::cpu::gemm::{MatRef, PackedB};
 use crate::backend::cpu::layernorm::layernorm_forward;
-use crate::backend::cpu::linear::{linear_forward, Activation};
+use crate::backend::cpu::linear::{linear_forward, linear_forward_packed, Activation};
 use crate::error::{Error, Result};
+use rayon::prelude::*;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// A linear layer's parameters, PyTorch layout.
 #[derive(Clone)]
@@ -46,6 +51,13 @@ pub struct BertLayer {
     pub output_norm: LayerNorm,
 }
 
+impl BertLayer {
+    /// The six linear layers, in the order of the forward pass.
+    fn linears(&self) -> [&Linear; 6] {
+        [&self.query, &self.key, &self.value, &self.attention_output, &self.intermediate, &self.output]
+    }
+}
+
 #[derive(Clone)]
 pub struct Bert {
     pub config: BertConfig,
@@ -57,6 +69,56 @@ pub struct Bert {
     pub token_type_embeddings: Tensor,
     pub embeddings_norm: LayerNorm,
     pub layers: Vec<BertLayer>,
+    /// Shared by clones.
+    packed: Arc<PackedWeights>,
+}
+
+/// The linear layers' weights packed for the GEMM kernels, made once the model has run
+/// [`PACK_AFTER_TOKENS`] tokens: packing all of them (≈ 85 MB for all-MiniLM-L6-v2) costs
+/// about what packing per product costs over that many tokens, so a one-off sentence
+/// (`rmx embed`, `rmx query`) starts as fast as before and a batch is packed for at once.
+#[derive(Default)]
+struct PackedWeights {
+    /// Per layer, its [`BertLayer::linears`] packed.
+    layers: OnceLock<Vec<[PackedLinear; 6]>>,
+    /// Tokens run through the model so far (counted until the weights are packed).
+    tokens: AtomicUsize,
+}
+
+const PACK_AFTER_TOKENS: usize = 2048;
+
+impl PackedWeights {
+    /// The packed weights, packing them now if a forward of `tokens` more tokens reaches
+    /// [`PACK_AFTER_TOKENS`]; `None` while it does not.
+    fn for_forward(&self, layers: &[BertLayer], tokens: usize) -> Option<&[[PackedLinear; 6]]> {
+        if self.layers.get().is_none() && self.tokens.fetch_add(tokens, Ordering::Relaxed) + tokens < PACK_AFTER_TOKENS {
+            return None;
+        }
+        Some(self.layers.get_or_init(|| layers.par_iter().map(|l| l.linears().map(PackedLinear::new)).collect()))
+    }
+}
+
+/// A `Linear` weight packed once for the GEMM kernels, with the tensor it was packed from:
+/// the layer fields are public, and a weight replaced since then is used unpacked.
+struct PackedLinear {
+    source: Tensor,
+    packed: PackedB,
+}
+
+impl PackedLinear {
+    fn new(linear: &Linear) -> PackedLinear {
+        let w = linear.weight.data();
+        let n = linear.bias.data().len();
+        let k = w.len().checked_div(n).unwrap_or(0);
+        PackedLinear { source: linear.weight.clone(), packed: PackedB::new(MatRef::transposed(w, n, k)) }
+    }
+
+    /// The packed weight, if `linear` still holds the tensor it was packed from (`source`
+    /// keeps that tensor alive, so no other tensor can have its address).
+    fn of(&self, linear: &Linear) -> Option<&PackedB> {
+        let (was, is) = (self.source.data(), linear.weight.data());
+        (was.as_ptr() == is.as_ptr() && was.len() == is.len()).then_some(&self.packed)
+    }
 }
 
 /// Token sequences packed back to back: sequence `s` is `ids[starts[s]..starts[s+1]]`.
@@ -133,6 +195,7 @@ impl Bert {
             embeddings_norm: norm("embeddings.LayerNorm")?,
             layers,
             config,
+            packed: Arc::default(),
         })
     }
 
@@ -161,16 +224,23 @@ impl Bert {
         let (mut q, mut k, mut v) = (vec![0.0f32; t * d], vec![0.0f32; t * d], vec![0.0f32; t * d]);
         let (mut ctx, mut h) = (vec![0.0f32; t * d], vec![0.0f32; t * d]);
         let mut inter = vec![0.0f32; t * f];
+        let packed = self.packed.for_forward(&self.layers, t);
         for (i, layer) in self.layers.iter().enumerate() {
-            let lin = |x: &[f32], l: &Linear, y: &mut [f32], act: Activation| linear_forward(x, t, l.weight.data(), l.bias.data(), y, act);
-            lin(&x, &layer.query, &mut q, Activation::Bias);
-            lin(&x, &layer.key, &mut k, Activation::Bias);
-            lin(&x, &layer.value, &mut v, Activation::Bias);
+            let [pq, pk, pv, po, pi, pout] = packed.and_then(|p| p.get(i)).map_or([None; 6], |p| p.each_ref().map(Some));
+            let lin = |l: &Linear, p: Option<&PackedLinear>, x: &[f32], y: &mut [f32], act: Activation| {
+                match p.and_then(|p| p.of(l)) {
+                    Some(w) => linear_forward_packed(x, t, w, l.bias.data(), y, act),
+                    None => linear_forward(x, t, l.weight.data(), l.bias.data(), y, act),
+                }
+            };
+            lin(&layer.query, pq, &x, &mut q, Activation::Bias);
+            lin(&layer.key, pk, &x, &mut k, Activation::Bias);
+            lin(&layer.value, pv, &x, &mut v, Activation::Bias);
             attention_forward(&q, &k, &v, &batch.starts, c.num_attention_heads, &mut ctx);
-            lin(&ctx, &layer.attention_output, &mut h, Activation::BiasResidual(&x));
+            lin(&layer.attention_output, po, &ctx, &mut h, Activation::BiasResidual(&x));
             layernorm_forward(&mut h, d, layer.attention_norm.gamma.data(), layer.attention_norm.beta.data(), eps);
-            lin(&h, &layer.intermediate, &mut inter, Activation::BiasGelu);
-            lin(&inter, &layer.output, &mut x, Activation::BiasResidual(&h));
+            lin(&layer.intermediate, pi, &h, &mut inter, Activation::BiasGelu);
+            lin(&layer.output, pout, &inter, &mut x, Activation::BiasResidual(&h));
             layernorm_forward(&mut x, d, layer.output_norm.gamma.data(), layer.output_norm.beta.data(), eps);
             inspect(i + 1, &x);
         }
@@ -187,5 +257,79 @@ impl Bert {
             return Err(Error::Input(format!("sequence of {len} tokens exceeds the model's {} positions", c.max_position_embeddings)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Rng;
+
+    fn tensor(rng: &mut Rng, shape: &[usize], scale: f32) -> Tensor {
+        Tensor::from_vec(rng.normals(shape.iter().product(), scale), shape.to_vec())
+    }
+
+    fn linear(rng: &mut Rng, out: usize, inp: usize) -> Linear {
+        Linear { weight: tensor(rng, &[out, inp], 0.3), bias: tensor(rng, &[out], 0.1) }
+    }
+
+    fn norm(rng: &mut Rng, d: usize) -> LayerNorm {
+        LayerNorm { gamma: tensor(rng, &[d], 1.0), beta: tensor(rng, &[d], 0.1) }
+    }
+
+    /// A random BERT with d = 8, 2 heads, ffn 16, 2 layers, 50 ids.
+    fn tiny_bert(seed: u64) -> Bert {
+        let config: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 16, "max_position_embeddings": 64}"#,
+        )
+        .unwrap();
+        let rng = &mut Rng::new(seed);
+        let (d, f) = (config.hidden_size, config.intermediate_size);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| BertLayer {
+                query: linear(rng, d, d),
+                key: linear(rng, d, d),
+                value: linear(rng, d, d),
+                attention_output: linear(rng, d, d),
+                attention_norm: norm(rng, d),
+                intermediate: linear(rng, f, d),
+                output: linear(rng, d, f),
+                output_norm: norm(rng, d),
+            })
+            .collect();
+        Bert {
+            word_embeddings: tensor(rng, &[config.vocab_size, d], 1.0),
+            position_embeddings: tensor(rng, &[config.max_position_embeddings, d], 1.0),
+            token_type_embeddings: tensor(rng, &[config.type_vocab_size, d], 1.0),
+            embeddings_norm: norm(rng, d),
+            layers,
+            config,
+            packed: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn packed_weights_give_the_same_states_and_replaced_weights_are_noticed() {
+        let bert = tiny_bert(1);
+        let small = PackedBatch::new(&[vec![1u32, 5, 7, 2], vec![3, 4]]);
+        let unpacked = bert.forward(&small).unwrap();
+        assert!(bert.packed.layers.get().is_none());
+        // A batch that reaches PACK_AFTER_TOKENS packs the weights; the states do not change.
+        let seqs: Vec<Vec<u32>> = (0..PACK_AFTER_TOKENS / 64).map(|s| (0..64).map(|i| (s * 7 + i) as u32 % 50).collect()).collect();
+        bert.forward(&PackedBatch::new(&seqs)).unwrap();
+        assert!(bert.packed.layers.get().is_some());
+        assert_eq!(bert.forward(&small).unwrap(), unpacked);
+
+        // A clone shares the packed weights; a weight replaced in it is used as it is now.
+        let other = tiny_bert(2).layers[1].intermediate.clone();
+        let mut changed = bert.clone();
+        changed.layers[1].intermediate = other.clone();
+        let mut fresh = tiny_bert(1);
+        fresh.layers[1].intermediate = other;
+        let want = fresh.forward(&small).unwrap();
+        assert!(fresh.packed.layers.get().is_none());
+        assert_ne!(want, unpacked);
+        assert_eq!(changed.forward(&small).unwrap(), want);
     }
 }

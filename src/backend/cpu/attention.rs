@@ -9,6 +9,7 @@
 //! FlashAttention does) instead of saving `heads × Σ len²` of them: one extra `Q·Kᵀ` per head,
 //! no extra memory between the passes.
 use super::gemm::{gemm, MatRef, Plain};
+use super::math::{exp, lane_max, lane_sum};
 use super::simd::multiversion;
 use rayon::prelude::*;
 
@@ -154,13 +155,9 @@ multiversion!(
 
 #[inline(always)]
 fn softmax_scaled_row_generic(row: &mut [f32], scale: f32) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) * scale;
-    let mut sum = 0.0f32;
-    for s in row.iter_mut() {
-        *s = super::math::exp(*s * scale - max);
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
+    let max = lane_max(row) * scale;
+    row.iter_mut().for_each(|s| *s = exp(*s * scale - max));
+    let inv = 1.0 / lane_sum(row, |s| s);
     row.iter_mut().for_each(|s| *s *= inv);
 }
 

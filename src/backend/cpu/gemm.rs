@@ -111,7 +111,7 @@ impl PackedB {
     /// If the CPU cannot execute `isa` or `b` exceeds its data.
     pub fn with_isa(isa: Isa, b: MatRef) -> Self {
         b.check_bounds();
-        assert!(Isa::available().contains(&isa), "this CPU cannot run {} kernels", isa.name());
+        assert!(isa.is_supported(), "this CPU cannot run {} kernels", isa.name());
         let (k, n, nr) = (b.rows, b.cols, nr(isa));
         let kc_max = depth_block(k, nr);
         let mut panels = Aligned::zeroed(k * n.next_multiple_of(nr));
@@ -152,7 +152,7 @@ fn nr(isa: Isa) -> usize {
 /// Whether the kernels of `isa` pack with the AVX2 transposing copy: the vector paths do,
 /// when the CPU has AVX2 (every AVX-512 CPU so far has, but that is checked, not assumed).
 fn avx2_pack(isa: Isa) -> bool {
-    isa != Isa::Scalar && Isa::available().contains(&Isa::Avx2)
+    isa != Isa::Scalar && Isa::Avx2.is_supported()
 }
 
 /// Depth of the packed blocks for `k` and panel width `nr`: `k` cut into equal blocks of at
@@ -191,7 +191,7 @@ fn launch(
         }
         return;
     }
-    assert!(Isa::available().contains(&isa), "this CPU cannot run {} kernels", isa.name());
+    assert!(isa.is_supported(), "this CPU cannot run {} kernels", isa.name());
     let job = Job { a, b, n, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, avx2_pack: avx2_pack(isa) };
     match isa {
         Isa::Scalar => job.run::<Scalar>(),

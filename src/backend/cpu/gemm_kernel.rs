@@ -72,6 +72,19 @@ unsafe fn tile<V: Vector, const R: usize, const NV: usize, const U: usize, const
             step::<V, R, NV, PACKED>(&mut acc, a, b, p);
             p += 1;
         }
+        store(&acc, c, ldc, accumulate);
+    }
+}
+
+/// `C[0..R, 0..NV·LANES] (+)= acc`.
+///
+/// # Safety
+/// The CPU supports `V`'s instruction set; `c` is readable and writable at `r * ldc + j` for
+/// `r < R`, `j < NV * V::LANES`.
+#[inline(always)]
+unsafe fn store<V: Vector, const R: usize, const NV: usize>(acc: &[[V; NV]; R], c: *mut f32, ldc: usize, accumulate: bool) {
+    // SAFETY: forwarded contract.
+    unsafe {
         for (r, acc) in acc.iter().enumerate() {
             for (v, &acc) in acc.iter().enumerate() {
                 let p = c.add(r * ldc + v * V::LANES);
@@ -204,7 +217,7 @@ pub(crate) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{tile_any, APanel, MicroKernel, Vector};
+    use super::{store, tile_any, APanel, MicroKernel, Vector};
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]
@@ -334,7 +347,169 @@ mod x86 {
         unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
             // SAFETY: forwarded contract.
             unsafe {
-                dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512_tile::<R>(kc, a, b, c, ldc, accumulate))
+                if rows == 12 && a.cs == 1 {
+                    avx512_tile_12_in_place(kc, a, b, c, ldc, accumulate)
+                } else {
+                    dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512_tile::<R>(kc, a, b, c, ldc, accumulate))
+                }
+            }
+        }
+    }
+
+    /// One depth step of [`avx512_tile_12_in_place`] at byte displacement `$a` into the rows
+    /// of A and `$b0`, `$b1` into the B panel.
+    macro_rules! avx512_step_12 {
+        ($a:literal, $b0:literal, $b1:literal) => {
+            concat!(
+                "vmovups {b0}, [{b} + ", $b0, "]\n",
+                "vmovups {b1}, [{b} + ", $b1, "]\n",
+                "vbroadcastss {x0}, [{a0} + ", $a, "]\n",
+                "vfmadd231ps {c0}, {b0}, {x0}\n",
+                "vfmadd231ps {c1}, {b1}, {x0}\n",
+                "vbroadcastss {x1}, [{a0} + {rs} + ", $a, "]\n",
+                "vfmadd231ps {c2}, {b0}, {x1}\n",
+                "vfmadd231ps {c3}, {b1}, {x1}\n",
+                "vbroadcastss {x0}, [{a0} + {rs} * 2 + ", $a, "]\n",
+                "vfmadd231ps {c4}, {b0}, {x0}\n",
+                "vfmadd231ps {c5}, {b1}, {x0}\n",
+                "vbroadcastss {x1}, [{a3} + ", $a, "]\n",
+                "vfmadd231ps {c6}, {b0}, {x1}\n",
+                "vfmadd231ps {c7}, {b1}, {x1}\n",
+                "vbroadcastss {x0}, [{a3} + {rs} + ", $a, "]\n",
+                "vfmadd231ps {c8}, {b0}, {x0}\n",
+                "vfmadd231ps {c9}, {b1}, {x0}\n",
+                "vbroadcastss {x1}, [{a3} + {rs} * 2 + ", $a, "]\n",
+                "vfmadd231ps {c10}, {b0}, {x1}\n",
+                "vfmadd231ps {c11}, {b1}, {x1}\n",
+                "vbroadcastss {x0}, [{a6} + ", $a, "]\n",
+                "vfmadd231ps {c12}, {b0}, {x0}\n",
+                "vfmadd231ps {c13}, {b1}, {x0}\n",
+                "vbroadcastss {x1}, [{a6} + {rs} + ", $a, "]\n",
+                "vfmadd231ps {c14}, {b0}, {x1}\n",
+                "vfmadd231ps {c15}, {b1}, {x1}\n",
+                "vbroadcastss {x0}, [{a6} + {rs} * 2 + ", $a, "]\n",
+                "vfmadd231ps {c16}, {b0}, {x0}\n",
+                "vfmadd231ps {c17}, {b1}, {x0}\n",
+                "vbroadcastss {x1}, [{a9} + ", $a, "]\n",
+                "vfmadd231ps {c18}, {b0}, {x1}\n",
+                "vfmadd231ps {c19}, {b1}, {x1}\n",
+                "vbroadcastss {x0}, [{a9} + {rs} + ", $a, "]\n",
+                "vfmadd231ps {c20}, {b0}, {x0}\n",
+                "vfmadd231ps {c21}, {b1}, {x0}\n",
+                "vbroadcastss {x1}, [{a9} + {rs} * 2 + ", $a, "]\n",
+                "vfmadd231ps {c22}, {b0}, {x1}\n",
+                "vfmadd231ps {c23}, {b1}, {x1}\n",
+            )
+        };
+    }
+
+    /// The full 12 × 32 tile with A read in place, the bulk of a batch's products, in
+    /// assembly. Compiled from the generic body, every depth step recomputes the twelve row
+    /// addresses of A with a chain of adds; here they are four base registers (rows 0, 3, 6,
+    /// 9) plus `rs` and `2·rs` index addressing, and the depth loop is unrolled 4 times with
+    /// displacements, so a step is 2 loads, 12 broadcasts and 24 FMAs (as in MLAS). ≈ 10 %
+    /// faster than the generic body in a GEMM's loop nest.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile`] with `rows = 12`, `a.cs == 1`, on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_tile_12_in_place(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        debug_assert!(a.cs == 1);
+        let z = _mm512_setzero_ps();
+        let [mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7, mut c8, mut c9, mut c10, mut c11] = [z; 12];
+        let [mut c12, mut c13, mut c14, mut c15, mut c16, mut c17, mut c18, mut c19, mut c20, mut c21, mut c22, mut c23] = [z; 12];
+        // SAFETY: the caller guarantees AVX-512F, that rows `a.ptr + r·rs` (r < 12) hold
+        // `kc` readable floats and that `b` holds `kc · 32`; the loops read exactly those
+        // (4 + 4·(kc/4 − 1) + 4·(kc%4) bytes past a row start at most) and write no memory.
+        unsafe {
+            std::arch::asm!(
+                "test {k4}, {k4}",
+                "jz 3f",
+                "2:",
+                avx512_step_12!("0", "0", "64"),
+                avx512_step_12!("4", "128", "192"),
+                avx512_step_12!("8", "256", "320"),
+                avx512_step_12!("12", "384", "448"),
+                "add {a0}, 16",
+                "add {a3}, 16",
+                "add {a6}, 16",
+                "add {a9}, 16",
+                "add {b}, 512",
+                "dec {k4}",
+                "jnz 2b",
+                "3:",
+                "test {k1}, {k1}",
+                "jz 5f",
+                "4:",
+                avx512_step_12!("0", "0", "64"),
+                "add {a0}, 4",
+                "add {a3}, 4",
+                "add {a6}, 4",
+                "add {a9}, 4",
+                "add {b}, 128",
+                "dec {k1}",
+                "jnz 4b",
+                "5:",
+                c0 = inout(zmm_reg) c0, c1 = inout(zmm_reg) c1, c2 = inout(zmm_reg) c2, c3 = inout(zmm_reg) c3,
+                c4 = inout(zmm_reg) c4, c5 = inout(zmm_reg) c5, c6 = inout(zmm_reg) c6, c7 = inout(zmm_reg) c7,
+                c8 = inout(zmm_reg) c8, c9 = inout(zmm_reg) c9, c10 = inout(zmm_reg) c10, c11 = inout(zmm_reg) c11,
+                c12 = inout(zmm_reg) c12, c13 = inout(zmm_reg) c13, c14 = inout(zmm_reg) c14, c15 = inout(zmm_reg) c15,
+                c16 = inout(zmm_reg) c16, c17 = inout(zmm_reg) c17, c18 = inout(zmm_reg) c18, c19 = inout(zmm_reg) c19,
+                c20 = inout(zmm_reg) c20, c21 = inout(zmm_reg) c21, c22 = inout(zmm_reg) c22, c23 = inout(zmm_reg) c23,
+                b0 = out(zmm_reg) _, b1 = out(zmm_reg) _, x0 = out(zmm_reg) _, x1 = out(zmm_reg) _,
+                a0 = inout(reg) a.ptr => _,
+                a3 = inout(reg) a.ptr.wrapping_add(3 * a.rs) => _,
+                a6 = inout(reg) a.ptr.wrapping_add(6 * a.rs) => _,
+                a9 = inout(reg) a.ptr.wrapping_add(9 * a.rs) => _,
+                rs = in(reg) a.rs * 4,
+                b = inout(reg) b => _,
+                k4 = inout(reg) kc / 4 => _,
+                k1 = inout(reg) kc % 4 => _,
+                options(readonly, nostack),
+            );
+            let v = F32x16;
+            let acc = [
+                [v(c0), v(c1)], [v(c2), v(c3)], [v(c4), v(c5)], [v(c6), v(c7)], [v(c8), v(c9)], [v(c10), v(c11)],
+                [v(c12), v(c13)], [v(c14), v(c15)], [v(c16), v(c17)], [v(c18), v(c19)], [v(c20), v(c21)], [v(c22), v(c23)],
+            ];
+            store(&acc, c, ldc, accumulate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every AVX-512 tile (the assembly 12-row one with A in place included) against the
+    /// portable kernel of the same geometry, on small integers (every sum exact in f32).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_tiles_match_portable() {
+        if !crate::backend::cpu::simd::Isa::Avx512.is_supported() {
+            return;
+        }
+        let ldc = 40;
+        for kc in (1..=9).chain([16, 191, 192, 193, 384]) {
+            let rs = kc + 3;
+            let a: Vec<f32> = (0..12 * rs).map(|i| ((i * 7 + 3) % 11) as f32 - 5.0).collect();
+            let b: Vec<f32> = (0..kc * 32).map(|i| ((i * 5 + 1) % 13) as f32 - 6.0).collect();
+            for rows in 1..=12 {
+                let packed: Vec<f32> = (0..rows * kc).map(|i| a[(i % rows) * rs + i / rows]).collect();
+                let layouts = [APanel { ptr: a.as_ptr(), rs, cs: 1 }, APanel { ptr: packed.as_ptr(), rs: 1, cs: rows }];
+                for (layout, panel) in layouts.into_iter().enumerate() {
+                    for accumulate in [false, true] {
+                        let c0: Vec<f32> = (0..12 * ldc).map(|i| (i % 9) as f32).collect();
+                        let (mut want, mut got) = (c0.clone(), c0);
+                        // SAFETY: AVX-512F checked above; `a` has 12 rows of `rs >= kc` floats
+                        // (or `rows × kc` packed), `b` has `kc × 32`, C has 12 rows of `ldc >= 32`.
+                        unsafe {
+                            Portable::<12, 8>::tile(rows, kc, panel, b.as_ptr(), want.as_mut_ptr(), ldc, accumulate);
+                            Avx512::tile(rows, kc, panel, b.as_ptr(), got.as_mut_ptr(), ldc, accumulate);
+                        }
+                        assert_eq!(got, want, "kc={kc} rows={rows} layout={layout} accumulate={accumulate}");
+                    }
+                }
             }
         }
     }

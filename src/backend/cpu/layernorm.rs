@@ -3,12 +3,11 @@
 //! Training: [`layernorm_forward_saving`] writes `y` out of place (the backward pass needs the
 //! input `x`) and saves `mean` and `rstd = 1/sqrt(var + eps)` per row;
 //! [`layernorm_backward`] recomputes `x̂ = (x − mean)·rstd` from them.
+use super::math::{lane_sum, LANES};
 use super::parallel::for_each_row;
 use super::simd::multiversion;
 use rayon::prelude::*;
 
-/// Lane count of the explicit reductions (one AVX-512 register, two AVX2 registers).
-const LANES: usize = 16;
 
 /// Normalises every row of `x: [rows × d]` in place. `gamma, beta: [d]`.
 pub fn layernorm_forward(x: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
@@ -22,22 +21,6 @@ multiversion!(
     pub fn layernorm_row / layernorm_row_with_isa (row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32)
         => layernorm_row_generic
 );
-
-#[inline(always)]
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for l in 0..LANES {
-            acc[l] += f(chunk[l]);
-        }
-    }
-    let mut total: f32 = acc.iter().sum();
-    for &v in chunks.remainder() {
-        total += f(v);
-    }
-    total
-}
 
 #[inline(always)]
 fn layernorm_row_generic(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {

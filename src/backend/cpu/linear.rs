@@ -8,10 +8,11 @@
 //! `gelu_backward(z, dy) → dz` then `linear_backward(…, dz, …)`. Inference keeps the fused
 //! epilogue untouched. `BiasResidual` needs no backward of its own: `d residual = dy`.
 use super::gelu::{bias_gelu_forward, gelu_forward};
-use super::gemm::{gemm, Epilogue, MatRef, Plain};
+use super::gemm::{gemm, gemm_packed, Epilogue, MatRef, PackedB, Plain};
 use rayon::prelude::*;
 
 /// What happens to `x · Wᵀ` before it is stored.
+#[derive(Clone, Copy)]
 pub enum Activation<'a> {
     /// `y = x·Wᵀ + b`
     Bias,
@@ -47,13 +48,33 @@ pub fn linear_forward(x: &[f32], rows: usize, w: &[f32], b: &[f32], y: &mut [f32
     let n = b.len();
     let k = w.len() / n;
     assert_eq!(w.len(), n * k, "weight is not [out × in]");
+    fused_product(x, rows, k, b, y, activation, |x, y, epilogue| {
+        gemm(x, MatRef::transposed(w, n, k), y, n, false, epilogue)
+    });
+}
+
+/// [`linear_forward`] with the weight packed once for every call:
+/// `w = PackedB::new(MatRef::transposed(weight, out, in))`. The same sums in the same order,
+/// so the same result bit for bit.
+pub fn linear_forward_packed(x: &[f32], rows: usize, w: &PackedB, b: &[f32], y: &mut [f32], activation: Activation) {
+    let (k, n) = w.shape();
+    assert_eq!(n, b.len(), "bias is not [out]");
+    fused_product(x, rows, k, b, y, activation, |x, y, epilogue| gemm_packed(x, w, y, n, false, epilogue));
+}
+
+/// Checks the shapes of `y = act(x·Wᵀ + b)` and runs `product(x, y, epilogue)`, which
+/// multiplies by `Wᵀ` with the activation as its epilogue.
+fn fused_product(
+    x: &[f32], rows: usize, k: usize, b: &[f32], y: &mut [f32], activation: Activation,
+    product: impl FnOnce(MatRef, &mut [f32], &dyn Epilogue),
+) {
+    let n = b.len();
     assert_eq!(x.len(), rows * k, "input is not [rows × in]");
     assert_eq!(y.len(), rows * n, "output is not [rows × out]");
     if let Activation::BiasResidual(residual) = activation {
         assert_eq!(residual.len(), rows * n, "residual is not [rows × out]");
     }
-    let epilogue = Fused { bias: b, activation: &activation, n };
-    gemm(MatRef::row_major(x, rows, k), MatRef::transposed(w, n, k), y, n, false, &epilogue);
+    product(MatRef::row_major(x, rows, k), y, &Fused { bias: b, activation: &activation, n });
 }
 
 /// Training form of `Activation::BiasGelu`: `z = x·Wᵀ + b` (saved for the backward pass) and
@@ -116,14 +137,23 @@ mod tests {
         let want = reference(&x, rows, &w, &b);
         let gelu = |v: f64| v * 0.5 * (1.0 + crate::backend::cpu::math::erf((v / std::f64::consts::SQRT_2) as f32) as f64);
 
-        let mut y = vec![0.0; rows * n];
-        linear_forward(&x, rows, &w, &b, &mut y, Activation::Bias);
+        let packed = PackedB::new(MatRef::transposed(&w, n, k));
+        // Each activation by the plain and the pre-packed path, which agree bit for bit.
+        let run = |activation: Activation| {
+            let (mut y, mut y_packed) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+            linear_forward(&x, rows, &w, &b, &mut y, activation);
+            linear_forward_packed(&x, rows, &packed, &b, &mut y_packed, activation);
+            assert_eq!(y, y_packed);
+            y
+        };
+
+        let y = run(Activation::Bias);
         y.iter().zip(&want).for_each(|(g, w)| assert!((*g as f64 - w).abs() < 1e-4, "{g} vs {w}"));
 
-        linear_forward(&x, rows, &w, &b, &mut y, Activation::BiasGelu);
+        let y = run(Activation::BiasGelu);
         y.iter().zip(&want).for_each(|(g, w)| assert!((*g as f64 - gelu(*w)).abs() < 1e-4, "{g} vs {}", gelu(*w)));
 
-        linear_forward(&x, rows, &w, &b, &mut y, Activation::BiasResidual(&residual));
+        let y = run(Activation::BiasResidual(&residual));
         for i in 0..rows * n {
             assert!((y[i] as f64 - (want[i] + residual[i] as f64)).abs() < 1e-4);
         }

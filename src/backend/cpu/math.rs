@@ -1,5 +1,39 @@
 //! Branch-free scalar approximations of `exp` and `erf` written so that the compiler can
-//! vectorise loops over them (no libm calls inside hot loops).
+//! vectorise loops over them (no libm calls inside hot loops), and reductions over explicit
+//! lanes (a serial `f32` sum or max cannot be vectorised: reordering changes its rounding).
+
+/// Lane count of the explicit reductions (one AVX-512 register, two AVX2 registers).
+pub(crate) const LANES: usize = 16;
+
+/// `Σ f(v)` over `values`, accumulated in `LANES` independent lanes.
+#[inline(always)]
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += f(chunk[l]);
+        }
+    }
+    let mut total: f32 = acc.iter().sum();
+    for &v in chunks.remainder() {
+        total += f(v);
+    }
+    total
+}
+
+/// The largest of `values` (−∞ for none), over `LANES` independent lanes.
+#[inline(always)]
+pub(crate) fn lane_max(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(chunk[l]);
+        }
+    }
+    chunks.remainder().iter().chain(&acc).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
 
 /// `e^x` for f32, relative error ≲ 2e-7 over the normal range; clamps to 0 / +large.
 #[inline(always)]
@@ -60,6 +94,16 @@ mod tests {
         }
         assert_eq!(exp(-1000.0), exp(-87.3));
         assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn lane_reductions_match_serial_ones() {
+        for len in 0..50 {
+            let v: Vec<f32> = (0..len).map(|i| ((i * 37 + 11) % 23) as f32 - 9.5).collect();
+            assert_eq!(lane_max(&v), v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)), "len {len}");
+            // Halves and small integers: every partial sum is exact, whatever the order.
+            assert_eq!(lane_sum(&v, |x| 2.0 * x), v.iter().map(|x| 2.0 * x).sum::<f32>(), "len {len}");
+        }
     }
 
     #[test]

@@ -21,17 +21,25 @@ pub enum Isa {
 impl Isa {
     /// Every instruction set this CPU can execute, slowest first.
     pub fn available() -> Vec<Isa> {
-        let mut isas = vec![Isa::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2);
+        Isa::detected().to_vec()
+    }
+
+    /// [`Isa::available`], detected once (kernels check it on every call).
+    fn detected() -> &'static [Isa] {
+        static DETECTED: OnceLock<Vec<Isa>> = OnceLock::new();
+        DETECTED.get_or_init(|| {
+            let mut isas = vec![Isa::Scalar];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    isas.push(Isa::Avx2);
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    isas.push(Isa::Avx512);
+                }
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-        }
-        isas
+            isas
+        })
     }
 
     /// The instruction set kernels use: the best available one, or `RMX_ISA` if it names
@@ -39,7 +47,7 @@ impl Isa {
     pub fn current() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
-            let available = Isa::available();
+            let available = Isa::detected();
             let best = *available.last().expect("scalar is always available");
             match std::env::var("RMX_ISA").ok().as_deref().and_then(Isa::parse) {
                 Some(forced) if available.contains(&forced) => forced,
@@ -69,7 +77,7 @@ impl Isa {
 impl Isa {
     /// Whether this CPU can execute code compiled for `self`.
     pub fn is_supported(self) -> bool {
-        Isa::available().contains(&self)
+        Isa::detected().contains(&self)
     }
 }
 
