@@ -188,15 +188,23 @@ impl Bert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Bert {
-            word_embeddings: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, d])?,
-            position_embeddings: w.get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, d])?,
-            token_type_embeddings: w.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, d])?,
-            embeddings_norm: norm("embeddings.LayerNorm")?,
+        Ok(Bert::from_parts(
+            w.get("embeddings.word_embeddings.weight", &[config.vocab_size, d])?,
+            w.get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, d])?,
+            w.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, d])?,
+            norm("embeddings.LayerNorm")?,
             layers,
             config,
-            packed: Arc::default(),
-        })
+        ))
+    }
+
+    /// An encoder from its tensors (shapes as in the fields' comments; e.g. a model being
+    /// trained, copied out of the trainer's parameters).
+    pub fn from_parts(
+        word_embeddings: Tensor, position_embeddings: Tensor, token_type_embeddings: Tensor, embeddings_norm: LayerNorm, layers: Vec<BertLayer>,
+        config: BertConfig,
+    ) -> Bert {
+        Bert { word_embeddings, position_embeddings, token_type_embeddings, embeddings_norm, layers, config, packed: Arc::default() }
     }
 
     /// The last hidden layer `[T × d]` of a packed batch.

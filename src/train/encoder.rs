@@ -180,27 +180,21 @@ impl EncoderIds {
         let t = |id: ParamId| Tensor::from_vec(p.get(id).to_vec(), p.shape(id).to_vec());
         let linear = |l: LinearIds| Linear { weight: t(l.weight), bias: t(l.bias) };
         let norm = |n: NormIds| LayerNorm { gamma: t(n.gamma), beta: t(n.beta) };
-        Bert {
-            config: self.config.clone(),
-            word_embeddings: t(self.word),
-            position_embeddings: t(self.position),
-            token_type_embeddings: t(self.token_type),
-            embeddings_norm: norm(self.embeddings_norm),
-            layers: self
-                .layers
-                .iter()
-                .map(|l| BertLayer {
-                    query: linear(l.query),
-                    key: linear(l.key),
-                    value: linear(l.value),
-                    attention_output: linear(l.attention_output),
-                    attention_norm: norm(l.attention_norm),
-                    intermediate: linear(l.intermediate),
-                    output: linear(l.output),
-                    output_norm: norm(l.output_norm),
-                })
-                .collect(),
-        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| BertLayer {
+                query: linear(l.query),
+                key: linear(l.key),
+                value: linear(l.value),
+                attention_output: linear(l.attention_output),
+                attention_norm: norm(l.attention_norm),
+                intermediate: linear(l.intermediate),
+                output: linear(l.output),
+                output_norm: norm(l.output_norm),
+            })
+            .collect();
+        Bert::from_parts(t(self.word), t(self.position), t(self.token_type), norm(self.embeddings_norm), layers, self.config.clone())
     }
 
     /// The forward pass of a packed batch (ids and lengths checked by the caller, e.g. with
