@@ -271,3 +271,61 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
     assert_eq!(checked, 20);
 }
 
+
+#[test]
+fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
+    // Heads + contrastive matching loss + adversary on fixed hidden states: the backward of
+    // the head parameters against central differences of the loss. The gradient reversal
+    // makes the distillation query's gradient ∂matching/∂q − λ·∂adversarial/∂q. (d_hidden is
+    // not checked here: the stop-gradient into H has no finite-difference counterpart; the
+    // PyTorch parity test of tests/train_step.rs covers it.)
+    use rmx::backend::cpu::entity_pool::EntityRows;
+    use rmx::train::objective::{HeadIds, MatchingLoss, ObjectiveSettings, Targets};
+    let (d, n_train) = (32, 3);
+    let mut rng = Rng::new(12);
+    let mut params = rmx::train::params::ParamSet::default();
+    let heads = HeadIds::init(&mut params, d, n_train, &mut rng);
+    // Larger heads than the N(0, 0.02²) initialisation, so that every path carries gradient.
+    params.values.iter_mut().for_each(|v| v.iter_mut().for_each(|x| *x *= 20.0));
+    let starts = [0usize, 6, 10, 14];
+    let hidden = rng.normals(14 * d, 1.0);
+    let probing_query = std::cell::Cell::new(false);
+    let rows = [
+        EntityRows { head: 1..3, tail: 4..5, head_marker: 0, tail_marker: 3 },
+        EntityRows { head: 7..8, tail: 9..10, head_marker: 6, tail_marker: 8 },
+        EntityRows { head: 12..14, tail: 11..12, head_marker: 11, tail_marker: 10 },
+    ];
+    let descriptions = rng.normals(3 * 3 * d, 1.0);
+    let relation = [0u32, 1, 2];
+    let negatives = [false, true, true, true, false, false, true, true, false];
+    let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &[2, 0, 1] };
+    let settings = ObjectiveSettings { matching: MatchingLoss::Contrastive { temperature: 0.1 }, ..ObjectiveSettings::default() };
+    let loss = |params: &rmx::train::params::ParamSet| {
+        let l = heads.forward(params, &hidden, &starts, &targets, &settings).0;
+        if probing_query.get() {
+            l.matching as f64 - settings.grl_lambda as f64 * l.adversarial as f64
+        } else {
+            l.total() as f64
+        }
+    };
+    let (losses, cache) = heads.forward(&params, &hidden, &starts, &targets, &settings);
+    assert!(losses.matching > 0.05, "the test needs an active matching loss");
+    let mut grads = params.zero_grads();
+    let mut d_hidden = vec![0.0f32; hidden.len()];
+    heads.backward(&params, &hidden, &starts, &targets, &settings, &cache, &mut grads, &mut d_hidden);
+    let h = 1e-2f32;
+    let close = |name: &str, fd: f64, g: f64| assert!((fd - g).abs() <= 0.03 * g.abs() + 2e-3, "{name}: backward {g}, finite differences {fd}");
+    for id in heads.ids() {
+        probing_query.set(id == heads.distill_query);
+        for k in 0..3 {
+            let idx = (k * 101 + 7) % params.get(id).len();
+            let orig = params.values[id][idx];
+            params.values[id][idx] = orig + h;
+            let up = loss(&params);
+            params.values[id][idx] = orig - h;
+            let down = loss(&params);
+            params.values[id][idx] = orig;
+            close(&format!("{}[{idx}]", params.name(id)), (up - down) / (2.0 * h as f64), grads.get(id)[idx] as f64);
+        }
+    }
+}

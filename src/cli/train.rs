@@ -14,7 +14,7 @@ use rmx::train::dataset::prepare_training;
 use rmx::train::trainer::{Negatives, StepReport, TrainSettings, Trainer};
 use rmx::model::rematch::Matcher;
 use rmx::train::evaluate::evaluate;
-use rmx::train::objective::ObjectiveSettings;
+use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
 use rmx::text::tokenizer::TextTokenizer;
 use rmx::{Error, Result};
 use std::io::Write;
@@ -82,6 +82,13 @@ pub struct TrainArgs {
     /// Hidden dropout probability of the encoder while training (0 turns it off).
     #[arg(long, default_value_t = TrainSettings::default().dropout, value_name = "P")]
     dropout: f32,
+    /// Matching loss: "margin" (RE-Matching's hinge against the hardest negative, γ = 0.06)
+    /// or "contrastive" (softmax cross-entropy over the positive and the negatives).
+    #[arg(long, default_value = "margin", value_name = "LOSS", value_parser = ["margin", "contrastive"])]
+    loss: String,
+    /// Temperature of the contrastive loss.
+    #[arg(long, default_value_t = 0.05, value_name = "T")]
+    temperature: f32,
     /// Weight α of each entity part of the score (the context part gets 1 − 2α).
     #[arg(long, default_value_t = TrainSettings::default().objective.alpha, value_name = "A")]
     alpha: f32,
@@ -156,6 +163,13 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         Some(path) => Some(read_labelled(path)?.examples),
         None => None,
     };
+    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
+        return Err(Error::Input(format!("--temperature {} must be positive", args.temperature)));
+    }
+    let matching = match args.loss.as_str() {
+        "contrastive" => MatchingLoss::Contrastive { temperature: args.temperature },
+        _ => MatchingLoss::Margin,
+    };
     let settings = TrainSettings {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -165,7 +179,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         dropout: args.dropout,
         head_lr_scale: args.head_lr_scale,
         description_style: args.description_style,
-        objective: ObjectiveSettings { alpha: args.alpha, ..ObjectiveSettings::default() },
+        objective: ObjectiveSettings { alpha: args.alpha, matching, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };
     let weights = PartWeights::from_alpha(settings.objective.alpha);

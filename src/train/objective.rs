@@ -9,7 +9,7 @@
 //! adv = CE(adversary.1(tanh(adversary.0(GRL(x*)))), train label)
 //! c, h, t = tanh(x − (x·x*/‖x*‖²) x*), tanh(e_h), tanh(e_t)
 //! s(i, r) = (1−2α) cos(c_i, D_r.ctx) + α cos(h_i, D_r.head) + α cos(t_i, D_r.tail)
-//! matching = mean_i max(0, γ − s(i, r_i) + max(0, max_{r ∈ N_i} s(i, r)))
+//! matching = mean_i max(0, γ − s(i, r_i) + max(0, max_{r ∈ N_i} s(i, r)))   (or the contrastive loss)
 //! loss = matching + adv
 //! ```
 use super::params::{Grads, LinearIds, ParamId, ParamSet};
@@ -22,7 +22,10 @@ use crate::backend::cpu::cosine::{cosine_scores_backward, cosine_scores_forward}
 use crate::backend::cpu::distill::{project_out_backward, project_out_forward, query_attention_backward, query_attention_forward};
 use crate::backend::cpu::entity_pool::{entity_pool_backward, entity_pool_forward, EntityRows};
 use crate::backend::cpu::linear::{linear_backward, linear_forward, Activation};
-use crate::backend::cpu::loss::{cross_entropy_backward, cross_entropy_forward, matching_loss_backward, matching_loss_forward};
+use crate::backend::cpu::loss::{
+    contrastive_loss_backward, contrastive_loss_forward, cross_entropy_backward, cross_entropy_forward, matching_loss_backward,
+    matching_loss_forward,
+};
 
 /// The method's constants.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -33,11 +36,31 @@ pub struct ObjectiveSettings {
     pub gamma: f32,
     /// Gradient reversal factor λ.
     pub grl_lambda: f32,
+    /// The matching loss on the scores (older checkpoints: the margin loss).
+    #[serde(default)]
+    pub matching: MatchingLoss,
+}
+
+/// Which loss turns a sample's scores against its positive and candidate negatives into
+/// the matching loss.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchingLoss {
+    /// RE-Matching's hinge against the hardest negative, margin `γ` (`ObjectiveSettings::gamma`).
+    #[default]
+    Margin,
+    /// Softmax cross-entropy over the positive and the negatives at this temperature.
+    Contrastive { temperature: f32 },
 }
 
 impl Default for ObjectiveSettings {
     fn default() -> Self {
-        ObjectiveSettings { alpha: crate::model::rematch::DEFAULT_ALPHA, gamma: crate::backend::cpu::loss::MATCHING_MARGIN, grl_lambda: 0.5 }
+        ObjectiveSettings {
+            alpha: crate::model::rematch::DEFAULT_ALPHA,
+            gamma: crate::backend::cpu::loss::MATCHING_MARGIN,
+            grl_lambda: 0.5,
+            matching: MatchingLoss::Margin,
+        }
     }
 }
 
@@ -180,7 +203,10 @@ impl HeadIds {
         tanh_forward(&mut parts);
         let mut scores = zeros(b * r);
         cosine_scores_forward(&parts, targets.descriptions, d, &Self::part_weights(settings), &mut scores);
-        let matching = matching_loss_forward(&scores, r, targets.relation, targets.negatives, settings.gamma);
+        let matching = match settings.matching {
+            MatchingLoss::Margin => matching_loss_forward(&scores, r, targets.relation, targets.negatives, settings.gamma),
+            MatchingLoss::Contrastive { temperature } => contrastive_loss_forward(&scores, r, targets.relation, targets.negatives, temperature),
+        };
         let cache = ObjectiveCache { markers, argmax, x, x_star, attn, adversary_hidden, logits, parts, scores };
         (Losses { matching, adversarial }, cache)
     }
@@ -198,7 +224,12 @@ impl HeadIds {
 
         // matching loss → scores → parts (c | h | t) → their tanh inputs
         let mut d_scores = zeros(b * r);
-        matching_loss_backward(&cache.scores, r, targets.relation, targets.negatives, settings.gamma, 1.0, &mut d_scores);
+        match settings.matching {
+            MatchingLoss::Margin => matching_loss_backward(&cache.scores, r, targets.relation, targets.negatives, settings.gamma, 1.0, &mut d_scores),
+            MatchingLoss::Contrastive { temperature } => {
+                contrastive_loss_backward(&cache.scores, r, targets.relation, targets.negatives, temperature, 1.0, &mut d_scores)
+            }
+        }
         let mut d_parts = zeros(b * 3 * d);
         cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts);
         let mut d_pre = zeros(b * 3 * d);

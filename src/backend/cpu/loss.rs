@@ -1,6 +1,7 @@
-//! Training losses: softmax cross-entropy and RE-Matching's margin loss with the hardest
-//! in-batch negative. Each `*_backward` takes `d_loss`, the gradient of the (mean) loss
-//! (1 for the objective itself, a weight when losses are summed), and accumulates (`+=`).
+//! Training losses: softmax cross-entropy, RE-Matching's margin loss with the hardest
+//! in-batch negative, and a contrastive (InfoNCE) alternative to it. Each `*_backward`
+//! takes `d_loss`, the gradient of the (mean) loss (1 for the objective itself, a weight
+//! when losses are summed), and accumulates (`+=`).
 
 /// Mean softmax cross-entropy of `logits: [n × classes]` against `labels: [n]`:
 /// `L = (1/n) Σ_i (logsumexp(z_i) − z_i,y_i)`. 0 for an empty batch.
@@ -127,6 +128,58 @@ pub fn matching_loss_backward(
     }
 }
 
+/// The contrastive (InfoNCE) matching loss, mean over the batch: each sample's softmax over
+/// its positive and its candidate negatives at temperature `τ`,
+/// `L = (1/n) Σ_i −log( e^{s(i,r_i)/τ} / Σ_{j ∈ {r_i} ∪ N_i} e^{s(i,j)/τ} )`.
+/// Unlike the margin loss it never saturates and every negative gets a gradient in
+/// proportion to how close it is. Arguments as [`matching_loss_forward`].
+pub fn contrastive_loss_forward(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32) -> f32 {
+    let n = check_scores(scores, m, positives, negatives);
+    if n == 0 {
+        return 0.0;
+    }
+    let total: f64 = scores
+        .chunks_exact(m)
+        .zip(positives)
+        .zip(negatives.chunks_exact(m))
+        .map(|((row, &p), neg)| {
+            let (max, sum) = candidate_softmax_norm(row, p as usize, neg, temperature);
+            (max + sum.ln() - row[p as usize] / temperature) as f64
+        })
+        .sum();
+    (total / n as f64) as f32
+}
+
+/// Backward of [`contrastive_loss_forward`]: `d_scores += d_loss · (softmax − onehot) / (n τ)`
+/// over each row's candidates (0 outside them).
+pub fn contrastive_loss_backward(
+    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32, d_loss: f32, d_scores: &mut [f32],
+) {
+    let n = check_scores(scores, m, positives, negatives);
+    assert_eq!(d_scores.len(), scores.len());
+    if n == 0 {
+        return;
+    }
+    let g = d_loss / (n as f32 * temperature);
+    for (((row, ds), &p), neg) in scores.chunks_exact(m).zip(d_scores.chunks_exact_mut(m)).zip(positives).zip(negatives.chunks_exact(m)) {
+        let p = p as usize;
+        let (max, sum) = candidate_softmax_norm(row, p, neg, temperature);
+        for (j, (d, &s)) in ds.iter_mut().zip(row).enumerate() {
+            if j == p || neg[j] {
+                let prob = (s / temperature - max).exp() / sum;
+                *d += g * (prob - if j == p { 1.0 } else { 0.0 });
+            }
+        }
+    }
+}
+
+/// `(max, Σ exp(s/τ − max))` over a row's candidates (the positive and the marked negatives).
+fn candidate_softmax_norm(row: &[f32], positive: usize, negatives: &[bool], temperature: f32) -> (f32, f32) {
+    let candidates = || row.iter().enumerate().filter(move |&(j, _)| j == positive || negatives[j]).map(move |(_, &s)| s / temperature);
+    let max = candidates().fold(f32::NEG_INFINITY, f32::max);
+    (max, candidates().map(|z| (z - max).exp()).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +280,41 @@ mod tests {
                 for ((row, neg), &p) in ds.chunks(m).zip(negatives.chunks(m)).zip(&positives) {
                     assert!(row.iter().filter(|&&g| g != 0.0).count() <= 2);
                     assert!(row.iter().zip(neg).enumerate().all(|(j, (&g, &n))| g == 0.0 || n || j == p as usize));
+                }
+            }
+        }
+    }
+
+    fn contrastive64(s: &[f64], m: usize, positives: &[u32], negatives: &[bool], tau: f64) -> f64 {
+        let terms: Vec<f64> = s
+            .chunks(m)
+            .zip(positives)
+            .zip(negatives.chunks(m))
+            .map(|((row, &p), neg)| {
+                let z: Vec<f64> = (0..m).filter(|&j| j == p as usize || neg[j]).map(|j| row[j] / tau).collect();
+                let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln() - row[p as usize] / tau
+            })
+            .collect();
+        terms.iter().sum::<f64>() / terms.len() as f64
+    }
+
+    #[test]
+    fn contrastive_loss_matches_f64_and_finite_differences() {
+        for (n, m) in [(1, 1), (6, 2), (12, 5), (9, 9), (16, 6)] {
+            for (sparse, tau) in [(false, 0.05f32), (true, 0.05), (false, 1.0), (true, 0.3)] {
+                let (s, positives, negatives) = kink_free_scores(n, m, sparse, (n * 10 + m) as u64);
+                let s64 = to_f64(&s);
+                let loss = contrastive_loss_forward(&s, m, &positives, &negatives, tau);
+                assert_close("loss", &[loss], &[contrastive64(&s64, m, &positives, &negatives, tau as f64)], 1e-5, 1e-5);
+                let want = numeric_grad(&s64, FD_STEP, |s| 0.5 * contrastive64(s, m, &positives, &negatives, tau as f64));
+                let mut ds = vec![0.0f32; s.len()];
+                contrastive_loss_backward(&s, m, &positives, &negatives, tau, 0.5, &mut ds);
+                assert_grad("dscores", &ds, &want);
+                // No gradient outside each row's candidates; a row's gradients sum to 0.
+                for ((row, neg), &p) in ds.chunks(m).zip(negatives.chunks(m)).zip(&positives) {
+                    assert!(row.iter().zip(neg).enumerate().all(|(j, (&g, &n))| g == 0.0 || n || j == p as usize));
+                    assert!(row.iter().sum::<f32>().abs() < 1e-4);
                 }
             }
         }
