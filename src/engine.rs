@@ -70,7 +70,7 @@ impl Engine {
                 let corrupt = || Error::Input(format!("{}: relation row {} is unreadable (run rmx index verify)", self.index.path().display(), hit.row));
                 let relation = self.index.relation(hit.row).ok_or_else(corrupt)?;
                 let vector = self.index.vector(hit.row).ok_or_else(corrupt)?;
-                let [context, head, tail] = part_cosines(query, &vector, self.matcher.weights);
+                let [context, head, tail] = part_cosines(query, &vector, self.matcher.blocks());
                 Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail } })
             })
             .collect()

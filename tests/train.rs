@@ -329,3 +329,46 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
         }
     }
 }
+
+#[test]
+fn an_ensemble_checkpoint_scores_the_weighted_sum_of_both_models() {
+    // A checkpoint saved with zero_shot_weight β answers (1−β)·trained + β·zero-training
+    // default, through the index-facing vectors (unit, 6d) and with parts that explain it.
+    let dir = temp_dir("ensemble");
+    let (mut trainer, set) = small_trainer(&dir, 3);
+    losses(&mut trainer, &set);
+    let beta = 0.3f32;
+    trainer.settings.zero_shot_weight = beta;
+    let out = dir.join("ck");
+    save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap();
+
+    let ensemble = Matcher::load(&out).unwrap();
+    let trained = Matcher::load_with(&out, Some(0.0)).unwrap();
+    let zero_shot = Matcher::load(&fixture("tiny_bert")).unwrap();
+    assert_eq!(ensemble.dim(), 2 * trained.dim());
+    assert_ne!(ensemble.fingerprint(), trained.fingerprint(), "an index of one cannot serve the other");
+    assert!(Matcher::load_with(&fixture("tiny_bert"), Some(0.2)).is_err(), "a plain encoder has nothing to ensemble");
+    assert!(Matcher::load_with(&out, Some(1.0)).is_err());
+
+    let instance = rmx::text::markers::WordInstance::from_words(
+        ["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(),
+        0..2,
+        3..5,
+    )
+    .unwrap();
+    let rels = relations(&["P1", "P2", "P3"]);
+    let scores = |m: &Matcher| -> Vec<f32> {
+        let q = m.encode_queries(&[m.prepare(&instance).unwrap()]).unwrap().remove(0);
+        let r = m.encode_relations(&rels, 2, |_| {}).unwrap();
+        for v in &r {
+            assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "relation vectors are unit");
+        }
+        r.iter().map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum()).collect()
+    };
+    let (e, t, z) = (scores(&ensemble), scores(&trained), scores(&zero_shot));
+    for i in 0..rels.len() {
+        let want = (1.0 - beta) * t[i] + beta * z[i];
+        assert!((e[i] - want).abs() < 1e-5, "relation {i}: ensemble {} vs {want}", e[i]);
+    }
+    assert!(t.iter().zip(&z).any(|(a, b)| (a - b).abs() > 1e-3), "the two models must differ for the test to mean anything");
+}

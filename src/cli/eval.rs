@@ -36,6 +36,11 @@ pub struct EvalArgs {
     /// still the test set).
     #[arg(long)]
     all_candidates: bool,
+    /// For a trained checkpoint: score as an ensemble with the zero-training default of this
+    /// weight β, `(1−β)·trained + β·zero-shot`, instead of the checkpoint's own β (0 = the
+    /// trained model alone).
+    #[arg(long, value_name = "B")]
+    zero_shot_weight: Option<f32>,
     /// Print one JSON object (precision, recall, f1, accuracy, per_relation) instead of a table.
     #[arg(long)]
     json: bool,
@@ -57,7 +62,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         eprintln!("{reason}");
     }
     let examples = read_fewrel(&args.data)?;
-    let matcher = Matcher::load(&super::model_dir(args.model))?;
+    let matcher = Matcher::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
     let total = examples.iter().filter(|e| relations.contains(&e.relation)).count();
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("evaluating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));

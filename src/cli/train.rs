@@ -89,6 +89,12 @@ pub struct TrainArgs {
     /// Temperature of the contrastive loss.
     #[arg(long, default_value_t = 0.05, value_name = "T")]
     temperature: f32,
+    /// Weight β of the zero-training default in the checkpoint's score: an ensemble
+    /// `(1−β)·trained + β·zero-shot` (computed with the frozen description encoder, which the
+    /// checkpoint holds anyway); 0 = the trained model alone. `rmx eval --zero-shot-weight`
+    /// measures another β on a checkpoint.
+    #[arg(long, default_value_t = TrainSettings::default().zero_shot_weight, value_name = "B")]
+    zero_shot_weight: f32,
     /// Weight α of each entity part of the score (the context part gets 1 − 2α).
     #[arg(long, default_value_t = TrainSettings::default().objective.alpha, value_name = "A")]
     alpha: f32,
@@ -163,6 +169,9 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         Some(path) => Some(read_labelled(path)?.examples),
         None => None,
     };
+    if !(0.0..1.0).contains(&args.zero_shot_weight) {
+        return Err(Error::Input(format!("--zero-shot-weight {} is outside [0, 1)", args.zero_shot_weight)));
+    }
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
         return Err(Error::Input(format!("--temperature {} must be positive", args.temperature)));
     }
@@ -179,6 +188,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         dropout: args.dropout,
         head_lr_scale: args.head_lr_scale,
         description_style: args.description_style,
+        zero_shot_weight: args.zero_shot_weight,
         objective: ObjectiveSettings { alpha: args.alpha, matching, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };
@@ -238,7 +248,14 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         });
         epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
         if let Some(examples) = &validation {
-            let matcher = Matcher::from_trained(trainer.encoder.to_bert(&trainer.params), trainer.heads.to_heads(&trainer.params), SentenceEncoder::load(&description_dir)?, settings.objective.alpha, settings.description_style);
+            let matcher = Matcher::from_trained(
+                trainer.encoder.to_bert(&trainer.params),
+                trainer.heads.to_heads(&trainer.params),
+                SentenceEncoder::load(&description_dir)?,
+                settings.objective.alpha,
+                settings.description_style,
+                settings.zero_shot_weight,
+            )?;
             let scores = evaluate(&matcher, examples, &descriptions.relations, &unseen, false, 64, |_| {})?;
             bar.suspend(|| eprintln!("epoch {epoch}: validation macro F1 {:.4} (P {:.4}, R {:.4}), accuracy {:.4}", scores.f1, scores.precision, scores.recall, scores.accuracy));
             validation_scores.push(serde_json::json!({"epoch": epoch, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "accuracy": scores.accuracy}));

@@ -2,8 +2,9 @@
 //!
 //! A trained checkpoint directory holds the fine-tuned input encoder (Hugging Face layout:
 //! `config.json`, `tokenizer.json`, `model.safetensors`), `heads.safetensors` and `rmx.json`:
-//! `{"format": 1, "alpha": 0.33, "description_encoder": "description_encoder"}` (a directory,
-//! relative to the checkpoint, holding the frozen description-side sentence encoder).
+//! `{"format": 1, "alpha": 0.33, "description_encoder": "description_encoder", ...}` (a
+//! directory, relative to the checkpoint, holding the frozen description-side sentence
+//! encoder; the other fields are documented on [`CheckpointSettings`]).
 use super::bert::Linear;
 use super::description::DescriptionStyle;
 use super::weights::{Tensor, WeightFile};
@@ -24,6 +25,10 @@ pub struct CheckpointSettings {
     /// trained against it); absent in format-1 files written before it existed: the template.
     #[serde(default)]
     pub description_style: DescriptionStyle,
+    /// Weight β of the zero-training default in an ensemble with the trained model (score
+    /// `(1−β)·s_trained + β·s_zero_shot`); 0 (absent in older files): the trained model alone.
+    #[serde(default)]
+    pub zero_shot_weight: f32,
     /// How the checkpoint was trained (recipe, data, losses); informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,

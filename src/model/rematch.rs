@@ -1,5 +1,11 @@
 //! The RE-Matching model at inference: query vectors for marked sentences, relation vectors
 //! for descriptions, both unit `3d` vectors whose inner product is the fine-grained score.
+//!
+//! A trained checkpoint can also be an ensemble with the zero-training default (its
+//! `zero_shot_weight` β > 0): both vectors are then the concatenation of the trained
+//! model's `[3d]` block scaled by `√(1−β)` and the zero-training default's block (computed
+//! with the checkpoint's frozen description encoder) scaled by `√β`, so their inner product
+//! is `(1−β)·s_trained + β·s_zero_shot` and the index still holds unit vectors.
 use super::bert::{Bert, PackedBatch};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
@@ -19,9 +25,10 @@ pub const DEFAULT_ALPHA: f32 = 0.33;
 
 /// How the query side turns encoder states into the three parts.
 enum QuerySide {
-    /// A trained checkpoint: its fine-tuned encoder and heads, and the description style it
-    /// was trained against.
-    Trained { bert: Bert, heads: Heads, style: DescriptionStyle },
+    /// A trained checkpoint: its fine-tuned encoder and heads, the description style it
+    /// was trained against, and its share in an ensemble with the zero-training default
+    /// (`1 − zero_shot_weight`).
+    Trained { bert: Bert, heads: Heads, style: DescriptionStyle, zero_shot_weight: f32 },
     /// A plain pretrained sentence encoder, no training (see `zero_shot`).
     ZeroShot,
 }
@@ -31,13 +38,17 @@ enum QuerySide {
 pub enum QueryInput {
     Marked(MarkedTokens),
     Plain(PlainQuery),
+    /// For an ensemble: the marked sentence and the plain query of the same instance.
+    Both(MarkedTokens, PlainQuery),
 }
 
 pub struct Matcher {
     query: QuerySide,
     /// The frozen description-side encoder (for a plain model, also the query encoder).
     pub description: SentenceEncoder,
-    pub weights: PartWeights,
+    /// The weights of each `[3d]` block of the vectors (one block, or two for an ensemble),
+    /// each scaled by its model's share.
+    blocks: Vec<PartWeights>,
     fingerprint: String,
 }
 
@@ -45,34 +56,51 @@ impl Matcher {
     /// A trained checkpoint (a directory with `rmx.json`) or a plain sentence encoder
     /// (zero-training default).
     pub fn load(dir: &Path) -> Result<Matcher> {
+        Self::load_with(dir, None)
+    }
+
+    /// As [`Matcher::load`], with the checkpoint's ensemble weight β replaced by
+    /// `zero_shot_weight` when given (e.g. to measure another β); an error for a plain model.
+    pub fn load_with(dir: &Path, zero_shot_weight: Option<f32>) -> Result<Matcher> {
         match CheckpointSettings::load(dir)? {
             Some(settings) => {
+                let beta = zero_shot_weight.unwrap_or(settings.zero_shot_weight);
+                check_zero_shot_weight(beta)?;
                 let description = SentenceEncoder::load(&dir.join(&settings.description_encoder))?;
                 let bert = Bert::load(dir)?;
                 let heads = Heads::load(&dir.join(HEADS_FILE), bert.config.hidden_size)?;
-                let weights = PartWeights::from_alpha(settings.alpha);
-                let mode = match settings.description_style {
+                let blocks = trained_blocks(settings.alpha, beta);
+                let style = match settings.description_style {
                     DescriptionStyle::TypeTemplate => "trained",
                     DescriptionStyle::KeywordList => "trained-keyword-list",
                 };
-                let fingerprint = super::fingerprint::of_model(dir, mode, weights, &[&dir.join(&settings.description_encoder)])?;
-                Ok(Matcher { query: QuerySide::Trained { bert, heads, style: settings.description_style }, description, weights, fingerprint })
+                let mode = if beta > 0.0 { format!("{style}+zero-shot-{beta}") } else { style.to_string() };
+                let fingerprint = super::fingerprint::of_model(dir, &mode, PartWeights::sum(&blocks), &[&dir.join(&settings.description_encoder)])?;
+                let query = QuerySide::Trained { bert, heads, style: settings.description_style, zero_shot_weight: beta };
+                Ok(Matcher { query, description, blocks, fingerprint })
+            }
+            None if zero_shot_weight.is_some() => {
+                Err(Error::Input(format!("{}: a zero-shot weight needs a trained checkpoint (this is a plain encoder)", dir.display())))
             }
             None => {
                 let description = SentenceEncoder::load(dir)?;
                 let weights = zero_shot::WEIGHTS;
                 let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v1", weights, &[])?;
-                Ok(Matcher { query: QuerySide::ZeroShot, description, weights, fingerprint })
+                Ok(Matcher { query: QuerySide::ZeroShot, description, blocks: vec![weights], fingerprint })
             }
         }
     }
 
     /// A trained model held in memory (e.g. validation during training), not yet saved:
     /// its fingerprint names it as such, so no index is built with it by mistake.
-    pub fn from_trained(bert: Bert, heads: Heads, description: SentenceEncoder, alpha: f32, style: DescriptionStyle) -> Matcher {
-        let weights = PartWeights::from_alpha(alpha);
-        let fingerprint = format!("trained-in-memory;weights={},{},{}", weights.context, weights.head, weights.tail);
-        Matcher { query: QuerySide::Trained { bert, heads, style }, description, weights, fingerprint }
+    pub fn from_trained(
+        bert: Bert, heads: Heads, description: SentenceEncoder, alpha: f32, style: DescriptionStyle, zero_shot_weight: f32,
+    ) -> Result<Matcher> {
+        check_zero_shot_weight(zero_shot_weight)?;
+        let blocks = trained_blocks(alpha, zero_shot_weight);
+        let w = PartWeights::sum(&blocks);
+        let fingerprint = format!("trained-in-memory+zero-shot-{zero_shot_weight};weights={},{},{}", w.context, w.head, w.tail);
+        Ok(Matcher { query: QuerySide::Trained { bert, heads, style, zero_shot_weight }, description, blocks, fingerprint })
     }
 
     /// Identifies the model and scoring that vectors come from; an index records it.
@@ -84,9 +112,19 @@ impl Matcher {
         matches!(self.query, QuerySide::Trained { .. })
     }
 
-    /// `3d`: the dimension of query and relation vectors.
+    /// The weights of the vectors' `[3d]` blocks (see [`part_cosines`](super::scoring::part_cosines)).
+    pub fn blocks(&self) -> &[PartWeights] {
+        &self.blocks
+    }
+
+    /// The weights of the three parts of the score (summed over an ensemble's models).
+    pub fn weights(&self) -> PartWeights {
+        PartWeights::sum(&self.blocks)
+    }
+
+    /// `3d` per block: the dimension of query and relation vectors.
     pub fn dim(&self) -> usize {
-        3 * self.description.dim()
+        3 * self.description.dim() * self.blocks.len()
     }
 
     fn query_bert(&self) -> &Bert {
@@ -99,35 +137,72 @@ impl Matcher {
     /// Validates and tokenizes one instance (rejects text longer than the model's positions).
     pub fn prepare(&self, instance: &WordInstance) -> Result<QueryInput> {
         let max_tokens = self.query_bert().config.max_position_embeddings;
+        let plain = || zero_shot::prepare(&self.description, instance, max_tokens);
         match self.query {
-            QuerySide::Trained { .. } => Ok(QueryInput::Marked(instance.mark(&self.description.tokenizer, max_tokens)?)),
-            QuerySide::ZeroShot => Ok(QueryInput::Plain(zero_shot::prepare(&self.description, instance, max_tokens)?)),
+            QuerySide::Trained { zero_shot_weight, .. } => {
+                let marked = instance.mark(&self.description.tokenizer, max_tokens)?;
+                Ok(if zero_shot_weight > 0.0 { QueryInput::Both(marked, plain()?) } else { QueryInput::Marked(marked) })
+            }
+            QuerySide::ZeroShot => Ok(QueryInput::Plain(plain()?)),
         }
     }
 
-    /// Unit query vectors `[3d]` of prepared instances, encoded as one packed batch.
+    /// Unit query vectors of prepared instances, encoded as one packed batch (per model).
     pub fn encode_queries(&self, inputs: &[QueryInput]) -> Result<Vec<Vec<f32>>> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let (marked, plain): (Vec<_>, Vec<_>) = (
-            inputs.iter().filter_map(|i| if let QueryInput::Marked(m) = i { Some(m) } else { None }).collect(),
-            inputs.iter().filter_map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect(),
-        );
+        let foreign = || Error::Input("query inputs were prepared by another model".into());
         match &self.query {
-            QuerySide::Trained { bert, heads, .. } if plain.is_empty() => trained_parts(bert, heads, &marked, self.weights),
-            QuerySide::ZeroShot if marked.is_empty() => zero_shot::encode(&self.description, &plain),
-            _ => Err(Error::Input("query inputs were prepared by another model".into())),
+            QuerySide::Trained { bert, heads, zero_shot_weight, .. } if *zero_shot_weight > 0.0 => {
+                let (marked, plain): (Vec<_>, Vec<_>) =
+                    inputs.iter().map(|i| if let QueryInput::Both(m, p) = i { Some((m, p)) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?.into_iter().unzip();
+                let trained = trained_parts(bert, heads, &marked, self.blocks[0])?;
+                let zero = zero_shot::encode(&self.description, &plain, self.blocks[1])?;
+                Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
+            }
+            QuerySide::Trained { bert, heads, .. } => {
+                let marked = inputs.iter().map(|i| if let QueryInput::Marked(m) = i { Some(m) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
+                trained_parts(bert, heads, &marked, self.blocks[0])
+            }
+            QuerySide::ZeroShot => {
+                let plain = inputs.iter().map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
+                zero_shot::encode(&self.description, &plain, self.blocks[0])
+            }
         }
     }
 
-    /// Unit relation vectors `[3d]`, `batch` relations at a time, `progress(done)` after each.
-    pub fn encode_relations(&self, relations: &[Relation], batch: usize, progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
-        let style = match self.query {
-            QuerySide::Trained { style, .. } => style,
-            QuerySide::ZeroShot => DescriptionStyle::KeywordList,
-        };
-        description::encode_relations(&self.description, relations, style, self.weights, batch, progress)
+    /// Unit relation vectors, `batch` relations at a time, `progress(done)` after each.
+    pub fn encode_relations(&self, relations: &[Relation], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
+        let encode = |style, weights, progress: &mut dyn FnMut(usize)| description::encode_relations(&self.description, relations, style, weights, batch, progress);
+        match self.query {
+            QuerySide::Trained { style, zero_shot_weight, .. } if zero_shot_weight > 0.0 => {
+                let trained = encode(style, self.blocks[0], &mut |_| {})?;
+                let zero = encode(DescriptionStyle::KeywordList, self.blocks[1], &mut progress)?;
+                Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
+            }
+            QuerySide::Trained { style, .. } => encode(style, self.blocks[0], &mut progress),
+            QuerySide::ZeroShot => encode(DescriptionStyle::KeywordList, self.blocks[0], &mut progress),
+        }
+    }
+}
+
+/// The blocks of a trained model with entity weight `alpha`, in an ensemble with the
+/// zero-training default of weight `zero_shot_weight` when that is positive.
+fn trained_blocks(alpha: f32, zero_shot_weight: f32) -> Vec<PartWeights> {
+    let trained = PartWeights::from_alpha(alpha);
+    if zero_shot_weight > 0.0 {
+        vec![trained.scaled(1.0 - zero_shot_weight), zero_shot::WEIGHTS.scaled(zero_shot_weight)]
+    } else {
+        vec![trained]
+    }
+}
+
+fn check_zero_shot_weight(beta: f32) -> Result<()> {
+    if (0.0..1.0).contains(&beta) {
+        Ok(())
+    } else {
+        Err(Error::Input(format!("zero-shot weight {beta} is outside [0, 1)")))
     }
 }
 

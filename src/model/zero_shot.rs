@@ -57,8 +57,8 @@ pub fn prepare(encoder: &SentenceEncoder, instance: &WordInstance, max_tokens: u
     Ok(PlainQuery { sentence: encoding.ids, context, head: entity(&instance.head)?, tail: entity(&instance.tail)? })
 }
 
-/// Unit query vectors `[3d]`.
-pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery]) -> Result<Vec<Vec<f32>>> {
+/// Query vectors `[3d]` combined with `weights` (unit for [`WEIGHTS`]).
+pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
     let n = queries.len();
     let sequences: Vec<&[u32]> = queries
         .iter()
@@ -84,7 +84,7 @@ pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery]) -> Result<Vec<
             }
             let head = &pooled[(n + i) * d..][..d];
             let tail = &pooled[(2 * n + i) * d..][..d];
-            combine_parts([&context, head, tail], WEIGHTS)
+            combine_parts([&context, head, tail], weights)
         })
         .collect())
 }

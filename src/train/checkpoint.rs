@@ -66,6 +66,7 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
         alpha: trainer.settings.objective.alpha,
         description_encoder: PathBuf::from(DESCRIPTION_DIR),
         description_style: trainer.settings.description_style,
+        zero_shot_weight: trainer.settings.zero_shot_weight,
         training: Some(training),
     };
     let text = serde_json::to_string_pretty(&settings).expect("settings serialise");

@@ -31,6 +31,9 @@ pub struct TrainSettings {
     pub description_style: DescriptionStyle,
     /// Hidden dropout probability of the encoder during training.
     pub dropout: f32,
+    /// Weight of the zero-training default in the checkpoint's ensemble score (inference
+    /// only; training does not see it).
+    pub zero_shot_weight: f32,
     pub objective: ObjectiveSettings,
     pub adamw: AdamWSettings,
 }
@@ -47,6 +50,7 @@ impl Default for TrainSettings {
             head_lr_scale: 1.0,
             description_style: DescriptionStyle::TypeTemplate,
             dropout: 0.1,
+            zero_shot_weight: 0.0,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
         }
