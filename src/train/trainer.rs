@@ -50,7 +50,7 @@ impl Default for TrainSettings {
             head_lr_scale: 1.0,
             description_style: DescriptionStyle::TypeTemplate,
             dropout: 0.1,
-            zero_shot_weight: 0.0,
+            zero_shot_weight: 0.2,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
         }
