@@ -31,7 +31,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
             s ^= s >> 7;
             s ^= s << 17;
             let x = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-            if s % 17 == 0 {
+            if s.is_multiple_of(17) {
                 0.0
             } else {
                 x

@@ -1,6 +1,6 @@
 //! The RE-Matching model at inference: query vectors for marked sentences, relation vectors
 //! for descriptions, both unit `3d` vectors whose inner product is the fine-grained score.
-use super::bert::{Bert, PackedBatch};
+use super::bert::{Bert, PackedBatch, Precision};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
 use super::scoring::{combine_parts, PartWeights};
@@ -73,6 +73,16 @@ impl Matcher {
         let weights = PartWeights::from_alpha(alpha);
         let fingerprint = format!("trained-in-memory;weights={},{},{}", weights.context, weights.head, weights.tail);
         Matcher { query: QuerySide::Trained { bert, heads, style }, description, weights, fingerprint }
+    }
+
+    /// Runs every encoder (query and description side) in `precision`. The fingerprint does
+    /// not change: bf16 vectors stay within rounding of f32 ones and search the same index.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.description.bert.set_precision(precision)?;
+        if let QuerySide::Trained { bert, .. } = &mut self.query {
+            bert.set_precision(precision)?;
+        }
+        Ok(())
     }
 
     /// Identifies the model and scoring that vectors come from; an index records it.
