@@ -136,9 +136,9 @@ impl PackedB {
     }
 
     /// Packs `b` rounded to bf16 (to nearest, ties to even) for the AVX512-BF16 kernel:
-    /// [`gemm_packed`] then rounds A to bf16 too and sums the products in f32. About 3
-    /// significant digits per operand: an inference option whose accuracy cost callers
-    /// measure (see `tests/encoder_golden.rs`).
+    /// [`gemm_packed`] then rounds A to bf16 too and sums the products in f32. 8 significant
+    /// bits per operand: an inference option whose accuracy cost callers measure (see
+    /// `tests/encoder_golden.rs`).
     ///
     /// # Panics
     /// If the CPU lacks AVX512-BF16 (check [`bf16_dot_supported`] first) or `b` exceeds its
