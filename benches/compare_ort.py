@@ -19,8 +19,10 @@ Engines:
   rmx      `RMX bench --model DIR --batch-size B --seq-len L --iters N --threads T`,
            which prints one JSON line:
            {"batch_tokens_per_s", "batch_ms", "single_seq_len",
-            "single_latency_ms", "isa", "threads"}.
+            "single_latency_ms", "isa", "precision", "threads"}.
            If the binary is missing or fails, the other figures are still printed.
+  rmx-bf16 the same with `--precision bf16` (linear layers on bf16 dot products,
+           f32 sums); skipped with a note on CPUs without avx512_bf16.
 
 FLOP count (per forward of B sequences of L tokens; elementwise ops,
 LayerNorm, softmax, GELU, biases and the embedding lookup are not counted):
@@ -33,6 +35,7 @@ LayerNorm, softmax, GELU, biases and the embedding lookup are not counted):
 
 Usage:  python benches/compare_ort.py [--model DIR] [--rmx target/release/rmx]
                                       [--iters 20] [--single-len 37] [--threads 2]
+                                      [--engines ort,torch,rmx,rmx-bf16]
 """
 
 from __future__ import annotations
@@ -227,7 +230,7 @@ def bench_torch(model, batch_ids, single_ids, args) -> dict:
     return {"batch": summarise(tb, batch_ids.size), "single": summarise(ts, single_ids.size)}
 
 
-def run_rmx(args, model_dir: Path) -> tuple[dict | None, str | None]:
+def run_rmx(args, model_dir: Path, precision: str) -> tuple[dict | None, str | None]:
     exe = Path(args.rmx)
     if not exe.is_absolute() and not exe.exists():
         exe = REPO_ROOT / args.rmx
@@ -238,7 +241,8 @@ def run_rmx(args, model_dir: Path) -> tuple[dict | None, str | None]:
                           "showing ORT/PyTorch figures only")
         exe = Path(found)
     cmd = [str(exe), "bench", "--model", str(model_dir), "--batch-size", str(args.batch_size),
-           "--seq-len", str(args.seq_len), "--iters", str(args.iters), "--threads", str(args.threads)]
+           "--seq-len", str(args.seq_len), "--iters", str(args.iters), "--threads", str(args.threads),
+           "--precision", precision]
     print(f"[rmx] {' '.join(cmd)}", file=sys.stderr)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.rmx_timeout)
@@ -286,7 +290,8 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, default=REPO_ROOT / "benches" / ".cache",
                     help="where the exported .onnx is cached (git-ignored; default benches/.cache)")
     ap.add_argument("--reexport", action="store_true", help="re-export the ONNX model even if cached")
-    ap.add_argument("--engines", default="ort,torch,rmx", help="comma list of ort,torch,rmx (default all)")
+    ap.add_argument("--engines", default="ort,torch,rmx,rmx-bf16",
+                    help="comma list of ort,torch,rmx,rmx-bf16 (default all)")
     ap.add_argument("--rmx-timeout", type=int, default=900, help="seconds allowed for `rmx bench`")
     args = ap.parse_args()
     if args.opset < 17:
@@ -348,19 +353,23 @@ def main() -> int:
         results["torch"] = bench_torch(model, batch_ids, single_ids, args)
         del model
 
-    # ---- rmx ----
-    rmx = None
-    if "rmx" in engines:
-        rmx, err = run_rmx(args, model_dir)
+    # ---- rmx (f32, and bf16 where the CPU has avx512_bf16) ----
+    if "rmx-bf16" in engines and "avx512_bf16" not in cpu_info().get("isa", []):
+        notes.append("rmx-bf16: skipped, this CPU has no avx512_bf16")
+        engines.discard("rmx-bf16")
+    for engine, precision in (("rmx", "f32"), ("rmx-bf16", "bf16")):
+        if engine not in engines:
+            continue
+        rmx, err = run_rmx(args, model_dir, precision)
         if err:
-            notes.append(f"rmx: {err}")
+            notes.append(f"{engine}: {err}")
         elif rmx is not None:
             if int(rmx.get("single_seq_len", args.single_len)) != args.single_len:
-                notes.append(f"rmx measured single latency at {rmx['single_seq_len']} tokens, "
+                notes.append(f"{engine} measured single latency at {rmx['single_seq_len']} tokens, "
                              f"ORT/PyTorch at {args.single_len} (--single-len)")
             if rmx.get("threads") not in (None, args.threads):
-                notes.append(f"rmx reports threads={rmx.get('threads')}, others use {args.threads}")
-            results["rmx"] = {
+                notes.append(f"{engine} reports threads={rmx.get('threads')}, others use {args.threads}")
+            results[engine] = {
                 "batch": {"median_tokens_per_s": float(rmx["batch_tokens_per_s"]), "median_ms": float(rmx["batch_ms"])},
                 "single": {"median_ms": float(rmx["single_latency_ms"])},
                 "raw": rmx,
@@ -381,7 +390,7 @@ def main() -> int:
         if max(load_before[0], load_after[0]) > max(1.0, ncpu - args.threads + 0.5):
             notes.append(f"machine was busy (1-min load average {load_before[0]:.1f} -> {load_after[0]:.1f} "
                          f"on {ncpu} CPUs): timings are noisy, compare engines only within one run")
-    cols = [("ort", "ORT"), ("torch", "PyTorch"), ("rmx", "rmx")]
+    cols = [("ort", "ORT"), ("torch", "PyTorch"), ("rmx", "rmx"), ("rmx-bf16", "rmx bf16")]
     cols = [(k, n) for k, n in cols if k in engines]
 
     def row(label, get, spec):
@@ -409,16 +418,18 @@ def main() -> int:
     print(row(f"single {args.single_len} tok GFLOP/s (median)", lambda r: r["single"]["median_gflop_per_s"], ",.1f"))
 
     ratios = {}
-    if "rmx" in results:
+    for engine, label in (("rmx", "rmx"), ("rmx-bf16", "rmx bf16")):
+        if engine not in results:
+            continue
         for k, n in (("ort", "ORT"), ("torch", "PyTorch")):
             if k not in results:
                 continue
-            rb = results["rmx"]["batch"]["median_tokens_per_s"] / results[k]["batch"]["median_tokens_per_s"]
-            rbb = results["rmx"]["batch"]["median_tokens_per_s"] / results[k]["batch"]["best_tokens_per_s"]
-            rs = results[k]["single"]["median_ms"] / results["rmx"]["single"]["median_ms"]
-            ratios[f"rmx_over_{k}"] = {"batch_throughput_vs_median": rb, "batch_throughput_vs_best": rbb,
-                                       "single_latency_speedup": rs}
-            print(f"rmx/{n}: batch throughput x{rb:.2f} (vs {n} best x{rbb:.2f}), "
+            rb = results[engine]["batch"]["median_tokens_per_s"] / results[k]["batch"]["median_tokens_per_s"]
+            rbb = results[engine]["batch"]["median_tokens_per_s"] / results[k]["batch"]["best_tokens_per_s"]
+            rs = results[k]["single"]["median_ms"] / results[engine]["single"]["median_ms"]
+            ratios[f"{engine.replace('-', '_')}_over_{k}"] = {
+                "batch_throughput_vs_median": rb, "batch_throughput_vs_best": rbb, "single_latency_speedup": rs}
+            print(f"{label}/{n} (fp32): batch throughput x{rb:.2f} (vs {n} best x{rbb:.2f}), "
                   f"single latency speedup x{rs:.2f}   (>1 = rmx faster)")
     if "ort" in results and "torch" in results:
         rb = results["ort"]["batch"]["median_tokens_per_s"] / results["torch"]["batch"]["median_tokens_per_s"]

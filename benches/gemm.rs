@@ -1,11 +1,12 @@
 //! GEMM throughput on the all-MiniLM-L6-v2 shapes (d = 384, ffn = 1536), in GFLOP/s
-//! (criterion's "elem/s" counts flops, 2mnk per product), plus the machine's FMA peak.
+//! (criterion's "elem/s" counts flops, 2mnk per product), plus the machine's FMA peak; on a
+//! CPU with AVX512-BF16 also the bf16 GEMM (`_bf16`, B pre-packed) and the `vdpbf16ps` peak.
 //!
 //! `cargo bench --bench gemm`; `RMX_ISA=scalar|avx2|avx512` forces a kernel set.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rmx::backend::cpu::gemm::{gemm, gemm_packed, MatRef, PackedB, Plain};
-use rmx::backend::cpu::simd::Isa;
+use rmx::backend::cpu::simd::{bf16_dot_supported, Isa};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -40,6 +41,15 @@ fn bench_gemm(c: &mut Criterion) {
                 black_box(&mut out);
             })
         });
+        if bf16_dot_supported() {
+            let packed = PackedB::bf16(b);
+            group.bench_function(format!("{m}x{k}x{n}_bf16"), |bench| {
+                bench.iter(|| {
+                    gemm_packed(a, &packed, &mut out, n, false, &Plain);
+                    black_box(&mut out);
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -52,14 +62,26 @@ fn report_fma_peak() {
     let one = fma_gflops(1);
     let all = fma_gflops(threads);
     eprintln!("FMA peak ({}): 1 thread {one:.1} GFLOP/s, {threads} threads {all:.1} GFLOP/s", Isa::current().name());
+    #[cfg(target_arch = "x86_64")]
+    if bf16_dot_supported() {
+        // SAFETY (both): AVX512-BF16 checked just above.
+        let one = peak_gflops(1, |iters| unsafe { x86::dpbf16_avx512(iters) });
+        let all = peak_gflops(threads, |iters| unsafe { x86::dpbf16_avx512(iters) });
+        eprintln!("vdpbf16ps peak: 1 thread {one:.1} GFLOP/s, {threads} threads {all:.1} GFLOP/s");
+    }
 }
 
 fn fma_gflops(threads: usize) -> f64 {
+    peak_gflops(threads, fma_loop)
+}
+
+/// The best rate of `threads` threads running `kernel(iters)`, which returns its flops.
+fn peak_gflops(threads: usize, kernel: impl Fn(u64) -> u64 + Sync) -> f64 {
     (0..200)
         .map(|_| {
             let start = Instant::now();
             let flops: u64 =
-                rayon::broadcast(|ctx| if ctx.index() < threads { fma_loop(100_000) } else { 0 }).into_iter().sum();
+                rayon::broadcast(|ctx| if ctx.index() < threads { kernel(100_000) } else { 0 }).into_iter().sum();
             flops as f64 / start.elapsed().as_secs_f64() / 1e9
         })
         .fold(0.0, f64::max)
@@ -108,6 +130,21 @@ mod x86 {
         }
         black_box(acc);
         iters * 12 * 8 * 2
+    }
+
+    /// 24 independent chains of 16-lane bf16 dot products (4 flops per lane: two depth steps).
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub fn dpbf16_avx512(iters: u64) -> u64 {
+        let x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.999), _mm512_set1_ps(0.999));
+        let y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
+        let mut acc = [_mm512_set1_ps(1.0); 24];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm512_dpbf16_ps(*a, x, y);
+            }
+        }
+        black_box(acc);
+        iters * 24 * 16 * 4
     }
 
     /// 24 independent 16-lane FMA chains.

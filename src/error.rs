@@ -15,6 +15,9 @@ pub enum Error {
     /// The relation index failed (open, build, search, verify).
     #[error(transparent)]
     Index(#[from] rmx_index::Error),
+    /// An option this CPU cannot run (e.g. bf16 precision without AVX512-BF16).
+    #[error("not supported on this CPU: {0}")]
+    CpuUnsupported(String),
     /// The CUDA backend was asked for but no usable driver or device is present.
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),

@@ -66,6 +66,33 @@ fn embed_reports_bad_lines_and_keeps_order() {
 }
 
 #[test]
+fn embed_precision_flag() {
+    if default_model().is_none() {
+        return;
+    }
+    let input = "{\"text\":\"Marie Curie was born in Warsaw.\"}\n";
+    let embedding = |precision: &str| -> Vec<f64> {
+        let o = rmx(&["embed", "--precision", precision], input);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        line["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let f32 = embedding("f32");
+    let o = rmx(&["embed", "--precision", "f16"], input);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown precision"), "{}", stderr(&o));
+    if rmx::backend::cpu::simd::bf16_dot_supported() {
+        let bf16 = embedding("bf16");
+        let cos: f64 = f32.iter().zip(&bf16).map(|(a, b)| a * b).sum();
+        assert!(cos > 0.9995 && cos < 1.0 - 1e-9, "cosine(f32, bf16) = {cos}");
+    } else {
+        let o = rmx(&["embed", "--precision", "bf16"], input);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains("AVX512-BF16"), "{}", stderr(&o));
+    }
+}
+
+#[test]
 fn build_inspect_verify_query_round_trip() {
     if default_model().is_none() {
         return;

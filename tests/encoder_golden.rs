@@ -1,17 +1,26 @@
 //! The encoder against the PyTorch + transformers oracle (fixtures from
 //! tests/oracle/gen_encoder_fixtures.py): every layer's hidden states and the pooled
 //! sentence embedding, one sequence at a time and packed into one batch, on every
-//! instruction set this CPU has.
+//! instruction set this CPU has; and the accuracy cost of bf16 precision.
 mod common;
 
 use common::*;
-use rmx::model::bert::{Bert, PackedBatch};
+use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::model::sentence::SentenceEncoder;
 use std::collections::HashMap;
 
 /// Tolerances (fp32): hidden states max |Δ| ≤ 1e-4, embeddings cosine ≥ 0.99999.
 const HIDDEN_MAX_ABS: f32 = 1e-4;
 const EMBEDDING_MIN_COS: f64 = 0.99999;
+/// bf16 precision (linear layers on bf16-rounded operands) against the same f32 oracle.
+const BF16_EMBEDDING_MIN_COS: f64 = 0.9995;
+
+/// The oracle's sentences and their golden embeddings.
+fn golden_sentences(golden: &HashMap<String, Golden>) -> Vec<(String, Vec<f32>)> {
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("minilm_golden.json")).unwrap()).unwrap();
+    let sentences = meta["sentences"].as_array().unwrap();
+    sentences.iter().enumerate().map(|(i, s)| (s["text"].as_str().unwrap().to_string(), golden[&format!("s{i}.embedding")].data.clone())).collect()
+}
 
 fn sequences(golden: &HashMap<String, Golden>, prefix: &str) -> Vec<(String, Vec<u32>)> {
     let mut names: Vec<String> =
@@ -80,6 +89,36 @@ fn minilm_tokenizer_and_embeddings_match_oracle() {
         let cos = cosine(e, &golden[&format!("s{i}.embedding")].data);
         assert!(cos >= EMBEDDING_MIN_COS, "sentence {i}: cosine {cos}");
     }
+}
+
+#[test]
+fn minilm_bf16_embeddings_stay_close_to_oracle() {
+    let Some(dir) = default_model() else { return };
+    if !rmx::backend::cpu::simd::bf16_dot_supported() {
+        eprintln!("SKIPPED: this CPU has no AVX512-BF16 (bf16 precision needs it)");
+        assert!(Precision::Bf16.check_supported().is_err());
+        return;
+    }
+    let mut encoder = SentenceEncoder::load(&dir).unwrap();
+    encoder.bert.set_precision(Precision::Bf16).unwrap();
+    let golden = load_golden(&fixture("minilm_golden.safetensors"));
+    let sentences = golden_sentences(&golden);
+    let texts: Vec<&str> = sentences.iter().map(|(t, _)| t.as_str()).collect();
+    // One packed batch (row-split products), then each sentence alone (column-split, short strips).
+    let batch = encoder.embed_texts(&texts).unwrap();
+    let alone: Vec<Vec<f32>> = texts.iter().map(|t| encoder.embed_texts(&[t]).unwrap().remove(0)).collect();
+    let mut worst = (f64::INFINITY, 0);
+    for (i, (_, want)) in sentences.iter().enumerate() {
+        for got in [&batch[i], &alone[i]] {
+            let cos = cosine(got, want);
+            assert!(cos < 1.0 - 1e-9, "sentence {i}: bf16 embedding equals f32 (cosine {cos}): not computed in bf16?");
+            if cos < worst.0 {
+                worst = (cos, i);
+            }
+        }
+    }
+    eprintln!("bf16 precision: worst embedding cosine vs the f32 oracle {:.6} (sentence {}, {} sentences)", worst.0, worst.1, texts.len());
+    assert!(worst.0 >= BF16_EMBEDDING_MIN_COS, "sentence {}: bf16 cosine {} < {BF16_EMBEDDING_MIN_COS}", worst.1, worst.0);
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! The fast GEMM against `gemm_reference`, on every instruction set this CPU runs.
+//! The fast GEMM against `gemm_reference`, on every instruction set this CPU runs; the bf16
+//! GEMM against an f64 product of the bf16-rounded operands.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rmx::backend::cpu::gemm::{gemm_packed, gemm_reference, gemm_with_isa, Epilogue, MatRef, PackedB};
-use rmx::backend::cpu::simd::Isa;
+use rmx::backend::cpu::simd::{bf16_dot_supported, Isa};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// How an operand is laid out in memory.
@@ -30,7 +31,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
             s ^= s >> 7;
             s ^= s << 17;
             let x = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-            if s % 17 == 0 {
+            if s.is_multiple_of(17) {
                 0.0
             } else {
                 x
@@ -270,6 +271,103 @@ fn avx2_matches_reference() {
 #[test]
 fn avx512_matches_reference() {
     on(Isa::Avx512, || random(Isa::Avx512));
+}
+
+/// `x` rounded to bf16 (to nearest, ties to even), as the bf16 kernel sees it.
+fn bf16(x: f32) -> f32 {
+    half::bf16::from_f32(x).to_f32()
+}
+
+/// The bf16 product's reference: both operands rounded to bf16, then one f64 dot product
+/// per element of C, then the epilogue.
+fn bf16_reference(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
+    for i in 0..a.rows {
+        let row = &mut c[i * ldc..i * ldc + b.cols];
+        for (j, out) in row.iter_mut().enumerate() {
+            let sum: f64 = (0..a.cols).map(|p| f64::from(bf16(a.at(i, p))) * f64::from(bf16(b.at(p, j)))).sum();
+            *out = if accumulate { (f64::from(*out) + sum) as f32 } else { sum as f32 };
+        }
+        epilogue.apply(i, 0, row);
+    }
+}
+
+/// Runs `case` on the bf16 kernel (B pre-packed, the only form it takes) and on
+/// [`bf16_reference`]. The sums are f32 on the kernel and f64 in the reference, so the
+/// tolerance is the f32 one of [`compare`].
+fn check_bf16(case: &Case) {
+    let Case { m, k, n, ldc_pad, accumulate, threads, seed, .. } = *case;
+    let (a_data, a_rs, a_cs) = operand(m, k, case.a, seed);
+    let (b_data, b_rs, b_cs) = operand(k, n, case.b, seed ^ 1);
+    let a = MatRef { data: &a_data, rows: m, cols: k, rs: a_rs, cs: a_cs };
+    let b = MatRef { data: &b_data, rows: k, cols: n, rs: b_rs, cs: b_cs };
+    let ldc = n + ldc_pad;
+    let c0 = values(m * ldc, seed ^ 2);
+    let recorder = || Recorder {
+        n,
+        bias: values(n, seed ^ 3),
+        visits: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
+        seen: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
+    };
+    let (mut want, want_epi) = (c0.clone(), recorder());
+    bf16_reference(a, b, &mut want, ldc, accumulate, &want_epi);
+    let packed = PackedB::bf16(b);
+    assert!(packed.is_bf16() && packed.shape() == (k, n));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let (mut got, got_epi) = (c0.clone(), recorder());
+    pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
+    compare(&format!("bf16 {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+}
+
+/// Runs `body` if the CPU has AVX512-BF16, else says why the test is skipped.
+fn on_bf16(body: impl FnOnce()) {
+    if bf16_dot_supported() {
+        body();
+    } else {
+        eprintln!("SKIPPED: this CPU has no AVX512-BF16 (the bf16 GEMM needs it)");
+    }
+}
+
+#[test]
+fn bf16_fixed_shapes() {
+    on_bf16(|| {
+        let mut cases = fixed_cases();
+        // Odd depths (a half-empty last pair), rows below MR, right-edge panels, depth blocks.
+        let base = cases[0].clone();
+        for (m, k, n) in [(1, 3, 1), (5, 7, 33), (11, 385, 31), (12, 1537, 65), (25, 1, 40), (13, 31, 32), (14, 33, 96)] {
+            cases.push(Case { m, k, n, ..base.clone() });
+        }
+        for case in cases {
+            check_bf16(&case);
+        }
+    });
+}
+
+#[test]
+fn bf16_matches_reference() {
+    on_bf16(|| {
+        let mut runner = TestRunner::new(Config::with_cases(96));
+        if let Err(e) = runner.run(&case(), |case| {
+            check_bf16(&case);
+            Ok(())
+        }) {
+            panic!("{}", e);
+        }
+    });
+}
+
+/// The test can fail: the bf16 product is not the f32 one (rounding is real and visible).
+#[test]
+fn bf16_differs_from_f32_by_rounding() {
+    on_bf16(|| {
+        let (m, k, n) = (12, 64, 32);
+        let (a_data, b_data) = (values(m * k, 5), values(k * n, 6));
+        let (a, b) = (MatRef::row_major(&a_data, m, k), MatRef::row_major(&b_data, k, n));
+        let (mut exact, mut rounded) = (vec![0.0; m * n], vec![0.0; m * n]);
+        gemm_reference(a, b, &mut exact, n, false, &rmx::backend::cpu::gemm::Plain);
+        gemm_packed(a, &PackedB::bf16(b), &mut rounded, n, false, &rmx::backend::cpu::gemm::Plain);
+        let worst = exact.iter().zip(&rounded).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst > 1e-4 && worst < 0.1, "max |f32 − bf16| = {worst}");
+    });
 }
 
 #[test]

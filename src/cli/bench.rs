@@ -23,10 +23,13 @@ pub struct BenchArgs {
     /// Timed repetitions of each workload (after one warm-up run).
     #[arg(long, default_value_t = 20)]
     iters: usize,
+    #[command(flatten)]
+    precision: super::EncoderPrecision,
 }
 
 pub fn run(args: BenchArgs) -> Result<Outcome> {
-    let bert = Bert::load(&super::model_dir(args.model))?;
+    let mut bert = Bert::load(&super::model_dir(args.model))?;
+    bert.set_precision(args.precision.value)?;
     let vocab = bert.config.vocab_size as u64;
     // Deterministic ids in the ordinary vocabulary range, framed by [CLS] … [SEP].
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -58,6 +61,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
             "single_seq_len": args.single_len,
             "single_latency_ms": single_s * 1e3,
             "isa": Isa::current().name(),
+            "precision": bert.precision().name(),
             "threads": rayon::current_num_threads(),
         })
     );

@@ -22,6 +22,8 @@ pub struct EmbedArgs {
     /// Sentences encoded together (more uses the cores better; memory grows with it).
     #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
+    #[command(flatten)]
+    precision: super::EncoderPrecision,
 }
 
 /// One output line; f32 values print in their shortest exact form.
@@ -32,7 +34,8 @@ struct Embedded<'a> {
 }
 
 pub fn run(args: EmbedArgs) -> Result<Outcome> {
-    let encoder = SentenceEncoder::load(&super::model_dir(args.model))?;
+    let mut encoder = SentenceEncoder::load(&super::model_dir(args.model))?;
+    encoder.bert.set_precision(args.precision.value)?;
     let stdin = std::io::stdin().lock();
     let mut input = Batches::new(stdin, "<stdin>", args.batch_size);
     let stdout = std::io::stdout().lock();

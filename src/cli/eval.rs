@@ -20,6 +20,8 @@ pub struct EvalArgs {
     /// Model directory (trained checkpoint or plain sentence encoder); default: the default model.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    precision: super::EncoderPrecision,
     /// Labelled sentences in FewRel's format.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
@@ -62,7 +64,8 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         eprintln!("{reason}");
     }
     let examples = read_fewrel(&args.data)?;
-    let matcher = Matcher::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
+    let mut matcher = Matcher::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
+    matcher.set_precision(args.precision.value)?;
     let total = examples.iter().filter(|e| relations.contains(&e.relation)).count();
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("evaluating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));

@@ -44,6 +44,10 @@ struct BuildArgs {
     /// Model directory (a trained checkpoint or a plain sentence encoder); default: the default model.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Arithmetic of the encoder's linear layers, as `--precision` of `rmx embed` (that name
+    /// is taken here by the vectors' storage).
+    #[arg(long, default_value = "f32", value_name = "f32|bf16")]
+    encoder_precision: rmx::model::bert::Precision,
     /// Storage of the vectors: f32, or f16 (half the size; see the README for its cost).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
@@ -115,7 +119,8 @@ fn build(args: BuildArgs) -> Result<Outcome> {
     if parsed.relations.is_empty() {
         return Err(Error::Input(format!("{}: no valid relations; the index was not built", args.input.display())));
     }
-    let matcher = Matcher::load(&super::model_dir(args.model))?;
+    let mut matcher = Matcher::load(&super::model_dir(args.model))?;
+    matcher.set_precision(args.encoder_precision)?;
     let relations = &parsed.relations;
     let bar = ProgressBar::new(relations.len() as u64).with_style(
         ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} relations [{elapsed_precise}, eta {eta}]")

@@ -32,6 +32,8 @@ pub struct QueryArgs {
     /// Results per instance.
     #[arg(short, default_value_t = 5, value_name = "N")]
     k: usize,
+    #[command(flatten)]
+    precision: super::EncoderPrecision,
     /// The sentence (with --head and --tail: the entity strings, each occurring once).
     #[arg(long, requires_all = ["head", "tail"])]
     text: Option<String>,
@@ -51,7 +53,8 @@ struct Answer<'a> {
 }
 
 pub fn run(args: QueryArgs) -> Result<Outcome> {
-    let engine = Engine::open(&super::model_dir(args.model), &args.index)?;
+    let mut engine = Engine::open(&super::model_dir(args.model), &args.index)?;
+    engine.matcher.set_precision(args.precision.value)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if let Some(text) = args.text {
         let value = serde_json::json!({ "text": text, "head": args.head, "tail": args.tail });

@@ -2,7 +2,8 @@
 //!
 //! Sequences of a batch are packed back to back into one `[T × d]` matrix (no padding), so
 //! every matrix product runs over exactly the real tokens. The linear layers' weights are
-//! packed for the GEMM kernels once the model is in steady use ([`PackedWeights`]).
+//! packed for the GEMM kernels once the model is in steady use ([`PackedWeights`]), in the
+//! model's [`Precision`].
 use super::config::BertConfig;
 use super::weights::{Tensor, WeightFile};
 use crate::backend::cpu::attention::attention_forward;
@@ -10,11 +11,56 @@ use crate::backend::cpu::embedding::embeddings_forward;
 use crate::backend::cpu::gemm::{MatRef, PackedB};
 use crate::backend::cpu::layernorm::layernorm_forward;
 use crate::backend::cpu::linear::{linear_forward, linear_forward_packed, Activation};
+use crate::backend::cpu::simd::bf16_dot_supported;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+/// The arithmetic of the encoder's linear layers (≈ 80 % of its time); attention, softmax,
+/// LayerNorm, GELU and the residual sums are f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32: the PyTorch oracle's hidden states to 1e-4 (the default).
+    #[default]
+    F32,
+    /// Weights and activations rounded to bf16, products summed in f32 (AVX512-BF16 dot
+    /// products; CPUs without them refuse it). Costs accuracy: sentence embeddings keep a
+    /// cosine ≥ 0.9995 with the f32 oracle's (`tests/encoder_golden.rs` measures it).
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// `Ok` if this CPU can run the precision, else why not.
+    pub fn check_supported(self) -> Result<()> {
+        match self {
+            Precision::Bf16 if !bf16_dot_supported() => Err(Error::CpuUnsupported(
+                "bf16 precision needs AVX512-BF16 dot products (Intel Cooper Lake / Sapphire Rapids or newer, AMD Zen 4 or newer); use f32".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("unknown precision {s:?} (expected f32 or bf16)")),
+        }
+    }
+}
 
 /// A linear layer's parameters, PyTorch layout.
 #[derive(Clone)]
@@ -69,14 +115,16 @@ pub struct Bert {
     pub token_type_embeddings: Tensor,
     pub embeddings_norm: LayerNorm,
     pub layers: Vec<BertLayer>,
+    precision: Precision,
     /// Shared by clones.
     packed: Arc<PackedWeights>,
 }
 
-/// The linear layers' weights packed for the GEMM kernels, made once the model has run
-/// [`PACK_AFTER_TOKENS`] tokens: packing all of them (≈ 85 MB for all-MiniLM-L6-v2) costs
-/// about what packing per product costs over that many tokens, so a one-off sentence
+/// The linear layers' weights packed for the GEMM kernels. In f32, made once the model has
+/// run [`PACK_AFTER_TOKENS`] tokens: packing all of them (≈ 85 MB for all-MiniLM-L6-v2)
+/// costs about what packing per product costs over that many tokens, so a one-off sentence
 /// (`rmx embed`, `rmx query`) starts as fast as before and a batch is packed for at once.
+/// In bf16, made at the first forward: the bf16 kernel only takes packed weights.
 #[derive(Default)]
 struct PackedWeights {
     /// Per layer, its [`BertLayer::linears`] packed.
@@ -88,29 +136,36 @@ struct PackedWeights {
 const PACK_AFTER_TOKENS: usize = 2048;
 
 impl PackedWeights {
-    /// The packed weights, packing them now if a forward of `tokens` more tokens reaches
-    /// [`PACK_AFTER_TOKENS`]; `None` while it does not.
-    fn for_forward(&self, layers: &[BertLayer], tokens: usize) -> Option<&[[PackedLinear; 6]]> {
-        if self.layers.get().is_none() && self.tokens.fetch_add(tokens, Ordering::Relaxed) + tokens < PACK_AFTER_TOKENS {
+    /// The packed weights, packing them now in `precision` if it is bf16 or a forward of
+    /// `tokens` more tokens reaches [`PACK_AFTER_TOKENS`]; `None` while it does not.
+    fn for_forward(&self, layers: &[BertLayer], tokens: usize, precision: Precision) -> Option<&[[PackedLinear; 6]]> {
+        let pack_after = if precision == Precision::Bf16 { 0 } else { PACK_AFTER_TOKENS };
+        if self.layers.get().is_none() && self.tokens.fetch_add(tokens, Ordering::Relaxed) + tokens < pack_after {
             return None;
         }
-        Some(self.layers.get_or_init(|| layers.par_iter().map(|l| l.linears().map(PackedLinear::new)).collect()))
+        Some(self.layers.get_or_init(|| layers.par_iter().map(|l| l.linears().map(|w| PackedLinear::new(w, precision))).collect()))
     }
 }
 
 /// A `Linear` weight packed once for the GEMM kernels, with the tensor it was packed from:
-/// the layer fields are public, and a weight replaced since then is used unpacked.
+/// the layer fields are public, and a weight replaced since then is used unpacked (in f32,
+/// whatever the model's precision).
 struct PackedLinear {
     source: Tensor,
     packed: PackedB,
 }
 
 impl PackedLinear {
-    fn new(linear: &Linear) -> PackedLinear {
+    fn new(linear: &Linear, precision: Precision) -> PackedLinear {
         let w = linear.weight.data();
         let n = linear.bias.data().len();
         let k = w.len().checked_div(n).unwrap_or(0);
-        PackedLinear { source: linear.weight.clone(), packed: PackedB::new(MatRef::transposed(w, n, k)) }
+        let b = MatRef::transposed(w, n, k);
+        let packed = match precision {
+            Precision::F32 => PackedB::new(b),
+            Precision::Bf16 => PackedB::bf16(b),
+        };
+        PackedLinear { source: linear.weight.clone(), packed }
     }
 
     /// The packed weight, if `linear` still holds the tensor it was packed from (`source`
@@ -204,7 +259,31 @@ impl Bert {
         word_embeddings: Tensor, position_embeddings: Tensor, token_type_embeddings: Tensor, embeddings_norm: LayerNorm, layers: Vec<BertLayer>,
         config: BertConfig,
     ) -> Bert {
-        Bert { word_embeddings, position_embeddings, token_type_embeddings, embeddings_norm, layers, config, packed: Arc::default() }
+        Bert {
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_norm,
+            layers,
+            config,
+            precision: Precision::F32,
+            packed: Arc::default(),
+        }
+    }
+
+    /// Computes the linear layers in `precision` from now on (an error if the CPU cannot);
+    /// weights packed for the previous precision are dropped (clones keep theirs).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        precision.check_supported()?;
+        if precision != self.precision {
+            self.precision = precision;
+            self.packed = Arc::default();
+        }
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The last hidden layer `[T × d]` of a packed batch.
@@ -232,7 +311,7 @@ impl Bert {
         let (mut q, mut k, mut v) = (vec![0.0f32; t * d], vec![0.0f32; t * d], vec![0.0f32; t * d]);
         let (mut ctx, mut h) = (vec![0.0f32; t * d], vec![0.0f32; t * d]);
         let mut inter = vec![0.0f32; t * f];
-        let packed = self.packed.for_forward(&self.layers, t);
+        let packed = self.packed.for_forward(&self.layers, t, self.precision);
         for (i, layer) in self.layers.iter().enumerate() {
             let [pq, pk, pv, po, pi, pout] = packed.and_then(|p| p.get(i)).map_or([None; 6], |p| p.each_ref().map(Some));
             let lin = |l: &Linear, p: Option<&PackedLinear>, x: &[f32], y: &mut [f32], act: Activation| {
@@ -313,6 +392,7 @@ mod tests {
             embeddings_norm: norm(rng, d),
             layers,
             config,
+            precision: Precision::F32,
             packed: Arc::default(),
         }
     }

@@ -6,7 +6,7 @@
 //! model's `[3d]` block scaled by `√(1−β)` and the zero-training default's block (computed
 //! with the checkpoint's frozen description encoder) scaled by `√β`, so their inner product
 //! is `(1−β)·s_trained + β·s_zero_shot` and the index still holds unit vectors.
-use super::bert::{Bert, PackedBatch};
+use super::bert::{Bert, PackedBatch, Precision};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
 use super::scoring::{combine_parts, PartWeights};
@@ -101,6 +101,16 @@ impl Matcher {
         let w = PartWeights::sum(&blocks);
         let fingerprint = format!("trained-in-memory+zero-shot-{zero_shot_weight};weights={},{},{}", w.context, w.head, w.tail);
         Ok(Matcher { query: QuerySide::Trained { bert, heads, style, zero_shot_weight }, description, blocks, fingerprint })
+    }
+
+    /// Runs every encoder (query and description side) in `precision`. The fingerprint does
+    /// not change: bf16 vectors stay within rounding of f32 ones and search the same index.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.description.bert.set_precision(precision)?;
+        if let QuerySide::Trained { bert, .. } = &mut self.query {
+            bert.set_precision(precision)?;
+        }
+        Ok(())
     }
 
     /// Identifies the model and scoring that vectors come from; an index records it.

@@ -14,12 +14,17 @@
 //! `MC`-row blocks. C is cut into a grid of rectangles, a few per rayon thread (rows for a
 //! batch, columns for one sentence). The epilogue runs on each finished `MC × NC` block,
 //! right after its last depth block has been added.
+//!
+//! bf16 ([`PackedB::bf16`]): the same driver on the AVX512-BF16 kernel (12 × 32,
+//! `vdpbf16ps`): B pre-packed as pairs of bf16 depth steps, each strip of A converted to
+//! bf16 pairs when it is first used in a block, products summed in f32. Half the bytes of
+//! B and A per flop; the epilogue sees f32 sums as usual.
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel::{Avx2, Avx512};
-use super::gemm_pack::{pack_a, pack_b, with_scratch, Aligned};
-use super::simd::Isa;
+use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16};
+use super::gemm_pack::{with_scratch, Aligned, PanelElem};
+use super::simd::{bf16_dot_supported, Isa};
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -83,19 +88,27 @@ pub fn gemm_with_isa(
 ) {
     assert_eq!(b.rows, a.cols, "inner dimensions differ");
     b.check_bounds();
-    launch(isa, a, BSource::View(b), b.cols, c, ldc, accumulate, epilogue);
+    launch(Kernels::F32(isa), a, BSource::View(b), b.cols, c, ldc, accumulate, epilogue);
 }
 
-/// `B` packed once into the panel layout of one instruction set's kernels, for products
-/// that reuse it (a `Linear` weight at inference): [`gemm_packed`] then skips the packing,
-/// which costs ≈ 15 % of a one-sentence (m ≈ 37) product.
+/// Which microkernels a product runs on: f32 ones of an instruction set, or bf16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernels {
+    F32(Isa),
+    /// AVX512-BF16 dot products of bf16-rounded operands, summed in f32.
+    Bf16,
+}
+
+/// `B` packed once into the panel layout of one family of kernels, for products that reuse
+/// it (a `Linear` weight at inference): [`gemm_packed`] then skips the packing, which costs
+/// ≈ 15 % of a one-sentence (m ≈ 37) product.
 pub struct PackedB {
-    isa: Isa,
+    kernels: Kernels,
     k: usize,
     n: usize,
-    /// Depth blocks of `kc` rows (the last may be shorter), each `ceil(n / NR)` panels of
-    /// `kc × NR`: the panel `q` of the block starting at depth `pc` is at
-    /// `pc · n_padded + q · kc · NR`.
+    /// Depth blocks of `kc` steps (the last may be shorter), each `ceil(n / NR)` panels of
+    /// `kc.div_ceil(DEPTH) × NR` elements: the panel `q` of the block starting at depth `pc`
+    /// is at `pc / DEPTH · n_padded + q · kc.div_ceil(DEPTH) · NR`.
     panels: Aligned,
 }
 
@@ -110,61 +123,84 @@ impl PackedB {
     /// # Panics
     /// If the CPU cannot execute `isa` or `b` exceeds its data.
     pub fn with_isa(isa: Isa, b: MatRef) -> Self {
-        b.check_bounds();
         assert!(isa.is_supported(), "this CPU cannot run {} kernels", isa.name());
-        let (k, n, nr) = (b.rows, b.cols, nr(isa));
-        let kc_max = depth_block(k, nr);
-        let mut panels = Aligned::zeroed(k * n.next_multiple_of(nr));
+        match isa {
+            Isa::Scalar => Self::pack::<Scalar>(Kernels::F32(isa), b),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Self::pack::<Avx2>(Kernels::F32(isa), b),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Self::pack::<Avx512>(Kernels::F32(isa), b),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("x86 instruction sets are never available elsewhere"),
+        }
+    }
+
+    /// Packs `b` rounded to bf16 (to nearest, ties to even) for the AVX512-BF16 kernel:
+    /// [`gemm_packed`] then rounds A to bf16 too and sums the products in f32. 8 significant
+    /// bits per operand: an inference option whose accuracy cost callers measure (see
+    /// `tests/encoder_golden.rs`).
+    ///
+    /// # Panics
+    /// If the CPU lacks AVX512-BF16 (check [`bf16_dot_supported`] first) or `b` exceeds its
+    /// data.
+    pub fn bf16(b: MatRef) -> Self {
+        assert!(bf16_dot_supported(), "this CPU has no AVX512-BF16 (bf16 products need it)");
+        #[cfg(target_arch = "x86_64")]
+        return Self::pack::<Avx512Bf16>(Kernels::Bf16, b);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("AVX512-BF16 is never available elsewhere")
+    }
+
+    fn pack<K: MicroKernel>(kernels: Kernels, b: MatRef) -> Self {
+        b.check_bounds();
+        let (k, n) = (b.rows, b.cols);
+        let kc_max = depth_block::<K>(k);
+        let block_stride = n.next_multiple_of(K::NR);
+        let mut panels = Aligned::zeroed(k.div_ceil(K::Elem::DEPTH) * block_stride);
         for pc in (0..k).step_by(kc_max.max(1)) {
             let kc = kc_max.min(k - pc);
-            let out = &mut panels.as_mut_slice()[pc * n.next_multiple_of(nr)..];
-            pack_b(b, pc..pc + kc, 0..n, nr, out, avx2_pack(isa));
+            let out = &mut panels.as_mut_slice::<K::Elem>()[pc / K::Elem::DEPTH * block_stride..];
+            K::Elem::pack_b(b, pc..pc + kc, 0..n, K::NR, out, vector_b_pack(kernels));
         }
-        PackedB { isa, k, n, panels }
+        PackedB { kernels, k, n, panels }
     }
 
     /// `(k, n)`: the shape of the packed `B`.
     pub fn shape(&self) -> (usize, usize) {
         (self.k, self.n)
     }
-}
 
-/// `C = A · B` (or `C += A · B`) with a pre-packed `B`, on the instruction set it was packed
-/// for; otherwise as [`gemm`].
-pub fn gemm_packed(a: MatRef, b: &PackedB, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
-    assert_eq!(b.k, a.cols, "inner dimensions differ");
-    launch(b.isa, a, BSource::Packed(b), b.n, c, ldc, accumulate, epilogue);
-}
-
-/// Panel width of the kernels of `isa`.
-fn nr(isa: Isa) -> usize {
-    match isa {
-        Isa::Scalar => Scalar::NR,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Avx2::NR,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Avx512::NR,
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("x86 instruction sets are never available elsewhere"),
+    /// Whether products with this `B` run on the bf16 kernel.
+    pub fn is_bf16(&self) -> bool {
+        self.kernels == Kernels::Bf16
     }
 }
 
-/// Whether the kernels of `isa` pack with the AVX2 transposing copy: the vector paths do,
-/// when the CPU has AVX2 (every AVX-512 CPU so far has, but that is checked, not assumed).
-fn avx2_pack(isa: Isa) -> bool {
-    isa != Isa::Scalar && Isa::Avx2.is_supported()
+/// `C = A · B` (or `C += A · B`) with a pre-packed `B`, on the kernels it was packed for;
+/// otherwise as [`gemm`].
+pub fn gemm_packed(a: MatRef, b: &PackedB, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
+    assert_eq!(b.k, a.cols, "inner dimensions differ");
+    launch(b.kernels, a, BSource::Packed(b), b.n, c, ldc, accumulate, epilogue);
 }
 
-/// Depth of the packed blocks for `k` and panel width `nr`: `k` cut into equal blocks of at
-/// most `B_PANEL_BYTES / (4·nr)`.
-fn depth_block(k: usize, nr: usize) -> usize {
-    k.div_ceil(k.div_ceil(B_PANEL_BYTES / (4 * nr)).max(1))
+/// Whether f32 `B` is packed with the AVX2 transposing copy: the vector paths do, when the
+/// CPU has AVX2 (every AVX-512 CPU so far has, but that is checked, not assumed).
+fn vector_b_pack(kernels: Kernels) -> bool {
+    kernels != Kernels::F32(Isa::Scalar) && Isa::Avx2.is_supported()
+}
+
+/// Depth of the packed blocks of `K` for `k`: `k` cut into equal blocks whose `NR`-wide
+/// panels hold at most `B_PANEL_BYTES`, a multiple of the depth an element covers (a bf16
+/// pair never straddles two blocks).
+fn depth_block<K: MicroKernel>(k: usize) -> usize {
+    let max_depth = B_PANEL_BYTES / (4 * K::NR) * K::Elem::DEPTH;
+    k.div_ceil(k.div_ceil(max_depth).max(1)).next_multiple_of(K::Elem::DEPTH)
 }
 
 /// Checks the shapes shared by every entry point and runs the product on `isa`.
 #[allow(clippy::too_many_arguments)]
 fn launch(
-    isa: Isa,
+    kernels: Kernels,
     a: MatRef,
     b: BSource,
     n: usize,
@@ -191,16 +227,26 @@ fn launch(
         }
         return;
     }
-    assert!(isa.is_supported(), "this CPU cannot run {} kernels", isa.name());
-    let job = Job { a, b, n, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, avx2_pack: avx2_pack(isa) };
-    match isa {
-        Isa::Scalar => job.run::<Scalar>(),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => job.run::<Avx2>(),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => job.run::<Avx512>(),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("x86 instruction sets are never available elsewhere"),
+    let job = Job { a, b, n, c: CPtr(c.as_mut_ptr()), ldc, accumulate, epilogue, vector_b_pack: vector_b_pack(kernels) };
+    match kernels {
+        Kernels::F32(isa) => {
+            assert!(isa.is_supported(), "this CPU cannot run {} kernels", isa.name());
+            match isa {
+                Isa::Scalar => job.run::<Scalar>(),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => job.run::<Avx2>(),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => job.run::<Avx512>(),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("x86 instruction sets are never available elsewhere"),
+            }
+        }
+        Kernels::Bf16 => {
+            // Checked when B was packed; checked again as the kernel's safety rests on it.
+            assert!(bf16_dot_supported(), "this CPU has no AVX512-BF16");
+            #[cfg(target_arch = "x86_64")]
+            job.run::<Avx512Bf16>();
+        }
     }
 }
 
@@ -265,7 +311,8 @@ struct Job<'a> {
     ldc: usize,
     accumulate: bool,
     epilogue: &'a dyn Epilogue,
-    avx2_pack: bool,
+    /// Pack an f32 `B` view with the AVX2 transposing copy.
+    vector_b_pack: bool,
 }
 
 /// The rows of A cut into `ceil(m / MR)` strips whose heights differ by at most one (37 rows
@@ -326,50 +373,46 @@ impl Job<'_> {
     fn part<K: MicroKernel>(&self, strips: Strips, strip_range: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
         const { assert!(K::MR * K::NR <= MAX_TILE) };
         let (a, k) = (self.a, self.a.cols);
-        let kc_max = depth_block(k, K::NR);
+        let kc_max = depth_block::<K>(k);
         let k_blocks = k.div_ceil(kc_max);
+        // Rows of elements of a packed block of depth `kc`.
+        let elems = |kc: usize| kc.div_ceil(K::Elem::DEPTH);
         let nc_max = match self.b {
             BSource::View(_) => NC.min(cols.len()).next_multiple_of(K::NR),
             BSource::Packed(_) => 0,
         };
         let block_strips = (MC / K::MR).max(1);
-        // A with contiguous rows is read in place; any other layout is packed per strip.
-        let pack_a_len = if a.cs == 1 { 0 } else { block_strips * K::MR * kc_max };
-        with_scratch(kc_max * nc_max + pack_a_len, |scratch| {
-            let (b_pack, a_pack) = scratch.split_at_mut(kc_max * nc_max);
+        let b_pack_len = elems(kc_max) * nc_max;
+        let a_strip_len = K::Elem::a_scratch_len(&a, K::MR, kc_max);
+        with_scratch(b_pack_len + block_strips * a_strip_len, |scratch: &mut [K::Elem]| {
+            let (b_pack, a_pack) = scratch.split_at_mut(b_pack_len);
             for jc in cols.clone().step_by(NC) {
                 let nc = NC.min(cols.end - jc);
                 for kb in 0..k_blocks {
                     let pc = kb * kc_max;
                     let kc = kc_max.min(k - pc);
-                    let b_block: &[f32] = match self.b {
+                    let b_block: &[K::Elem] = match self.b {
                         BSource::View(b) => {
-                            pack_b(b, pc..pc + kc, jc..jc + nc, K::NR, b_pack, self.avx2_pack);
+                            K::Elem::pack_b(b, pc..pc + kc, jc..jc + nc, K::NR, b_pack, self.vector_b_pack);
                             b_pack
                         }
                         BSource::Packed(b) => {
-                            &b.panels.as_slice()[pc * self.n.next_multiple_of(K::NR) + jc / K::NR * kc * K::NR..]
+                            let block_stride = self.n.next_multiple_of(K::NR);
+                            &b.panels.as_slice()[elems(pc) * block_stride + jc / K::NR * elems(kc) * K::NR..]
                         }
                     };
                     let accumulate = self.accumulate || kb > 0;
                     for s0 in strip_range.clone().step_by(block_strips) {
                         let block = s0..(s0 + block_strips).min(strip_range.end);
                         let mut panels = [APanel { ptr: std::ptr::null(), rs: 0, cs: 0 }; MC];
-                        let mut packed = 0;
-                        for (panel, s) in panels.iter_mut().zip(block.clone()) {
+                        for (i, (panel, s)) in panels.iter_mut().zip(block.clone()).enumerate() {
                             let (r0, rows) = strips.get(s);
-                            *panel = if a.cs == 1 {
-                                APanel { ptr: a.data[r0 * a.rs + pc..].as_ptr(), rs: a.rs, cs: 1 }
-                            } else {
-                                let out = &mut a_pack[packed..packed + rows * kc];
-                                pack_a(a, r0, rows, pc, kc, out);
-                                packed += rows * kc;
-                                APanel { ptr: out.as_ptr(), rs: 1, cs: rows }
-                            };
+                            let scratch = &mut a_pack[i * a_strip_len..(i + 1) * a_strip_len];
+                            *panel = K::Elem::a_strip(a, r0, rows, pc, kc, scratch);
                         }
                         let panels = &panels[..block.len()];
                         for (q, j0) in (jc..jc + nc).step_by(K::NR).enumerate() {
-                            let b_panel = &b_block[q * kc * K::NR..(q + 1) * kc * K::NR];
+                            let b_panel = &b_block[q * elems(kc) * K::NR..(q + 1) * elems(kc) * K::NR];
                             for (s, panel) in block.clone().zip(panels) {
                                 self.tile::<K>(
                                     strips.get(s),
@@ -405,15 +448,15 @@ impl Job<'_> {
         j0: usize,
         width: usize,
         kc: usize,
-        a: APanel,
-        b_panel: &[f32],
+        a: APanel<K::Elem>,
+        b_panel: &[K::Elem],
         accumulate: bool,
     ) {
-        debug_assert!(b_panel.len() >= kc * K::NR && rows <= K::MR);
+        debug_assert!(b_panel.len() >= kc.div_ceil(K::Elem::DEPTH) * K::NR && rows <= K::MR);
         if width == K::NR {
-            // SAFETY: the kernel ISA was checked by `launch`; `a` points at a strip
-            // of `rows × kc` readable floats (checked view or packed scratch); `b_panel`
-            // holds `kc × NR` floats; the C tile lies inside the checked `c` slice and in
+            // SAFETY: the kernel ISA was checked by `launch`; `a` points at a strip of
+            // `rows × kc` readable depth steps (checked view or packed scratch); `b_panel`
+            // holds `kc × NR` of them; the C tile lies inside the checked `c` slice and in
             // this part's rectangle, which no other thread touches.
             unsafe {
                 let c = self.c.0.add(r0 * self.ldc + j0);
@@ -484,7 +527,7 @@ mod tests {
                     ldc: n,
                     accumulate: true,
                     epilogue: &Plain,
-                    avx2_pack: false,
+                    vector_b_pack: false,
                 };
                 job.run::<Portable<12, 8>>();
                 // Small integers: every partial sum is exact in f32, whatever the order.

@@ -1,9 +1,13 @@
 //! GEMM microkernels: one register-blocked `R × NR` tile of `C (+)= A · B` over `kc` steps.
 //!
-//! The tile body is written once, generic over a SIMD vector type ([`Vector`]); each
-//! instruction set instantiates it inside a `#[target_feature]` function so that the vector
-//! operations inline to single instructions. `B` comes packed (`kc` rows of `NR` contiguous
-//! floats); `A` is read through strides, so a row-major `A` needs no packing.
+//! The tile body is written once, generic over the multiply-accumulate ([`Multiply`]): an
+//! f32 FMA on a SIMD vector type ([`Vector`]), or the AVX512-BF16 dot product of two depth
+//! steps of bf16 pairs into f32 lanes. Each instruction set instantiates it inside a
+//! `#[target_feature]` function so that the vector operations inline to single
+//! instructions. `B` comes packed (rows of `NR` contiguous elements); `A` is read through
+//! strides, so a row-major f32 `A` needs no packing.
+
+use super::gemm_pack::PanelElem;
 
 /// A SIMD vector of `f32` lanes. Every method is `unsafe`: the CPU must support the vector's
 /// instruction set, and pointers must be valid for `LANES` floats.
@@ -18,58 +22,111 @@ pub(crate) trait Vector: Copy {
     unsafe fn add(self, b: Self) -> Self;
 }
 
-/// Where a microkernel reads its strip of `A`: element `(r, p)` is at `ptr + r * rs + p * cs`.
-#[derive(Clone, Copy)]
-pub(crate) struct APanel {
-    pub ptr: *const f32,
+/// The multiply-accumulate of a tile: `acc += splat(a) · load(b)`, lane by lane, where an
+/// `Elem` covers `Elem::DEPTH` depth steps.
+pub(crate) trait Multiply {
+    /// What packed panels hold.
+    type Elem: PanelElem;
+    /// `f32` accumulators, one lane per column.
+    type Acc: Vector;
+    /// `Acc::LANES` elements in a register.
+    type Operand: Copy;
+    /// # Safety
+    /// The CPU supports the instruction set; `p` is readable for `Acc::LANES` elements.
+    unsafe fn load(p: *const Self::Elem) -> Self::Operand;
+    /// # Safety
+    /// The CPU supports the instruction set.
+    unsafe fn splat(x: Self::Elem) -> Self::Operand;
+    /// # Safety
+    /// The CPU supports the instruction set.
+    unsafe fn mul_add(a: Self::Operand, b: Self::Operand, acc: Self::Acc) -> Self::Acc;
+}
+
+/// f32 vectors multiply with their FMA.
+impl<V: Vector> Multiply for V {
+    type Elem = f32;
+    type Acc = V;
+    type Operand = V;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        // SAFETY: forwarded contract.
+        unsafe { V::load(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> V {
+        // SAFETY: forwarded contract.
+        unsafe { V::splat(x) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: V, b: V, acc: V) -> V {
+        // SAFETY: forwarded contract.
+        unsafe { a.mul_add(b, acc) }
+    }
+}
+
+/// Where a microkernel reads its strip of `A`: element `(r, p)` is at `ptr + r * rs + p * cs`
+/// (`p` counts elements, each covering `E::DEPTH` depth steps).
+pub(crate) struct APanel<E> {
+    pub ptr: *const E,
     pub rs: usize,
     pub cs: usize,
 }
+
+impl<E> Clone for APanel<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for APanel<E> {}
 
 /// A family of microkernels: tiles of up to `MR` rows and exactly `NR` columns.
 pub(crate) trait MicroKernel {
     const MR: usize;
     const NR: usize;
-    /// `C[0..rows, 0..NR] (+)= A_strip · B_panel` (`+=` when `accumulate`).
+    /// What its packed panels (and packed strips of A) hold.
+    type Elem: PanelElem;
+    /// `C[0..rows, 0..NR] (+)= A_strip · B_panel` (`+=` when `accumulate`) over `kc` depth
+    /// steps, i.e. `s = kc.div_ceil(Elem::DEPTH)` elements.
     ///
     /// # Safety
     /// The CPU supports the kernel's instruction set; `1 <= rows <= MR`; `a` is readable at
-    /// every `(r, p)`, `r < rows`, `p < kc`, and is either row-contiguous (`cs == 1`) or
-    /// packed (`rs == 1`, `cs == rows`); `b` is readable for `kc * NR` floats; `c` is
+    /// every `(r, p)`, `r < rows`, `p < s`, and is either row-contiguous (`cs == 1`) or
+    /// packed (`rs == 1`, `cs == rows`); `b` is readable for `s * NR` elements; `c` is
     /// readable and writable at `r * ldc + j` for `r < rows`, `j < NR`.
-    unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
+    unsafe fn tile(rows: usize, kc: usize, a: APanel<Self::Elem>, b: *const Self::Elem, c: *mut f32, ldc: usize, accumulate: bool);
 }
 
-/// The tile body: `R × (NV · LANES)` accumulators held in registers, the depth loop
-/// unrolled `U` times (AVX-512 uses 1: unrolling its 12 × 32 tile makes LLVM hoist the
-/// broadcasts of later steps and spill them). `A` is either packed
+/// The tile body: `R × (NV · LANES)` accumulators held in registers, the loop over the `s`
+/// elements of depth unrolled `U` times (AVX-512 uses 1: unrolling its 12 × 32 tile makes
+/// LLVM hoist the broadcasts of later steps and spill them). `A` is either packed
 /// (`PACKED`: `rs = 1`, `cs = R`) or read in place with contiguous rows (`cs = 1`); fixing
 /// one stride at compile time keeps the address arithmetic out of the FMA loop.
 ///
 /// # Safety
-/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`, and `a` laid out as
-/// `PACKED` says.
+/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * LANES`, `s` elements of depth,
+/// and `a` laid out as `PACKED` says.
 #[inline(always)]
-unsafe fn tile<V: Vector, const R: usize, const NV: usize, const U: usize, const PACKED: bool>(
-    kc: usize,
-    a: APanel,
-    b: *const f32,
+unsafe fn tile<M: Multiply, const R: usize, const NV: usize, const U: usize, const PACKED: bool>(
+    s: usize,
+    a: APanel<M::Elem>,
+    b: *const M::Elem,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
     // SAFETY: the caller guarantees the ISA and that every pointer below stays in bounds.
     unsafe {
-        let mut acc = [[V::zero(); NV]; R];
+        let mut acc = [[M::Acc::zero(); NV]; R];
         let mut p = 0;
-        while p + U <= kc {
+        while p + U <= s {
             for u in 0..U {
-                step::<V, R, NV, PACKED>(&mut acc, a, b, p + u);
+                step::<M, R, NV, PACKED>(&mut acc, a, b, p + u);
             }
             p += U;
         }
-        while p < kc {
-            step::<V, R, NV, PACKED>(&mut acc, a, b, p);
+        while p < s {
+            step::<M, R, NV, PACKED>(&mut acc, a, b, p);
             p += 1;
         }
         store(&acc, c, ldc, accumulate);
@@ -95,27 +152,24 @@ unsafe fn store<V: Vector, const R: usize, const NV: usize>(acc: &[[V; NV]; R], 
     }
 }
 
-/// One depth step of [`tile`]: `acc += A[.., p] · B[p, ..]`.
+/// One element step of [`tile`]: `acc += A[.., p] · B[p, ..]`.
 ///
 /// # Safety
-/// As [`tile`], for this `p < kc`.
+/// As [`tile`], for this `p < s`.
 #[inline(always)]
-unsafe fn step<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
-    acc: &mut [[V; NV]; R],
-    a: APanel,
-    b: *const f32,
+unsafe fn step<M: Multiply, const R: usize, const NV: usize, const PACKED: bool>(
+    acc: &mut [[M::Acc; NV]; R],
+    a: APanel<M::Elem>,
+    b: *const M::Elem,
     p: usize,
 ) {
     // SAFETY: forwarded contract.
     unsafe {
-        let mut bv = [V::zero(); NV];
-        for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = V::load(b.add((p * NV + v) * V::LANES));
-        }
+        let bv: [M::Operand; NV] = std::array::from_fn(|v| M::load(b.add((p * NV + v) * M::Acc::LANES)));
         for (r, acc) in acc.iter_mut().enumerate() {
-            let x = V::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
+            let x = M::splat(*a.ptr.add(if PACKED { p * R + r } else { r * a.rs + p }));
             for (acc, bv) in acc.iter_mut().zip(bv) {
-                *acc = x.mul_add(bv, *acc);
+                *acc = M::mul_add(x, bv, *acc);
             }
         }
     }
@@ -124,12 +178,12 @@ unsafe fn step<V: Vector, const R: usize, const NV: usize, const PACKED: bool>(
 /// [`tile`] for either layout of `A`, chosen at run time.
 ///
 /// # Safety
-/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * V::LANES`.
+/// As [`MicroKernel::tile`] with `rows = R`, `NR = NV * LANES`, `s` elements of depth.
 #[inline(always)]
-unsafe fn tile_any<V: Vector, const R: usize, const NV: usize, const U: usize>(
-    kc: usize,
-    a: APanel,
-    b: *const f32,
+unsafe fn tile_any<M: Multiply, const R: usize, const NV: usize, const U: usize>(
+    s: usize,
+    a: APanel<M::Elem>,
+    b: *const M::Elem,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -137,10 +191,10 @@ unsafe fn tile_any<V: Vector, const R: usize, const NV: usize, const U: usize>(
     // SAFETY: forwarded contract; the branch picks the layout `a` has.
     unsafe {
         if a.cs == 1 {
-            tile::<V, R, NV, U, false>(kc, a, b, c, ldc, accumulate)
+            tile::<M, R, NV, U, false>(s, a, b, c, ldc, accumulate)
         } else {
             debug_assert!(a.rs == 1 && a.cs == R, "A strip neither packed nor row-contiguous");
-            tile::<V, R, NV, U, true>(kc, a, b, c, ldc, accumulate)
+            tile::<M, R, NV, U, true>(s, a, b, c, ldc, accumulate)
         }
     }
 }
@@ -202,8 +256,9 @@ pub(crate) struct Portable<const MR: usize, const NV: usize>;
 impl<const MR: usize, const NV: usize> MicroKernel for Portable<MR, NV> {
     const MR: usize = MR;
     const NR: usize = 4 * NV;
+    type Elem = f32;
     #[inline]
-    unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    unsafe fn tile(rows: usize, kc: usize, a: APanel<f32>, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         debug_assert!(rows <= MR);
         // SAFETY: forwarded contract; portable code needs no particular ISA.
         unsafe {
@@ -213,11 +268,12 @@ impl<const MR: usize, const NV: usize> MicroKernel for Portable<MR, NV> {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512};
+pub(crate) use x86::{Avx2, Avx512, Avx512Bf16};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{store, tile_any, APanel, MicroKernel, Vector};
+    use super::{store, tile_any, APanel, MicroKernel, Multiply, Vector};
+    use crate::backend::cpu::gemm_pack::Bf16Pair;
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]
@@ -302,7 +358,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile<const R: usize>(
         kc: usize,
-        a: APanel,
+        a: APanel<f32>,
         b: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -315,8 +371,9 @@ mod x86 {
     impl MicroKernel for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
+        type Elem = f32;
         #[inline]
-        unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        unsafe fn tile(rows: usize, kc: usize, a: APanel<f32>, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
             // SAFETY: forwarded contract.
             unsafe { dispatch_rows!(rows, [1 2 3 4 5 6], R => avx2_tile::<R>(kc, a, b, c, ldc, accumulate)) }
         }
@@ -330,7 +387,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_tile<const R: usize>(
         kc: usize,
-        a: APanel,
+        a: APanel<f32>,
         b: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -343,8 +400,9 @@ mod x86 {
     impl MicroKernel for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
+        type Elem = f32;
         #[inline]
-        unsafe fn tile(rows: usize, kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        unsafe fn tile(rows: usize, kc: usize, a: APanel<f32>, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
             // SAFETY: forwarded contract.
             unsafe {
                 if rows == 12 && a.cs == 1 {
@@ -356,125 +414,209 @@ mod x86 {
         }
     }
 
-    /// One depth step of [`avx512_tile_12_in_place`] at byte displacement `$a` into the rows
-    /// of A and `$b0`, `$b1` into the B panel.
+    /// 16 lanes of bf16 pairs multiplied into 16 f32 lanes by `vdpbf16ps`: each lane adds
+    /// `a.lo · b.lo + a.hi · b.hi` (two depth steps; products exact, sums rounded to f32).
+    pub(crate) struct Bf16x16;
+
+    impl Multiply for Bf16x16 {
+        type Elem = Bf16Pair;
+        type Acc = F32x16;
+        type Operand = __m512bh;
+        #[inline(always)]
+        unsafe fn load(p: *const Bf16Pair) -> __m512bh {
+            // SAFETY: the caller guarantees AVX-512F and 16 readable pairs at `p`; the
+            // 512 bits are 32 bf16 values whichever type holds them.
+            unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast())) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: Bf16Pair) -> __m512bh {
+            // SAFETY: the caller guarantees AVX-512F; the transmute is between 512-bit vectors.
+            unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(x.0 as i32)) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: __m512bh, b: __m512bh, acc: F32x16) -> F32x16 {
+            // SAFETY: the caller guarantees AVX512-BF16.
+            F32x16(unsafe { _mm512_dpbf16_ps(acc.0, a, b) })
+        }
+    }
+
+    /// AVX512-BF16: 12 × 32 (24 f32 accumulators, 2 B vectors of 16 column pairs, one
+    /// broadcast row pair), each `vdpbf16ps` two depth steps. A is always a converted strip
+    /// with contiguous rows (see `Bf16Pair::a_strip`).
+    pub(crate) struct Avx512Bf16;
+
+    /// # Safety
+    /// As [`MicroKernel::tile`] with `rows = R`, `s` pairs of depth, on a CPU with
+    /// AVX512-BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn avx512bf16_tile<const R: usize>(
+        s: usize,
+        a: APanel<Bf16Pair>,
+        b: *const Bf16Pair,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract; this function enables the ISA the vectors need.
+        unsafe { tile_any::<Bf16x16, R, 2, 1>(s, a, b, c, ldc, accumulate) }
+    }
+
+    impl MicroKernel for Avx512Bf16 {
+        const MR: usize = 12;
+        const NR: usize = 32;
+        type Elem = Bf16Pair;
+        #[inline]
+        unsafe fn tile(rows: usize, kc: usize, a: APanel<Bf16Pair>, b: *const Bf16Pair, c: *mut f32, ldc: usize, accumulate: bool) {
+            let s = kc.div_ceil(2);
+            // SAFETY: forwarded contract.
+            unsafe {
+                if rows == 12 && a.cs == 1 {
+                    avx512bf16_tile_12_in_place(s, a, b, c, ldc, accumulate)
+                } else {
+                    dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => avx512bf16_tile::<R>(s, a, b, c, ldc, accumulate))
+                }
+            }
+        }
+    }
+
     macro_rules! avx512_step_12 {
-        ($a:literal, $b0:literal, $b1:literal) => {
+        ($bcast:literal, $madd:literal, $a:literal, $b0:literal, $b1:literal) => {
             concat!(
                 "vmovups {b0}, [{b} + ", $b0, "]\n",
                 "vmovups {b1}, [{b} + ", $b1, "]\n",
-                "vbroadcastss {x0}, [{a0} + ", $a, "]\n",
-                "vfmadd231ps {c0}, {b0}, {x0}\n",
-                "vfmadd231ps {c1}, {b1}, {x0}\n",
-                "vbroadcastss {x1}, [{a0} + {rs} + ", $a, "]\n",
-                "vfmadd231ps {c2}, {b0}, {x1}\n",
-                "vfmadd231ps {c3}, {b1}, {x1}\n",
-                "vbroadcastss {x0}, [{a0} + {rs} * 2 + ", $a, "]\n",
-                "vfmadd231ps {c4}, {b0}, {x0}\n",
-                "vfmadd231ps {c5}, {b1}, {x0}\n",
-                "vbroadcastss {x1}, [{a3} + ", $a, "]\n",
-                "vfmadd231ps {c6}, {b0}, {x1}\n",
-                "vfmadd231ps {c7}, {b1}, {x1}\n",
-                "vbroadcastss {x0}, [{a3} + {rs} + ", $a, "]\n",
-                "vfmadd231ps {c8}, {b0}, {x0}\n",
-                "vfmadd231ps {c9}, {b1}, {x0}\n",
-                "vbroadcastss {x1}, [{a3} + {rs} * 2 + ", $a, "]\n",
-                "vfmadd231ps {c10}, {b0}, {x1}\n",
-                "vfmadd231ps {c11}, {b1}, {x1}\n",
-                "vbroadcastss {x0}, [{a6} + ", $a, "]\n",
-                "vfmadd231ps {c12}, {b0}, {x0}\n",
-                "vfmadd231ps {c13}, {b1}, {x0}\n",
-                "vbroadcastss {x1}, [{a6} + {rs} + ", $a, "]\n",
-                "vfmadd231ps {c14}, {b0}, {x1}\n",
-                "vfmadd231ps {c15}, {b1}, {x1}\n",
-                "vbroadcastss {x0}, [{a6} + {rs} * 2 + ", $a, "]\n",
-                "vfmadd231ps {c16}, {b0}, {x0}\n",
-                "vfmadd231ps {c17}, {b1}, {x0}\n",
-                "vbroadcastss {x1}, [{a9} + ", $a, "]\n",
-                "vfmadd231ps {c18}, {b0}, {x1}\n",
-                "vfmadd231ps {c19}, {b1}, {x1}\n",
-                "vbroadcastss {x0}, [{a9} + {rs} + ", $a, "]\n",
-                "vfmadd231ps {c20}, {b0}, {x0}\n",
-                "vfmadd231ps {c21}, {b1}, {x0}\n",
-                "vbroadcastss {x1}, [{a9} + {rs} * 2 + ", $a, "]\n",
-                "vfmadd231ps {c22}, {b0}, {x1}\n",
-                "vfmadd231ps {c23}, {b1}, {x1}\n",
+                $bcast, " {x0}, [{a0} + ", $a, "]\n",
+                $madd, " {c0}, {b0}, {x0}\n",
+                $madd, " {c1}, {b1}, {x0}\n",
+                $bcast, " {x1}, [{a0} + {rs} + ", $a, "]\n",
+                $madd, " {c2}, {b0}, {x1}\n",
+                $madd, " {c3}, {b1}, {x1}\n",
+                $bcast, " {x0}, [{a0} + {rs} * 2 + ", $a, "]\n",
+                $madd, " {c4}, {b0}, {x0}\n",
+                $madd, " {c5}, {b1}, {x0}\n",
+                $bcast, " {x1}, [{a3} + ", $a, "]\n",
+                $madd, " {c6}, {b0}, {x1}\n",
+                $madd, " {c7}, {b1}, {x1}\n",
+                $bcast, " {x0}, [{a3} + {rs} + ", $a, "]\n",
+                $madd, " {c8}, {b0}, {x0}\n",
+                $madd, " {c9}, {b1}, {x0}\n",
+                $bcast, " {x1}, [{a3} + {rs} * 2 + ", $a, "]\n",
+                $madd, " {c10}, {b0}, {x1}\n",
+                $madd, " {c11}, {b1}, {x1}\n",
+                $bcast, " {x0}, [{a6} + ", $a, "]\n",
+                $madd, " {c12}, {b0}, {x0}\n",
+                $madd, " {c13}, {b1}, {x0}\n",
+                $bcast, " {x1}, [{a6} + {rs} + ", $a, "]\n",
+                $madd, " {c14}, {b0}, {x1}\n",
+                $madd, " {c15}, {b1}, {x1}\n",
+                $bcast, " {x0}, [{a6} + {rs} * 2 + ", $a, "]\n",
+                $madd, " {c16}, {b0}, {x0}\n",
+                $madd, " {c17}, {b1}, {x0}\n",
+                $bcast, " {x1}, [{a9} + ", $a, "]\n",
+                $madd, " {c18}, {b0}, {x1}\n",
+                $madd, " {c19}, {b1}, {x1}\n",
+                $bcast, " {x0}, [{a9} + {rs} + ", $a, "]\n",
+                $madd, " {c20}, {b0}, {x0}\n",
+                $madd, " {c21}, {b1}, {x0}\n",
+                $bcast, " {x1}, [{a9} + {rs} * 2 + ", $a, "]\n",
+                $madd, " {c22}, {b0}, {x1}\n",
+                $madd, " {c23}, {b1}, {x1}\n",
             )
         };
     }
 
-    /// The full 12 × 32 tile with A read in place, the bulk of a batch's products, in
-    /// assembly. Compiled from the generic body, every depth step recomputes the twelve row
-    /// addresses of A with a chain of adds; here they are four base registers (rows 0, 3, 6,
-    /// 9) plus `rs` and `2·rs` index addressing, and the depth loop is unrolled 4 times with
-    /// displacements, so a step is 2 loads, 12 broadcasts and 24 FMAs (as in MLAS). ≈ 10 %
-    /// faster than the generic body in a GEMM's loop nest.
+    /// Defines `$name(s, a, b, c, ldc, accumulate)`: the full 12 × 32 tile with A's rows
+    /// contiguous (`a.cs == 1`) over `s` elements of depth, in assembly, for one element
+    /// type: `$bcast` broadcasts an element of A, `$madd` multiplies it into the f32
+    /// accumulators. Both element types are 4 bytes, so the addressing is shared.
     ///
-    /// # Safety
-    /// As [`MicroKernel::tile`] with `rows = 12`, `a.cs == 1`, on a CPU with AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_tile_12_in_place(kc: usize, a: APanel, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        debug_assert!(a.cs == 1);
-        let z = _mm512_setzero_ps();
-        let [mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7, mut c8, mut c9, mut c10, mut c11] = [z; 12];
-        let [mut c12, mut c13, mut c14, mut c15, mut c16, mut c17, mut c18, mut c19, mut c20, mut c21, mut c22, mut c23] = [z; 12];
-        // SAFETY: the caller guarantees AVX-512F, that rows `a.ptr + r·rs` (r < 12) hold
-        // `kc` readable floats and that `b` holds `kc · 32`; the loops read exactly those
-        // (4 + 4·(kc/4 − 1) + 4·(kc%4) bytes past a row start at most) and write no memory.
-        unsafe {
-            std::arch::asm!(
-                "test {k4}, {k4}",
-                "jz 3f",
-                "2:",
-                avx512_step_12!("0", "0", "64"),
-                avx512_step_12!("4", "128", "192"),
-                avx512_step_12!("8", "256", "320"),
-                avx512_step_12!("12", "384", "448"),
-                "add {a0}, 16",
-                "add {a3}, 16",
-                "add {a6}, 16",
-                "add {a9}, 16",
-                "add {b}, 512",
-                "dec {k4}",
-                "jnz 2b",
-                "3:",
-                "test {k1}, {k1}",
-                "jz 5f",
-                "4:",
-                avx512_step_12!("0", "0", "64"),
-                "add {a0}, 4",
-                "add {a3}, 4",
-                "add {a6}, 4",
-                "add {a9}, 4",
-                "add {b}, 128",
-                "dec {k1}",
-                "jnz 4b",
-                "5:",
-                c0 = inout(zmm_reg) c0, c1 = inout(zmm_reg) c1, c2 = inout(zmm_reg) c2, c3 = inout(zmm_reg) c3,
-                c4 = inout(zmm_reg) c4, c5 = inout(zmm_reg) c5, c6 = inout(zmm_reg) c6, c7 = inout(zmm_reg) c7,
-                c8 = inout(zmm_reg) c8, c9 = inout(zmm_reg) c9, c10 = inout(zmm_reg) c10, c11 = inout(zmm_reg) c11,
-                c12 = inout(zmm_reg) c12, c13 = inout(zmm_reg) c13, c14 = inout(zmm_reg) c14, c15 = inout(zmm_reg) c15,
-                c16 = inout(zmm_reg) c16, c17 = inout(zmm_reg) c17, c18 = inout(zmm_reg) c18, c19 = inout(zmm_reg) c19,
-                c20 = inout(zmm_reg) c20, c21 = inout(zmm_reg) c21, c22 = inout(zmm_reg) c22, c23 = inout(zmm_reg) c23,
-                b0 = out(zmm_reg) _, b1 = out(zmm_reg) _, x0 = out(zmm_reg) _, x1 = out(zmm_reg) _,
-                a0 = inout(reg) a.ptr => _,
-                a3 = inout(reg) a.ptr.wrapping_add(3 * a.rs) => _,
-                a6 = inout(reg) a.ptr.wrapping_add(6 * a.rs) => _,
-                a9 = inout(reg) a.ptr.wrapping_add(9 * a.rs) => _,
-                rs = in(reg) a.rs * 4,
-                b = inout(reg) b => _,
-                k4 = inout(reg) kc / 4 => _,
-                k1 = inout(reg) kc % 4 => _,
-                options(readonly, nostack),
-            );
-            let v = F32x16;
-            let acc = [
-                [v(c0), v(c1)], [v(c2), v(c3)], [v(c4), v(c5)], [v(c6), v(c7)], [v(c8), v(c9)], [v(c10), v(c11)],
-                [v(c12), v(c13)], [v(c14), v(c15)], [v(c16), v(c17)], [v(c18), v(c19)], [v(c20), v(c21)], [v(c22), v(c23)],
-            ];
-            store(&acc, c, ldc, accumulate);
-        }
+    /// Compiled from the generic body, every step recomputes the twelve row addresses of A
+    /// with a chain of adds; here they are four base registers (rows 0, 3, 6, 9) plus `rs`
+    /// and `2·rs` index addressing, and the loop is unrolled 4 times with displacements, so a
+    /// step is 2 loads, 12 broadcasts and 24 multiply-adds (as in MLAS). ≈ 10 % faster than
+    /// the generic body in a GEMM's loop nest.
+    macro_rules! avx512_tile_12_in_place {
+        ($(#[$doc:meta])* $name:ident, $elem:ty, $features:literal, $bcast:literal, $madd:literal) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// As [`MicroKernel::tile`] with `rows = 12`, `a.cs == 1`, `s` elements of depth,
+            /// on a CPU with the features this function enables.
+            #[target_feature(enable = $features)]
+            unsafe fn $name(s: usize, a: APanel<$elem>, b: *const $elem, c: *mut f32, ldc: usize, accumulate: bool) {
+                debug_assert!(a.cs == 1);
+                let z = _mm512_setzero_ps();
+                let [mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7, mut c8, mut c9, mut c10, mut c11] = [z; 12];
+                let [mut c12, mut c13, mut c14, mut c15, mut c16, mut c17, mut c18, mut c19, mut c20, mut c21, mut c22, mut c23] = [z; 12];
+                // SAFETY: the caller guarantees the instruction set, that rows `a.ptr + r·rs`
+                // (r < 12) hold `s` readable elements and that `b` holds `s · 32`; the loops
+                // read exactly those (4 + 4·(s/4 − 1) + 4·(s%4) bytes past a row start at
+                // most) and write no memory.
+                unsafe {
+                    std::arch::asm!(
+                        "test {k4}, {k4}",
+                        "jz 3f",
+                        "2:",
+                        avx512_step_12!($bcast, $madd, "0", "0", "64"),
+                        avx512_step_12!($bcast, $madd, "4", "128", "192"),
+                        avx512_step_12!($bcast, $madd, "8", "256", "320"),
+                        avx512_step_12!($bcast, $madd, "12", "384", "448"),
+                        "add {a0}, 16",
+                        "add {a3}, 16",
+                        "add {a6}, 16",
+                        "add {a9}, 16",
+                        "add {b}, 512",
+                        "dec {k4}",
+                        "jnz 2b",
+                        "3:",
+                        "test {k1}, {k1}",
+                        "jz 5f",
+                        "4:",
+                        avx512_step_12!($bcast, $madd, "0", "0", "64"),
+                        "add {a0}, 4",
+                        "add {a3}, 4",
+                        "add {a6}, 4",
+                        "add {a9}, 4",
+                        "add {b}, 128",
+                        "dec {k1}",
+                        "jnz 4b",
+                        "5:",
+                        c0 = inout(zmm_reg) c0, c1 = inout(zmm_reg) c1, c2 = inout(zmm_reg) c2, c3 = inout(zmm_reg) c3,
+                        c4 = inout(zmm_reg) c4, c5 = inout(zmm_reg) c5, c6 = inout(zmm_reg) c6, c7 = inout(zmm_reg) c7,
+                        c8 = inout(zmm_reg) c8, c9 = inout(zmm_reg) c9, c10 = inout(zmm_reg) c10, c11 = inout(zmm_reg) c11,
+                        c12 = inout(zmm_reg) c12, c13 = inout(zmm_reg) c13, c14 = inout(zmm_reg) c14, c15 = inout(zmm_reg) c15,
+                        c16 = inout(zmm_reg) c16, c17 = inout(zmm_reg) c17, c18 = inout(zmm_reg) c18, c19 = inout(zmm_reg) c19,
+                        c20 = inout(zmm_reg) c20, c21 = inout(zmm_reg) c21, c22 = inout(zmm_reg) c22, c23 = inout(zmm_reg) c23,
+                        b0 = out(zmm_reg) _, b1 = out(zmm_reg) _, x0 = out(zmm_reg) _, x1 = out(zmm_reg) _,
+                        a0 = inout(reg) a.ptr => _,
+                        a3 = inout(reg) a.ptr.wrapping_add(3 * a.rs) => _,
+                        a6 = inout(reg) a.ptr.wrapping_add(6 * a.rs) => _,
+                        a9 = inout(reg) a.ptr.wrapping_add(9 * a.rs) => _,
+                        rs = in(reg) a.rs * 4,
+                        b = inout(reg) b => _,
+                        k4 = inout(reg) s / 4 => _,
+                        k1 = inout(reg) s % 4 => _,
+                        options(readonly, nostack),
+                    );
+                    let v = F32x16;
+                    let acc = [
+                        [v(c0), v(c1)], [v(c2), v(c3)], [v(c4), v(c5)], [v(c6), v(c7)], [v(c8), v(c9)], [v(c10), v(c11)],
+                        [v(c12), v(c13)], [v(c14), v(c15)], [v(c16), v(c17)], [v(c18), v(c19)], [v(c20), v(c21)], [v(c22), v(c23)],
+                    ];
+                    store(&acc, c, ldc, accumulate);
+                }
+            }
+        };
     }
+
+    avx512_tile_12_in_place!(
+        /// f32: `vbroadcastss` and `vfmadd231ps`, one depth step per element.
+        avx512_tile_12_in_place, f32, "avx512f", "vbroadcastss", "vfmadd231ps"
+    );
+
+    avx512_tile_12_in_place!(
+        /// bf16 pairs: `vpbroadcastd` and `vdpbf16ps`, two depth steps per element.
+        avx512bf16_tile_12_in_place, Bf16Pair, "avx512f,avx512bf16", "vpbroadcastd", "vdpbf16ps"
+    );
 }
 
 #[cfg(test)]

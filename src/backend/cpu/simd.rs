@@ -81,6 +81,19 @@ impl Isa {
     }
 }
 
+/// Whether this CPU has the AVX512-BF16 dot product (`vdpbf16ps`, with AVX-512F) that the
+/// bf16 GEMM runs on (Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4 on). Detected
+/// once. Not an [`Isa`]: it is an opt-in precision, never chosen by default.
+pub fn bf16_dot_supported() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 /// Defines a kernel compiled once per instruction set from one generic body.
 ///
 /// `multiversion!(pub fn gelu / gelu_with_isa (x: &mut [f32]) => gelu_generic);` defines
