@@ -170,7 +170,12 @@ fn inspect(args: InspectArgs) -> Result<Outcome> {
         println!("index          {}", info.path.display());
         println!("format version {}", info.format_version);
         println!("relations      {}", info.count);
-        println!("dimensions     {} (3 parts × {})", info.dim, info.dim / 3);
+        // An ensemble with the zero-training default (mode "...+zero-shot-β") has a block per model.
+        let models = if info.fingerprint.split(';').next().is_some_and(|mode| mode.contains("+zero-shot")) { 2 } else { 1 };
+        match models {
+            1 => println!("dimensions     {} (3 parts × {})", info.dim, info.dim / 3),
+            n => println!("dimensions     {} ({n} models × 3 parts × {})", info.dim, info.dim / (3 * n)),
+        }
         println!("precision      {precision}");
         println!("search         {mode}");
         if let Some(h) = info.hnsw {
