@@ -223,6 +223,12 @@ fn rmx_train_on_the_command_line() {
     let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc), "--unseen", "P1,P2,P3", "-o", &s(&dir.join("ck2"))]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("every relation of the data is unseen"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck4")), "--loss", "contrastive", "--temperature", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--temperature 0 must be positive"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck5")), "--zero-shot-weight", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!dir.join("ck4").exists() && !dir.join("ck5").exists());
     let desc_missing = dir.join("desc2.jsonl");
     std::fs::write(&desc_missing, std::fs::read_to_string(&desc).unwrap().lines().next().unwrap()).unwrap();
     let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc_missing), "--unseen", "P3", "-o", &s(&dir.join("ck3"))]);
