@@ -75,7 +75,7 @@ impl WeightFile {
             let bytes = view.data();
             let len = shape.iter().product::<usize>();
             let data = match view.dtype() {
-                Dtype::F32 if bytes.as_ptr() as usize % 4 == 0 => {
+                Dtype::F32 if (bytes.as_ptr() as usize).is_multiple_of(4) => {
                     TensorData::Mapped { map: Arc::clone(&map), offset: bytes.as_ptr() as usize - base, len }
                 }
                 Dtype::F32 => TensorData::Owned(Arc::new(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())),

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 /// `h·dh .. (h+1)·dh`); `starts: [n_seqs + 1]`, increasing, `starts[n] = T`.
 pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], heads: usize, ctx: &mut [f32]) {
     let total = *starts.last().unwrap_or(&0);
-    let d = if total == 0 { return } else { q.len() / total };
+    let Some(d) = q.len().checked_div(total) else { return };
     assert!(d % heads == 0 && q.len() == total * d && k.len() == q.len() && v.len() == q.len() && ctx.len() == q.len());
     let dh = d / heads;
 

@@ -28,7 +28,7 @@ fn normalize_parts(x: &[f32], d: usize, weights: &[f32], out: &mut [f32]) -> Vec
 fn check(a: &[f32], b: &[f32], d: usize, weights: &[f32]) -> (usize, usize, usize) {
     let width = d * weights.len();
     assert!(width > 0, "no parts or empty parts");
-    assert!(a.len() % width == 0 && b.len() % width == 0, "rows are not P·d long");
+    assert!(a.len().is_multiple_of(width) && b.len().is_multiple_of(width), "rows are not P·d long");
     (a.len() / width, b.len() / width, width)
 }
 

@@ -104,12 +104,13 @@ pub fn bf16_dot_supported() -> bool {
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident / $with_isa:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? => $generic:path) => {
         $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             $with_isa($crate::backend::cpu::simd::Isa::current(), $($arg),*)
         }
 
         /// The same kernel compiled for an explicit instruction set (panics if unsupported).
-        #[allow(dead_code)]
+        #[allow(dead_code, clippy::too_many_arguments)]
         $vis fn $with_isa(isa: $crate::backend::cpu::simd::Isa, $($arg: $ty),*) $(-> $ret)? {
             use $crate::backend::cpu::simd::Isa;
             assert!(isa.is_supported(), "instruction set {} is not supported by this CPU", isa.name());
@@ -117,6 +118,7 @@ macro_rules! multiversion {
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx512 => {
                     #[target_feature(enable = "avx512f,avx2,fma")]
+                    #[allow(clippy::too_many_arguments)]
                     fn avx512($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
                     // SAFETY: the assert above checked that the CPU supports AVX-512F.
                     unsafe { avx512($($arg),*) }
@@ -124,6 +126,7 @@ macro_rules! multiversion {
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => {
                     #[target_feature(enable = "avx2,fma")]
+                    #[allow(clippy::too_many_arguments)]
                     fn avx2($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
                     // SAFETY: the assert above checked that the CPU supports AVX2 and FMA.
                     unsafe { avx2($($arg),*) }
