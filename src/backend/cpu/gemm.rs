@@ -203,10 +203,10 @@ fn vector_b_pack(kernels: Kernels) -> bool {
 }
 
 /// Depth of the packed blocks of `K` for `k`: `k` cut into equal blocks whose `NR`-wide
-/// panels hold at most `B_PANEL_BYTES`, a multiple of the kernel's depth alignment (a bf16
+/// panels hold at most `K::B_PANEL_BYTES`, a multiple of the kernel's depth alignment (a bf16
 /// pair never straddles two blocks, and only the last block is padded).
 fn depth_block<K: MicroKernel>(k: usize) -> usize {
-    let max_depth = B_PANEL_BYTES / (4 * K::NR) * K::Elem::DEPTH;
+    let max_depth = K::B_PANEL_BYTES / (4 * K::NR) * K::Elem::DEPTH;
     k.div_ceil(k.div_ceil(max_depth).max(1)).next_multiple_of(K::DEPTH_ALIGN)
 }
 
@@ -297,10 +297,6 @@ impl MatRef<'_> {
     }
 }
 
-/// Bytes of one packed `kc × NR` B panel: it stays in L1 (32 KiB on Zen 3) while the
-/// microkernel sweeps the strips of an A block past it, so `kc ≈ 24 KiB / (4·NR)`: 384 for
-/// AVX2 (which makes k = 384 one block), 192 for AVX-512.
-const B_PANEL_BYTES: usize = 24 * 1024;
 /// Rows of A per block: `MC × kc` of A (108 KiB at kc = 384) stays in L2 (512 KiB) while
 /// the B panels sweep it; measured best among 48…288 on Zen 3.
 const MC: usize = 72;
@@ -465,6 +461,9 @@ impl Job<'_> {
                     }
                 }
             }
+       
+            // SAFETY: the kernel ISA was checked by `launch`.
+            unsafe { K::release() };
         });
     }
 
