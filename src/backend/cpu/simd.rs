@@ -4,6 +4,9 @@
 //! (`#[target_feature]`) and the best one the CPU supports is chosen once, at run time.
 //! `RMX_ISA=scalar|avx2|avx512` forces a lower path (tests use it to cover every path
 //! the machine can run).
+//!
+//! The opt-in bf16 products have their own choice ([`Bf16Kernel`]: AMX or AVX512-BF16;
+//! `RMX_AMX=0` forces the latter).
 
 use std::sync::OnceLock;
 
