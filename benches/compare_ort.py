@@ -19,10 +19,12 @@ Engines:
   rmx      `RMX bench --model DIR --batch-size B --seq-len L --iters N --threads T`,
            which prints one JSON line:
            {"batch_tokens_per_s", "batch_ms", "single_seq_len",
-            "single_latency_ms", "isa", "precision", "threads"}.
+            "single_latency_ms", "isa", "precision", "bf16_kernel", "threads"}.
            If the binary is missing or fails, the other figures are still printed.
   rmx-bf16 the same with `--precision bf16` (linear layers on bf16 dot products,
-           f32 sums); skipped with a note on CPUs without avx512_bf16.
+           f32 sums: AMX tiles where the CPU has amx_bf16, else vdpbf16ps; the
+           JSON's "bf16_kernel" says which); skipped with a note on CPUs without
+           avx512_bf16.
 
 FLOP count (per forward of B sequences of L tokens; elementwise ops,
 LayerNorm, softmax, GELU, biases and the embedding lookup are not counted):

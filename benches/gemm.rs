@@ -1,12 +1,13 @@
 //! GEMM throughput on the all-MiniLM-L6-v2 shapes (d = 384, ffn = 1536), in GFLOP/s
 //! (criterion's "elem/s" counts flops, 2mnk per product), plus the machine's FMA peak; on a
-//! CPU with AVX512-BF16 also the bf16 GEMM (`_bf16`, B pre-packed) and the `vdpbf16ps` peak.
+//! CPU with AVX512-BF16 also the bf16 GEMM (`_bf16_avx512bf16`, B pre-packed) and the
+//! `vdpbf16ps` peak, and with AMX-BF16 the bf16 GEMM on AMX tiles (`_bf16_amx`).
 //!
 //! `cargo bench --bench gemm`; `RMX_ISA=scalar|avx2|avx512` forces a kernel set.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rmx::backend::cpu::gemm::{gemm, gemm_packed, MatRef, PackedB, Plain};
-use rmx::backend::cpu::simd::{bf16_dot_supported, Isa};
+use rmx::backend::cpu::simd::{bf16_dot_supported, Bf16Kernel, Isa};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -41,9 +42,9 @@ fn bench_gemm(c: &mut Criterion) {
                 black_box(&mut out);
             })
         });
-        if bf16_dot_supported() {
-            let packed = PackedB::bf16(b);
-            group.bench_function(format!("{m}x{k}x{n}_bf16"), |bench| {
+        for kernel in [Bf16Kernel::Avx512Bf16, Bf16Kernel::Amx].into_iter().filter(|k| k.is_supported()) {
+            let packed = PackedB::bf16_with(kernel, b);
+            group.bench_function(format!("{m}x{k}x{n}_bf16_{}", kernel.name()), |bench| {
                 bench.iter(|| {
                     gemm_packed(a, &packed, &mut out, n, false, &Plain);
                     black_box(&mut out);

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rmx::backend::cpu::gemm::{gemm_packed, gemm_reference, gemm_with_isa, Epilogue, MatRef, PackedB};
-use rmx::backend::cpu::simd::{bf16_dot_supported, Isa};
+use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// How an operand is laid out in memory.
@@ -291,10 +291,10 @@ fn bf16_reference(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: b
     }
 }
 
-/// Runs `case` on the bf16 kernel (B pre-packed, the only form it takes) and on
+/// Runs `case` on a bf16 kernel (B pre-packed, the only form it takes) and on
 /// [`bf16_reference`]. The sums are f32 on the kernel and f64 in the reference, so the
 /// tolerance is the f32 one of [`compare`].
-fn check_bf16(case: &Case) {
+fn check_bf16(kernel: Bf16Kernel, case: &Case) {
     let Case { m, k, n, ldc_pad, accumulate, threads, seed, .. } = *case;
     let (a_data, a_rs, a_cs) = operand(m, k, case.a, seed);
     let (b_data, b_rs, b_cs) = operand(k, n, case.b, seed ^ 1);
@@ -310,44 +310,62 @@ fn check_bf16(case: &Case) {
     };
     let (mut want, want_epi) = (c0.clone(), recorder());
     bf16_reference(a, b, &mut want, ldc, accumulate, &want_epi);
-    let packed = PackedB::bf16(b);
+    let packed = PackedB::bf16_with(kernel, b);
     assert!(packed.is_bf16() && packed.shape() == (k, n));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
-    compare(&format!("bf16 {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+    compare(&format!("bf16 {} {case:?}", kernel.name()), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
 }
 
-/// Runs `body` if the CPU has AVX512-BF16, else says why the test is skipped.
-fn on_bf16(body: impl FnOnce()) {
-    if bf16_dot_supported() {
+/// Runs `body` if the CPU can run `kernel`, else says why the test is skipped.
+fn on_bf16(kernel: Bf16Kernel, body: impl FnOnce()) {
+    if kernel.is_supported() {
         body();
     } else {
-        eprintln!("SKIPPED: this CPU has no AVX512-BF16 (the bf16 GEMM needs it)");
+        let why = match kernel {
+            Bf16Kernel::Avx512Bf16 => "this CPU has no AVX512-BF16 (the bf16 GEMM needs it)",
+            Bf16Kernel::Amx => "this CPU or OS gives no AMX-BF16 tiles (or no AVX512-BF16)",
+        };
+        eprintln!("SKIPPED: {why}");
     }
 }
 
-#[test]
-fn bf16_fixed_shapes() {
-    on_bf16(|| {
+/// The fixed cases plus odd depths (a half-empty last pair; depths not a multiple of 32,
+/// AMX's step), rows below MR and around AMX's 16-row tiles, right-edge panels, several
+/// depth blocks.
+fn bf16_fixed(kernel: Bf16Kernel) {
+    on_bf16(kernel, || {
         let mut cases = fixed_cases();
-        // Odd depths (a half-empty last pair), rows below MR, right-edge panels, depth blocks.
         let base = cases[0].clone();
-        for (m, k, n) in [(1, 3, 1), (5, 7, 33), (11, 385, 31), (12, 1537, 65), (25, 1, 40), (13, 31, 32), (14, 33, 96)] {
-            cases.push(Case { m, k, n, ..base.clone() });
+        let shapes = [(1, 3, 1), (5, 7, 33), (11, 385, 31), (12, 1537, 65), (25, 1, 40), (13, 31, 32), (14, 33, 96)];
+        let amx_shapes = [(16, 32, 32), (32, 64, 64), (37, 97, 70), (15, 800, 16), (33, 1535, 47), (64, 384, 100), (17, 33, 1)];
+        for (m, k, n) in shapes.into_iter().chain(amx_shapes) {
+            for accumulate in [false, true] {
+                cases.push(Case { m, k, n, accumulate, ..base.clone() });
+            }
         }
         for case in cases {
-            check_bf16(&case);
+            check_bf16(kernel, &case);
         }
     });
 }
 
 #[test]
-fn bf16_matches_reference() {
-    on_bf16(|| {
+fn bf16_fixed_shapes() {
+    bf16_fixed(Bf16Kernel::Avx512Bf16);
+}
+
+#[test]
+fn amx_fixed_shapes() {
+    bf16_fixed(Bf16Kernel::Amx);
+}
+
+fn bf16_random(kernel: Bf16Kernel) {
+    on_bf16(kernel, || {
         let mut runner = TestRunner::new(Config::with_cases(96));
         if let Err(e) = runner.run(&case(), |case| {
-            check_bf16(&case);
+            check_bf16(kernel, &case);
             Ok(())
         }) {
             panic!("{}", e);
@@ -355,10 +373,20 @@ fn bf16_matches_reference() {
     });
 }
 
+#[test]
+fn bf16_matches_reference() {
+    bf16_random(Bf16Kernel::Avx512Bf16);
+}
+
+#[test]
+fn amx_matches_reference() {
+    bf16_random(Bf16Kernel::Amx);
+}
+
 /// The test can fail: the bf16 product is not the f32 one (rounding is real and visible).
 #[test]
 fn bf16_differs_from_f32_by_rounding() {
-    on_bf16(|| {
+    on_bf16(Bf16Kernel::Avx512Bf16, || {
         let (m, k, n) = (12, 64, 32);
         let (a_data, b_data) = (values(m * k, 5), values(k * n, 6));
         let (a, b) = (MatRef::row_major(&a_data, m, k), MatRef::row_major(&b_data, k, n));

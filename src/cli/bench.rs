@@ -1,8 +1,8 @@
 //! `rmx bench`: encoder throughput and latency on synthetic token sequences.
 use super::Outcome;
 use clap::Args;
-use rmx::backend::cpu::simd::Isa;
-use rmx::model::bert::{Bert, PackedBatch};
+use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
+use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::Result;
 use serde_json::json;
 use std::path::PathBuf;
@@ -62,6 +62,8 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
             "single_latency_ms": single_s * 1e3,
             "isa": Isa::current().name(),
             "precision": bert.precision().name(),
+            // Which bf16 kernel the linear layers ran on (null in f32).
+            "bf16_kernel": (bert.precision() == Precision::Bf16).then(Bf16Kernel::current).flatten().map(Bf16Kernel::name),
             "threads": rayon::current_num_threads(),
         })
     );

@@ -25,8 +25,9 @@ pub enum Precision {
     /// f32: the PyTorch oracle's hidden states to 1e-4 (the default).
     #[default]
     F32,
-    /// Weights and activations rounded to bf16, products summed in f32 (AVX512-BF16 dot
-    /// products; CPUs without them refuse it). Costs accuracy: sentence embeddings keep a
+    /// Weights and activations rounded to bf16, products summed in f32 (AMX tiles where the
+    /// CPU and OS allow, else AVX512-BF16 dot products; CPUs without AVX512-BF16 refuse
+    /// it: see `Bf16Kernel`). Costs accuracy: sentence embeddings keep a
     /// cosine ≥ 0.9995 with the f32 oracle's (`tests/encoder_golden.rs` measures it).
     Bf16,
 }

@@ -15,16 +15,17 @@
 //! batch, columns for one sentence). The epilogue runs on each finished `MC × NC` block,
 //! right after its last depth block has been added.
 //!
-//! bf16 ([`PackedB::bf16`]): the same driver on the AVX512-BF16 kernel (12 × 32,
+//! bf16 ([`PackedB::bf16`]): the same driver on a bf16 kernel ([`Bf16Kernel`]: AMX
+//! 32 × 32 `tdpbf16ps` tiles where the CPU and OS allow, else AVX512-BF16 12 × 32
 //! `vdpbf16ps`): B pre-packed as pairs of bf16 depth steps, each strip of A converted to
 //! bf16 pairs when it is first used in a block, products summed in f32. Half the bytes of
 //! B and A per flop; the epilogue sees f32 sums as usual.
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16};
+use super::gemm_kernel::{AmxBf16, Avx2, Avx512, Avx512Bf16};
 use super::gemm_pack::{with_scratch, Aligned, PanelElem};
-use super::simd::{bf16_dot_supported, Isa};
+use super::simd::{Bf16Kernel, Isa};
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -95,8 +96,8 @@ pub fn gemm_with_isa(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernels {
     F32(Isa),
-    /// AVX512-BF16 dot products of bf16-rounded operands, summed in f32.
-    Bf16,
+    /// Dot products of bf16-rounded operands, summed in f32.
+    Bf16(Bf16Kernel),
 }
 
 /// `B` packed once into the panel layout of one family of kernels, for products that reuse
@@ -107,8 +108,8 @@ pub struct PackedB {
     k: usize,
     n: usize,
     /// Depth blocks of `kc` steps (the last may be shorter), each `ceil(n / NR)` panels of
-    /// `kc.div_ceil(DEPTH) × NR` elements: the panel `q` of the block starting at depth `pc`
-    /// is at `pc / DEPTH · n_padded + q · kc.div_ceil(DEPTH) · NR`.
+    /// `panel_rows(kc) × NR` elements: the panel `q` of the block starting at depth `pc` is
+    /// at `panel_rows(pc) · n_padded + q · panel_rows(kc) · NR`.
     panels: Aligned,
 }
 
@@ -135,20 +136,32 @@ impl PackedB {
         }
     }
 
-    /// Packs `b` rounded to bf16 (to nearest, ties to even) for the AVX512-BF16 kernel:
-    /// [`gemm_packed`] then rounds A to bf16 too and sums the products in f32. 8 significant
-    /// bits per operand: an inference option whose accuracy cost callers measure (see
-    /// `tests/encoder_golden.rs`).
+    /// Packs `b` rounded to bf16 (to nearest, ties to even) for the bf16 kernel of this CPU
+    /// ([`Bf16Kernel::current`]): [`gemm_packed`] then rounds A to bf16 too and sums the
+    /// products in f32. 8 significant bits per operand: an inference option whose accuracy
+    /// cost callers measure (see `tests/encoder_golden.rs`).
     ///
     /// # Panics
-    /// If the CPU lacks AVX512-BF16 (check [`bf16_dot_supported`] first) or `b` exceeds its
-    /// data.
+    /// If the CPU has no bf16 kernel (check [`super::simd::bf16_dot_supported`] first) or
+    /// `b` exceeds its data.
     pub fn bf16(b: MatRef) -> Self {
-        assert!(bf16_dot_supported(), "this CPU has no AVX512-BF16 (bf16 products need it)");
+        let kernel = Bf16Kernel::current().expect("this CPU has no AVX512-BF16 (bf16 products need it)");
+        Self::bf16_with(kernel, b)
+    }
+
+    /// [`PackedB::bf16`] for a given bf16 kernel (tests cover both with it).
+    ///
+    /// # Panics
+    /// If the CPU (or OS) cannot run `kernel`, or `b` exceeds its data.
+    pub fn bf16_with(kernel: Bf16Kernel, b: MatRef) -> Self {
+        assert!(kernel.is_supported(), "this CPU cannot run the {} bf16 kernel", kernel.name());
         #[cfg(target_arch = "x86_64")]
-        return Self::pack::<Avx512Bf16>(Kernels::Bf16, b);
+        return match kernel {
+            Bf16Kernel::Avx512Bf16 => Self::pack::<Avx512Bf16>(Kernels::Bf16(kernel), b),
+            Bf16Kernel::Amx => Self::pack::<AmxBf16>(Kernels::Bf16(kernel), b),
+        };
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("AVX512-BF16 is never available elsewhere")
+        unreachable!("bf16 kernels are never available elsewhere")
     }
 
     fn pack<K: MicroKernel>(kernels: Kernels, b: MatRef) -> Self {
@@ -156,11 +169,11 @@ impl PackedB {
         let (k, n) = (b.rows, b.cols);
         let kc_max = depth_block::<K>(k);
         let block_stride = n.next_multiple_of(K::NR);
-        let mut panels = Aligned::zeroed(k.div_ceil(K::Elem::DEPTH) * block_stride);
+        let mut panels = Aligned::zeroed(panel_rows::<K>(k) * block_stride);
         for pc in (0..k).step_by(kc_max.max(1)) {
             let kc = kc_max.min(k - pc);
-            let out = &mut panels.as_mut_slice::<K::Elem>()[pc / K::Elem::DEPTH * block_stride..];
-            K::Elem::pack_b(b, pc..pc + kc, 0..n, K::NR, out, vector_b_pack(kernels));
+            let out = &mut panels.as_mut_slice::<K::Elem>()[panel_rows::<K>(pc) * block_stride..];
+            K::Elem::pack_b(b, pc..pc + kc, 0..n, K::NR, panel_rows::<K>(kc), out, vector_b_pack(kernels));
         }
         PackedB { kernels, k, n, panels }
     }
@@ -172,7 +185,7 @@ impl PackedB {
 
     /// Whether products with this `B` run on the bf16 kernel.
     pub fn is_bf16(&self) -> bool {
-        self.kernels == Kernels::Bf16
+        matches!(self.kernels, Kernels::Bf16(_))
     }
 }
 
@@ -190,11 +203,16 @@ fn vector_b_pack(kernels: Kernels) -> bool {
 }
 
 /// Depth of the packed blocks of `K` for `k`: `k` cut into equal blocks whose `NR`-wide
-/// panels hold at most `B_PANEL_BYTES`, a multiple of the depth an element covers (a bf16
-/// pair never straddles two blocks).
+/// panels hold at most `K::B_PANEL_BYTES`, a multiple of the kernel's depth alignment (a bf16
+/// pair never straddles two blocks, and only the last block is padded).
 fn depth_block<K: MicroKernel>(k: usize) -> usize {
-    let max_depth = B_PANEL_BYTES / (4 * K::NR) * K::Elem::DEPTH;
-    k.div_ceil(k.div_ceil(max_depth).max(1)).next_multiple_of(K::Elem::DEPTH)
+    let max_depth = K::B_PANEL_BYTES / (4 * K::NR) * K::Elem::DEPTH;
+    k.div_ceil(k.div_ceil(max_depth).max(1)).next_multiple_of(K::DEPTH_ALIGN)
+}
+
+/// Rows of elements in a packed panel (or a packed strip row) of depth `kc` for `K`.
+fn panel_rows<K: MicroKernel>(kc: usize) -> usize {
+    kc.next_multiple_of(K::DEPTH_ALIGN) / K::Elem::DEPTH
 }
 
 /// Checks the shapes shared by every entry point and runs the product on `isa`.
@@ -241,11 +259,14 @@ fn launch(
                 _ => unreachable!("x86 instruction sets are never available elsewhere"),
             }
         }
-        Kernels::Bf16 => {
+        Kernels::Bf16(kernel) => {
             // Checked when B was packed; checked again as the kernel's safety rests on it.
-            assert!(bf16_dot_supported(), "this CPU has no AVX512-BF16");
+            assert!(kernel.is_supported(), "this CPU cannot run the {} bf16 kernel", kernel.name());
             #[cfg(target_arch = "x86_64")]
-            job.run::<Avx512Bf16>();
+            match kernel {
+                Bf16Kernel::Avx512Bf16 => job.run::<Avx512Bf16>(),
+                Bf16Kernel::Amx => job.run::<AmxBf16>(),
+            }
         }
     }
 }
@@ -276,10 +297,6 @@ impl MatRef<'_> {
     }
 }
 
-/// Bytes of one packed `kc × NR` B panel: it stays in L1 (32 KiB on Zen 3) while the
-/// microkernel sweeps the strips of an A block past it, so `kc ≈ 24 KiB / (4·NR)`: 384 for
-/// AVX2 (which makes k = 384 one block), 192 for AVX-512.
-const B_PANEL_BYTES: usize = 24 * 1024;
 /// Rows of A per block: `MC × kc` of A (108 KiB at kc = 384) stays in L2 (512 KiB) while
 /// the B panels sweep it; measured best among 48…288 on Zen 3.
 const MC: usize = 72;
@@ -290,7 +307,7 @@ const PAR_MIN_FLOPS: usize = 1 << 21;
 /// Rectangles of C per rayon thread (when the product is split at all).
 const TASKS_PER_THREAD: usize = 4;
 /// Largest tile of any kernel (`MR × NR`): the scratch tile for right-edge panels.
-const MAX_TILE: usize = 12 * 32;
+const MAX_TILE: usize = 32 * 32;
 
 /// `C` as a raw pointer, so threads can write disjoint rectangles of it.
 #[derive(Clone, Copy)]
@@ -315,25 +332,33 @@ struct Job<'a> {
     vector_b_pack: bool,
 }
 
-/// The rows of A cut into `ceil(m / MR)` strips whose heights differ by at most one (37 rows
-/// on AVX2: 6, 6, 5, 5, 5, 5, 5), so no strip is a thin remainder that runs at low
-/// throughput.
+/// The rows of A cut into `ceil(m / MR)` strips whose heights, in units of `align` rows,
+/// differ by at most one (37 rows on AVX2, `align` 1: 6, 6, 5, 5, 5, 5, 5), so no strip is a
+/// thin remainder that runs at low throughput; only the last strip may end inside a unit.
+/// A kernel whose cost goes by whole hardware tiles sets `align` to the tile height (37 rows
+/// on AMX, `align` 16: 32 and 5, three 16-row tiles rather than four for 19 and 18).
 #[derive(Clone, Copy)]
 struct Strips {
+    m: usize,
+    align: usize,
     size: usize,
     rem: usize,
     count: usize,
 }
 
 impl Strips {
-    fn new(m: usize, mr: usize) -> Self {
-        let count = m.div_ceil(mr);
-        Strips { size: m / count, rem: m % count, count }
+    /// `mr` is a multiple of `align`.
+    fn new(m: usize, mr: usize, align: usize) -> Self {
+        debug_assert!(mr.is_multiple_of(align));
+        let (count, units) = (m.div_ceil(mr), m.div_ceil(align));
+        Strips { m, align, size: units / count, rem: units % count, count }
     }
 
     /// First row and height of strip `i`.
     fn get(&self, i: usize) -> (usize, usize) {
-        (i * self.size + i.min(self.rem), self.size + usize::from(i < self.rem))
+        let start = (i * self.size + i.min(self.rem)) * self.align;
+        let height = (self.size + usize::from(i < self.rem)) * self.align;
+        (start, height.min(self.m - start))
     }
 }
 
@@ -347,7 +372,7 @@ impl Job<'_> {
     /// evens out a core that is slower or shared with another process.
     fn run<K: MicroKernel>(&self) {
         let (m, k, n) = (self.a.rows, self.a.cols, self.n);
-        let strips = Strips::new(m, K::MR);
+        let strips = Strips::new(m, K::MR, K::ROW_ALIGN);
         let panels = n.div_ceil(K::NR);
         let threads = if 2 * m * n * k < PAR_MIN_FLOPS { 1 } else { rayon::current_num_threads() };
         let tasks = if threads == 1 { 1 } else { threads * TASKS_PER_THREAD };
@@ -376,14 +401,14 @@ impl Job<'_> {
         let kc_max = depth_block::<K>(k);
         let k_blocks = k.div_ceil(kc_max);
         // Rows of elements of a packed block of depth `kc`.
-        let elems = |kc: usize| kc.div_ceil(K::Elem::DEPTH);
+        let elems = panel_rows::<K>;
         let nc_max = match self.b {
             BSource::View(_) => NC.min(cols.len()).next_multiple_of(K::NR),
             BSource::Packed(_) => 0,
         };
         let block_strips = (MC / K::MR).max(1);
         let b_pack_len = elems(kc_max) * nc_max;
-        let a_strip_len = K::Elem::a_scratch_len(&a, K::MR, kc_max);
+        let a_strip_len = K::Elem::a_scratch_len(&a, K::MR, elems(kc_max));
         with_scratch(b_pack_len + block_strips * a_strip_len, |scratch: &mut [K::Elem]| {
             let (b_pack, a_pack) = scratch.split_at_mut(b_pack_len);
             for jc in cols.clone().step_by(NC) {
@@ -393,7 +418,7 @@ impl Job<'_> {
                     let kc = kc_max.min(k - pc);
                     let b_block: &[K::Elem] = match self.b {
                         BSource::View(b) => {
-                            K::Elem::pack_b(b, pc..pc + kc, jc..jc + nc, K::NR, b_pack, self.vector_b_pack);
+                            K::Elem::pack_b(b, pc..pc + kc, jc..jc + nc, K::NR, elems(kc), b_pack, self.vector_b_pack);
                             b_pack
                         }
                         BSource::Packed(b) => {
@@ -408,7 +433,8 @@ impl Job<'_> {
                         for (i, (panel, s)) in panels.iter_mut().zip(block.clone()).enumerate() {
                             let (r0, rows) = strips.get(s);
                             let scratch = &mut a_pack[i * a_strip_len..(i + 1) * a_strip_len];
-                            *panel = K::Elem::a_strip(a, r0, rows, pc, kc, scratch);
+                            let padded = (rows.next_multiple_of(K::ROW_ALIGN), elems(kc));
+                            *panel = K::Elem::a_strip(a, r0, rows, pc, kc, padded, scratch);
                         }
                         let panels = &panels[..block.len()];
                         for (q, j0) in (jc..jc + nc).step_by(K::NR).enumerate() {
@@ -435,6 +461,9 @@ impl Job<'_> {
                     }
                 }
             }
+       
+            // SAFETY: the kernel ISA was checked by `launch`.
+            unsafe { K::release() };
         });
     }
 
@@ -452,7 +481,7 @@ impl Job<'_> {
         b_panel: &[K::Elem],
         accumulate: bool,
     ) {
-        debug_assert!(b_panel.len() >= kc.div_ceil(K::Elem::DEPTH) * K::NR && rows <= K::MR);
+        debug_assert!(b_panel.len() >= panel_rows::<K>(kc) * K::NR && rows <= K::MR);
         if width == K::NR {
             // SAFETY: the kernel ISA was checked by `launch`; `a` points at a strip of
             // `rows × kc` readable depth steps (checked view or packed scratch); `b_panel`

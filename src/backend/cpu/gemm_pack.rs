@@ -19,38 +19,46 @@ pub(crate) unsafe trait PanelElem: Copy + Send + Sync + 'static {
     /// `kc` has `kc.div_ceil(DEPTH)` rows of elements.
     const DEPTH: usize;
 
-    /// Packs `B[depth, cols]` into `ceil(cols.len() / nr)` panels of `kc.div_ceil(DEPTH)`
-    /// rows of `nr` elements (`kc` the depth), zero-padded past the last column and the
-    /// last depth step. `avx2` enables the AVX2 transposing copy where one applies.
-    fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [Self], avx2: bool);
+    /// Packs `B[depth, cols]` into `ceil(cols.len() / nr)` panels of `rows` rows of `nr`
+    /// elements (`rows >= depth.len().div_ceil(DEPTH)`: a kernel may want the depth padded),
+    /// zero-padded past the last column and the last depth step. `avx2` enables the AVX2
+    /// transposing copy where one applies.
+    fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, rows: usize, out: &mut [Self], avx2: bool);
 
-    /// Elements of scratch [`PanelElem::a_strip`] needs for a strip of `rows × kc` of `a`.
-    fn a_scratch_len(a: &MatRef, rows: usize, kc: usize) -> usize;
+    /// Elements of scratch [`PanelElem::a_strip`] needs for a strip of `rows` rows of
+    /// `elems` elements of `a`.
+    fn a_scratch_len(a: &MatRef, rows: usize, elems: usize) -> usize;
 
     /// The strip `A[r0..r0+rows, pc..pc+kc]` as the microkernels read it: in place when the
-    /// layout allows, else packed into `scratch` (of at least `a_scratch_len` elements).
-    fn a_strip(a: MatRef, r0: usize, rows: usize, pc: usize, kc: usize, scratch: &mut [Self]) -> APanel<Self>;
+    /// layout allows, else packed into `scratch` (of at least `a_scratch_len(a, padded.0,
+    /// padded.1)` elements) as `padded.0` rows of `padded.1` elements, zero past `rows` and
+    /// past `kc` (kernels that work on whole hardware tiles read the padding).
+    fn a_strip(a: MatRef, r0: usize, rows: usize, pc: usize, kc: usize, padded: (usize, usize), scratch: &mut [Self]) -> APanel<Self>;
 }
 
 // SAFETY: `f32` is 4 bytes, 4-aligned, and every bit pattern is a float.
 unsafe impl PanelElem for f32 {
     const DEPTH: usize = 1;
 
-    fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [f32], avx2: bool) {
+    /// The f32 kernels pad nothing: `rows == depth.len()`.
+    fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, rows: usize, out: &mut [f32], avx2: bool) {
+        debug_assert_eq!(rows, depth.len());
         pack_b(b, depth, cols, nr, out, avx2)
     }
 
-    fn a_scratch_len(a: &MatRef, rows: usize, kc: usize) -> usize {
+    fn a_scratch_len(a: &MatRef, rows: usize, elems: usize) -> usize {
         if a.cs == 1 {
             0
         } else {
-            rows * kc
+            rows * elems
         }
     }
 
     /// Rows with contiguous columns are read in place (`cs == 1`); any other layout is
-    /// packed column by column (`rs == 1`, `cs == rows`).
-    fn a_strip(a: MatRef, r0: usize, rows: usize, pc: usize, kc: usize, scratch: &mut [f32]) -> APanel<f32> {
+    /// packed column by column (`rs == 1`, `cs == rows`). The f32 kernels pad nothing:
+    /// `padded == (rows, kc)`.
+    fn a_strip(a: MatRef, r0: usize, rows: usize, pc: usize, kc: usize, padded: (usize, usize), scratch: &mut [f32]) -> APanel<f32> {
+        debug_assert_eq!(padded, (rows, kc));
         if a.cs == 1 {
             APanel { ptr: a.data[r0 * a.rs + pc..].as_ptr(), rs: a.rs, cs: 1 }
         } else {
@@ -80,8 +88,8 @@ unsafe impl PanelElem for Bf16Pair {
     const DEPTH: usize = 2;
 
     /// Scalar (it runs once per weight, when the model packs its weights).
-    fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [Bf16Pair], _avx2: bool) {
-        let pairs = depth.len().div_ceil(2);
+    fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, pairs: usize, out: &mut [Bf16Pair], _avx2: bool) {
+        debug_assert!(pairs >= depth.len().div_ceil(2));
         let at = |p: usize, j: usize| if p < depth.end { b.at(p, j) } else { 0.0 };
         for (q, panel) in out[..cols.len().div_ceil(nr) * pairs * nr].chunks_exact_mut(pairs * nr).enumerate() {
             let j0 = cols.start + q * nr;
@@ -95,19 +103,24 @@ unsafe impl PanelElem for Bf16Pair {
         }
     }
 
-    fn a_scratch_len(_a: &MatRef, rows: usize, kc: usize) -> usize {
-        rows * kc.div_ceil(2)
+    fn a_scratch_len(_a: &MatRef, rows: usize, elems: usize) -> usize {
+        rows * elems
     }
 
-    /// Always converted: row `r` becomes `kc.div_ceil(2)` pairs at `r · kc.div_ceil(2)`
-    /// (`cs == 1`), so the kernel addresses the strip as it does an f32 A read in place.
-    /// Contiguous rows are converted with `vcvtne2ps2bf16`, which flushes subnormal inputs
-    /// to zero; other layouts element by element.
-    fn a_strip(a: MatRef, r0: usize, rows: usize, pc: usize, kc: usize, scratch: &mut [Bf16Pair]) -> APanel<Bf16Pair> {
-        let pairs = kc.div_ceil(2);
-        let out = &mut scratch[..rows * pairs];
-        for (r, row) in out.chunks_exact_mut(pairs).enumerate() {
+    /// Always converted: row `r` becomes `pairs = padded.1` pairs at `r · pairs` (`cs == 1`),
+    /// so the kernel addresses the strip as it does an f32 A read in place. Contiguous rows
+    /// are converted with `vcvtne2ps2bf16`, which flushes subnormal inputs to zero; other
+    /// layouts element by element.
+    fn a_strip(a: MatRef, r0: usize, rows: usize, pc: usize, kc: usize, padded: (usize, usize), scratch: &mut [Bf16Pair]) -> APanel<Bf16Pair> {
+        let (padded_rows, pairs) = padded;
+        debug_assert!(padded_rows >= rows && pairs >= kc.div_ceil(2));
+        let out = &mut scratch[..padded_rows * pairs];
+        let (out_rows, out_pad) = out.split_at_mut(rows * pairs);
+        out_pad.fill(Bf16Pair(0));
+        for (r, row) in out_rows.chunks_exact_mut(pairs).enumerate() {
             let i = r0 + r;
+            let (row, pad) = row.split_at_mut(kc.div_ceil(2));
+            pad.fill(Bf16Pair(0));
             if a.cs == 1 {
                 convert_row(&a.data[i * a.rs + pc..i * a.rs + pc + kc], row);
             } else {

@@ -4,6 +4,9 @@
 //! (`#[target_feature]`) and the best one the CPU supports is chosen once, at run time.
 //! `RMX_ISA=scalar|avx2|avx512` forces a lower path (tests use it to cover every path
 //! the machine can run).
+//!
+//! The opt-in bf16 products have their own choice ([`Bf16Kernel`]: AMX or AVX512-BF16;
+//! `RMX_AMX=0` forces the latter).
 
 use std::sync::OnceLock;
 
@@ -90,6 +93,78 @@ pub fn bf16_dot_supported() -> bool {
         #[cfg(target_arch = "x86_64")]
         return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16");
         #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// The kernels a bf16 product can run on (both sum bf16 products in f32, so they agree up
+/// to the order of the f32 additions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bf16Kernel {
+    /// AVX512-BF16 `vdpbf16ps`, 12 × 32 tiles in zmm registers.
+    Avx512Bf16,
+    /// AMX-BF16 `tdpbf16ps`, 32 × 32 tiles in tmm registers (Intel Sapphire Rapids on): one
+    /// instruction multiplies a 16 × 32 by a 32 × 16 matrix.
+    Amx,
+}
+
+impl Bf16Kernel {
+    /// Whether this CPU (and, for AMX, the OS) can run it.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Bf16Kernel::Avx512Bf16 => bf16_dot_supported(),
+            // A strips are converted to bf16 with AVX512-BF16, so AMX needs it too.
+            Bf16Kernel::Amx => bf16_dot_supported() && amx_bf16_supported(),
+        }
+    }
+
+    /// The kernel bf16 products use: AMX where it runs, unless `RMX_AMX=0`, else
+    /// AVX512-BF16; `None` on CPUs with neither. Chosen once.
+    pub fn current() -> Option<Bf16Kernel> {
+        static CHOSEN: OnceLock<Option<Bf16Kernel>> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let amx_off = std::env::var("RMX_AMX").is_ok_and(|v| v == "0");
+            [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
+                .into_iter()
+                .find(|k| !(amx_off && *k == Bf16Kernel::Amx) && k.is_supported())
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Kernel::Avx512Bf16 => "avx512bf16",
+            Bf16Kernel::Amx => "amx",
+        }
+    }
+}
+
+/// Whether this CPU has AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22) and Linux
+/// lets this process use the tile registers. Linux hands out the 8 KiB of tile state per
+/// process on request (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); without it
+/// the first tile instruction kills the process with SIGILL. The request is made here, once,
+/// before any thread runs a tile instruction; the permission covers every thread of the
+/// process, rayon's workers included. Other operating systems: never (untested there).
+pub fn amx_bf16_supported() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is valid whenever it is
+            // below the maximum leaf, and reads as zeros (no AMX) otherwise.
+            let leaf7 = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+            const AMX_BF16: u32 = 1 << 22;
+            const AMX_TILE: u32 = 1 << 24;
+            if leaf7.edx & (AMX_BF16 | AMX_TILE) != AMX_BF16 | AMX_TILE {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: this arch_prctl takes two integers and touches no memory; failure
+            // (an old kernel, a seccomp filter) is a non-zero return, handled as "no AMX".
+            unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         false
     })
 }
