@@ -165,6 +165,7 @@ fn a_checkpoint_computes_what_training_computed() {
     assert_eq!(names(&out.join("model.safetensors")), names(&fixture("tiny_bert/model.safetensors")));
     assert!(out.join("description_encoder/model.safetensors").is_file());
     let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("rmx.json")).unwrap()).unwrap();
+    assert_eq!(settings["format"], 1, "no ensemble: readable by older rmx versions");
     assert_eq!(settings["training"]["test"], true);
 
     // Saving again replaces the checkpoint; a directory that is not one is refused.
@@ -350,6 +351,8 @@ fn an_ensemble_checkpoint_scores_the_weighted_sum_of_both_models() {
     let out = dir.join("ck");
     save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap();
 
+    let format = |dir: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("rmx.json")).unwrap()).unwrap()["format"].clone();
+    assert_eq!(format(&out), 2, "older rmx versions must refuse an ensemble, not score without it");
     let ensemble = Matcher::load(&out).unwrap();
     let trained = Matcher::load_with(&out, Some(0.0)).unwrap();
     let zero_shot = Matcher::load(&fixture("tiny_bert")).unwrap();

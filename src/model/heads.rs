@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 pub const SETTINGS_FILE: &str = "rmx.json";
 pub const HEADS_FILE: &str = "heads.safetensors";
-pub const SETTINGS_FORMAT: u32 = 1;
+/// The newest settings format this rmx reads. Format 2 adds `zero_shot_weight`; a checkpoint
+/// is written as format 1 when it does not use it, so older rmx versions still read it, and
+/// as 2 otherwise, so they refuse it instead of silently scoring without the ensemble.
+pub const SETTINGS_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointSettings {

@@ -62,7 +62,7 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
 
     copy_tree(description_encoder, &dir.join(DESCRIPTION_DIR), &HashSet::new())?;
     let settings = CheckpointSettings {
-        format: SETTINGS_FORMAT,
+        format: if trainer.settings.zero_shot_weight > 0.0 { SETTINGS_FORMAT } else { 1 },
         alpha: trainer.settings.objective.alpha,
         description_encoder: PathBuf::from(DESCRIPTION_DIR),
         description_style: trainer.settings.description_style,
