@@ -23,7 +23,9 @@
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel::{AmxBf16, Avx2, Avx512, Avx512Bf16};
+use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16};
+#[cfg(target_arch = "x86_64")]
+use super::gemm_kernel_amx::AmxBf16;
 use super::gemm_pack::{with_scratch, Aligned, PanelElem};
 use super::simd::{Bf16Kernel, Isa};
 

@@ -16,6 +16,8 @@ pub mod embedding;
 pub mod gelu;
 pub mod gemm;
 mod gemm_kernel;
+#[cfg(target_arch = "x86_64")]
+mod gemm_kernel_amx;
 mod gemm_pack;
 pub mod layernorm;
 pub mod linear;
