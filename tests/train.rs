@@ -264,14 +264,7 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
         for k in 0..4 {
             // word embeddings: a row of an id in the batch
             let idx = if name.starts_with("embeddings.word") { 67 * 32 + k * 7 } else { (k * 37) % params.get(id).len() };
-            let h = 1e-2f32;
-            let orig = params.values[id][idx];
-            params.values[id][idx] = orig + h;
-            let up = loss(&params);
-            params.values[id][idx] = orig - h;
-            let down = loss(&params);
-            params.values[id][idx] = orig;
-            let fd = (up - down) / (2.0 * h as f64);
+            let fd = central_difference(&mut params, id, idx, 1e-2, loss);
             let g = grads.get(id)[idx] as f64;
             assert!((fd - g).abs() <= 0.02 * g.abs() + 5e-3, "{name}[{idx}]: backward {g}, finite differences {fd}");
             checked += 1;
@@ -280,6 +273,18 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
     assert_eq!(checked, 20);
 }
 
+/// `(L(θ + h) − L(θ − h)) / 2h` in element `idx` of parameter `id` (restored afterwards).
+fn central_difference(
+    params: &mut rmx::train::params::ParamSet, id: usize, idx: usize, h: f32, loss: impl Fn(&rmx::train::params::ParamSet) -> f64,
+) -> f64 {
+    let orig = params.values[id][idx];
+    params.values[id][idx] = orig + h;
+    let up = loss(params);
+    params.values[id][idx] = orig - h;
+    let down = loss(params);
+    params.values[id][idx] = orig;
+    (up - down) / (2.0 * h as f64)
+}
 
 #[test]
 fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
@@ -298,7 +303,6 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     params.values.iter_mut().for_each(|v| v.iter_mut().for_each(|x| *x *= 20.0));
     let starts = [0usize, 6, 10, 14];
     let hidden = rng.normals(14 * d, 1.0);
-    let probing_query = std::cell::Cell::new(false);
     let rows = [
         EntityRows { head: 1..3, tail: 4..5, head_marker: 0, tail_marker: 3 },
         EntityRows { head: 7..8, tail: 9..10, head_marker: 6, tail_marker: 8 },
@@ -309,9 +313,11 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     let negatives = [false, true, true, true, false, false, true, true, false];
     let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &[2, 0, 1] };
     let settings = ObjectiveSettings { matching: MatchingLoss::Contrastive { temperature: 0.1 }, ..ObjectiveSettings::default() };
-    let loss = |params: &rmx::train::params::ParamSet| {
+    // What the backward pass differentiates: the total loss, except for the query, which the
+    // gradient reversal makes see matching − λ·adversarial.
+    let loss = |params: &rmx::train::params::ParamSet, reversed: bool| {
         let l = heads.forward(params, &hidden, &starts, &targets, &settings).0;
-        if probing_query.get() {
+        if reversed {
             l.matching as f64 - settings.grl_lambda as f64 * l.adversarial as f64
         } else {
             l.total() as f64
@@ -322,19 +328,13 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     let mut grads = params.zero_grads();
     let mut d_hidden = vec![0.0f32; hidden.len()];
     heads.backward(&params, &hidden, &starts, &targets, &settings, &cache, &mut grads, &mut d_hidden);
-    let h = 1e-2f32;
-    let close = |name: &str, fd: f64, g: f64| assert!((fd - g).abs() <= 0.03 * g.abs() + 2e-3, "{name}: backward {g}, finite differences {fd}");
     for id in heads.ids() {
-        probing_query.set(id == heads.distill_query);
+        let reversed = id == heads.distill_query;
         for k in 0..3 {
             let idx = (k * 101 + 7) % params.get(id).len();
-            let orig = params.values[id][idx];
-            params.values[id][idx] = orig + h;
-            let up = loss(&params);
-            params.values[id][idx] = orig - h;
-            let down = loss(&params);
-            params.values[id][idx] = orig;
-            close(&format!("{}[{idx}]", params.name(id)), (up - down) / (2.0 * h as f64), grads.get(id)[idx] as f64);
+            let fd = central_difference(&mut params, id, idx, 1e-2, |p| loss(p, reversed));
+            let g = grads.get(id)[idx] as f64;
+            assert!((fd - g).abs() <= 0.03 * g.abs() + 2e-3, "{}[{idx}]: backward {g}, finite differences {fd}", params.name(id));
         }
     }
 }
