@@ -90,17 +90,7 @@ pub fn all_other_columns(m: usize, positives: &[u32]) -> Vec<bool> {
 /// relation, `negatives: [n × m]` marks the candidate negatives `N_i` of each sample (never
 /// its positive; an empty `N_i` makes the term `max(0, γ − s_pos)`). 0 for an empty batch.
 pub fn matching_loss_forward(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], gamma: f32) -> f32 {
-    let n = check_scores(scores, m, positives, negatives);
-    if n == 0 {
-        return 0.0;
-    }
-    let total: f64 = scores
-        .chunks_exact(m)
-        .zip(positives)
-        .zip(negatives.chunks_exact(m))
-        .map(|((row, &p), neg)| matching_term(row, p as usize, neg, gamma).0 as f64)
-        .sum();
-    (total / n as f64) as f32
+    mean_of_rows(scores, m, positives, negatives, |row, p, neg| matching_term(row, p, neg, gamma).0)
 }
 
 /// Backward of [`matching_loss_forward`], `d_scores += d_loss · ∂L/∂scores`: for a sample
@@ -109,23 +99,18 @@ pub fn matching_loss_forward(scores: &[f32], m: usize, positives: &[u32], negati
 pub fn matching_loss_backward(
     scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], gamma: f32, d_loss: f32, d_scores: &mut [f32],
 ) {
-    let n = check_scores(scores, m, positives, negatives);
-    assert_eq!(d_scores.len(), scores.len());
-    if n == 0 {
-        return;
-    }
-    let g = d_loss / n as f32;
-    for (((row, ds), &p), neg) in scores.chunks_exact(m).zip(d_scores.chunks_exact_mut(m)).zip(positives).zip(negatives.chunks_exact(m)) {
-        let (term, hardest) = matching_term(row, p as usize, neg, gamma);
+    for_each_row_gradient(scores, m, positives, negatives, d_scores, |row, p, neg, ds, n| {
+        let g = d_loss / n as f32;
+        let (term, hardest) = matching_term(row, p, neg, gamma);
         if term > 0.0 {
-            ds[p as usize] -= g;
+            ds[p] -= g;
             if let Some((j, s)) = hardest {
                 if s > 0.0 {
                     ds[j] += g;
                 }
             }
         }
-    }
+    });
 }
 
 /// The contrastive (InfoNCE) matching loss, mean over the batch: each sample's softmax over
@@ -134,6 +119,32 @@ pub fn matching_loss_backward(
 /// Unlike the margin loss it never saturates and every negative gets a gradient in
 /// proportion to how close it is. Arguments as [`matching_loss_forward`].
 pub fn contrastive_loss_forward(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32) -> f32 {
+    mean_of_rows(scores, m, positives, negatives, |row, p, neg| {
+        let (max, sum) = candidate_softmax_norm(row, p, neg, temperature);
+        max + sum.ln() - row[p] / temperature
+    })
+}
+
+/// Backward of [`contrastive_loss_forward`]: `d_scores += d_loss · (softmax − onehot) / (n τ)`
+/// over each row's candidates (0 outside them).
+pub fn contrastive_loss_backward(
+    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32, d_loss: f32, d_scores: &mut [f32],
+) {
+    for_each_row_gradient(scores, m, positives, negatives, d_scores, |row, p, neg, ds, n| {
+        let g = d_loss / (n as f32 * temperature);
+        let (max, sum) = candidate_softmax_norm(row, p, neg, temperature);
+        for (j, (d, &s)) in ds.iter_mut().zip(row).enumerate() {
+            if j == p || neg[j] {
+                let prob = (s / temperature - max).exp() / sum;
+                *d += g * (prob - if j == p { 1.0 } else { 0.0 });
+            }
+        }
+    });
+}
+
+/// The mean over the batch of `term(row, positive, negatives)` (0 for an empty batch), after
+/// checking the shapes: the forward of every matching loss.
+fn mean_of_rows(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], term: impl Fn(&[f32], usize, &[bool]) -> f32) -> f32 {
     let n = check_scores(scores, m, positives, negatives);
     if n == 0 {
         return 0.0;
@@ -142,34 +153,21 @@ pub fn contrastive_loss_forward(scores: &[f32], m: usize, positives: &[u32], neg
         .chunks_exact(m)
         .zip(positives)
         .zip(negatives.chunks_exact(m))
-        .map(|((row, &p), neg)| {
-            let (max, sum) = candidate_softmax_norm(row, p as usize, neg, temperature);
-            (max + sum.ln() - row[p as usize] / temperature) as f64
-        })
+        .map(|((row, &p), neg)| term(row, p as usize, neg) as f64)
         .sum();
     (total / n as f64) as f32
 }
 
-/// Backward of [`contrastive_loss_forward`]: `d_scores += d_loss · (softmax − onehot) / (n τ)`
-/// over each row's candidates (0 outside them).
-pub fn contrastive_loss_backward(
-    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32, d_loss: f32, d_scores: &mut [f32],
+/// Calls `gradient(row, positive, negatives, d_row, n)` for every row of the batch of `n`,
+/// after checking the shapes: the backward of every matching loss adds into `d_row`.
+fn for_each_row_gradient(
+    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], d_scores: &mut [f32],
+    mut gradient: impl FnMut(&[f32], usize, &[bool], &mut [f32], usize),
 ) {
     let n = check_scores(scores, m, positives, negatives);
     assert_eq!(d_scores.len(), scores.len());
-    if n == 0 {
-        return;
-    }
-    let g = d_loss / (n as f32 * temperature);
     for (((row, ds), &p), neg) in scores.chunks_exact(m).zip(d_scores.chunks_exact_mut(m)).zip(positives).zip(negatives.chunks_exact(m)) {
-        let p = p as usize;
-        let (max, sum) = candidate_softmax_norm(row, p, neg, temperature);
-        for (j, (d, &s)) in ds.iter_mut().zip(row).enumerate() {
-            if j == p || neg[j] {
-                let prob = (s / temperature - max).exp() / sum;
-                *d += g * (prob - if j == p { 1.0 } else { 0.0 });
-            }
-        }
+        gradient(row, p as usize, neg, ds, n);
     }
 }
 
