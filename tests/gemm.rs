@@ -109,33 +109,68 @@ fn case() -> impl Strategy<Value = Case> {
     )
 }
 
+/// The operands of a case: A and B laid out as it says, and C's initial contents.
+struct Inputs {
+    case: Case,
+    a: (Vec<f32>, usize, usize),
+    b: (Vec<f32>, usize, usize),
+    c0: Vec<f32>,
+}
+
+impl Inputs {
+    fn new(case: &Case) -> Inputs {
+        let Case { m, k, n, ldc_pad, seed, .. } = *case;
+        Inputs {
+            case: case.clone(),
+            a: operand(m, k, case.a, seed),
+            b: operand(k, n, case.b, seed ^ 1),
+            c0: values(m * (n + ldc_pad), seed ^ 2),
+        }
+    }
+
+    fn a(&self) -> MatRef<'_> {
+        let (data, rs, cs) = &self.a;
+        MatRef { data, rows: self.case.m, cols: self.case.k, rs: *rs, cs: *cs }
+    }
+
+    fn b(&self) -> MatRef<'_> {
+        let (data, rs, cs) = &self.b;
+        MatRef { data, rows: self.case.k, cols: self.case.n, rs: *rs, cs: *cs }
+    }
+}
+
+impl Recorder {
+    /// A fresh recording epilogue for `case` (its bias drawn from the case's seed).
+    fn new(case: &Case) -> Recorder {
+        let (m, n) = (case.m, case.n);
+        Recorder {
+            n,
+            bias: values(n, case.seed ^ 3),
+            visits: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
+            seen: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+}
+
 /// Runs `case` on `isa` and on the reference; panics with a description on any mismatch.
 fn check(isa: Isa, case: &Case) {
-    let Case { m, k, n, ldc_pad, accumulate, threads, seed, .. } = *case;
-    let (a_data, a_rs, a_cs) = operand(m, k, case.a, seed);
-    let (b_data, b_rs, b_cs) = operand(k, n, case.b, seed ^ 1);
-    let a = MatRef { data: &a_data, rows: m, cols: k, rs: a_rs, cs: a_cs };
-    let b = MatRef { data: &b_data, rows: k, cols: n, rs: b_rs, cs: b_cs };
+    let Case { k, n, ldc_pad, accumulate, threads, .. } = *case;
+    let inputs = Inputs::new(case);
+    let (a, b, c0) = (inputs.a(), inputs.b(), &inputs.c0);
     let ldc = n + ldc_pad;
-    let c0 = values(m * ldc, seed ^ 2);
-    let recorder = || Recorder {
-        n,
-        bias: values(n, seed ^ 3),
-        visits: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
-        seen: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
-    };
+    let recorder = || Recorder::new(case);
 
     let (mut want, want_epi) = (c0.clone(), recorder());
     gemm_reference(a, b, &mut want, ldc, accumulate, &want_epi);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_with_isa(isa, a, b, &mut got, ldc, accumulate, &got_epi));
-    compare(&format!("{isa:?} {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+    compare(&format!("{isa:?} {case:?}"), case, a, b, c0, &want, &want_epi, &got, &got_epi);
     let packed = PackedB::with_isa(isa, b);
     assert_eq!(packed.shape(), (k, n));
     let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
-    compare(&format!("{isa:?} packed B {case:?}"), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+    compare(&format!("{isa:?} packed B {case:?}"), case, a, b, c0, &want, &want_epi, &got, &got_epi);
 }
 
 /// Panics unless `got` (C after the product) and what its epilogue saw match the reference.
@@ -295,19 +330,11 @@ fn bf16_reference(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: b
 /// [`bf16_reference`]. The sums are f32 on the kernel and f64 in the reference, so the
 /// tolerance is the f32 one of [`compare`].
 fn check_bf16(kernel: Bf16Kernel, case: &Case) {
-    let Case { m, k, n, ldc_pad, accumulate, threads, seed, .. } = *case;
-    let (a_data, a_rs, a_cs) = operand(m, k, case.a, seed);
-    let (b_data, b_rs, b_cs) = operand(k, n, case.b, seed ^ 1);
-    let a = MatRef { data: &a_data, rows: m, cols: k, rs: a_rs, cs: a_cs };
-    let b = MatRef { data: &b_data, rows: k, cols: n, rs: b_rs, cs: b_cs };
+    let Case { k, n, ldc_pad, accumulate, threads, .. } = *case;
+    let inputs = Inputs::new(case);
+    let (a, b, c0) = (inputs.a(), inputs.b(), &inputs.c0);
     let ldc = n + ldc_pad;
-    let c0 = values(m * ldc, seed ^ 2);
-    let recorder = || Recorder {
-        n,
-        bias: values(n, seed ^ 3),
-        visits: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
-        seen: (0..m * n).map(|_| AtomicU32::new(0)).collect(),
-    };
+    let recorder = || Recorder::new(case);
     let (mut want, want_epi) = (c0.clone(), recorder());
     bf16_reference(a, b, &mut want, ldc, accumulate, &want_epi);
     let packed = PackedB::bf16_with(kernel, b);
@@ -315,7 +342,7 @@ fn check_bf16(kernel: Bf16Kernel, case: &Case) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
-    compare(&format!("bf16 {} {case:?}", kernel.name()), case, a, b, &c0, &want, &want_epi, &got, &got_epi);
+    compare(&format!("bf16 {} {case:?}", kernel.name()), case, a, b, c0, &want, &want_epi, &got, &got_epi);
 }
 
 /// Runs `body` if the CPU can run `kernel`, else says why the test is skipped.
