@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The arithmetic of the encoder's linear layers (≈ 80 % of its time); attention, softmax,
 /// LayerNorm, GELU and the residual sums are f32 either way.
@@ -119,6 +119,40 @@ pub struct Bert {
     precision: Precision,
     /// Shared by clones.
     packed: Arc<PackedWeights>,
+    /// Kept per model, not shared by clones.
+    activations: Activations,
+}
+
+/// The activation buffers of the forward pass, kept between calls while they are at most
+/// [`KEEP_ACTIVATION_BYTES`]: fresh ones are zero pages the kernel faults in and clears on
+/// first touch, ≈ 3 % of a 2,048-token batch. A forward that finds them in use (the same
+/// model on another thread) allocates its own.
+#[derive(Default)]
+struct Activations(Mutex<Vec<f32>>);
+
+/// 64 MiB: the buffers of batches up to ≈ 4,800 tokens (all-MiniLM-L6-v2).
+const KEEP_ACTIVATION_BYTES: usize = 64 << 20;
+
+impl Activations {
+    /// Runs `f` on `len` elements of activation buffer (contents unspecified).
+    fn with<R>(&self, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let Ok(mut kept) = self.0.try_lock() else { return f(&mut vec![0.0; len]) };
+        let mut buf = std::mem::take(&mut *kept);
+        if buf.len() < len {
+            buf = vec![0.0; len];
+        }
+        let out = f(&mut buf[..len]);
+        if buf.len() * size_of::<f32>() <= KEEP_ACTIVATION_BYTES {
+            *kept = buf;
+        }
+        out
+    }
+}
+
+impl Clone for Activations {
+    fn clone(&self) -> Self {
+        Activations::default()
+    }
 }
 
 /// The linear layers' weights packed for the GEMM kernels. In f32, made once the model has
@@ -269,6 +303,7 @@ impl Bert {
             config,
             precision: Precision::F32,
             packed: Arc::default(),
+            activations: Activations::default(),
         }
     }
 
@@ -288,8 +323,12 @@ impl Bert {
     }
 
     /// The last hidden layer `[T × d]` of a packed batch.
+    ///
+    /// Called from outside the thread pool, the whole pass runs as one pool job
+    /// (`rayon::scope`): its ≈ 50 parallel steps are then shared by workers that are awake
+    /// between steps, instead of each step waking them and putting the caller to sleep.
     pub fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
-        self.forward_inspect(batch, |_, _| {})
+        rayon::scope(|_| self.forward_inspect(batch, |_, _| {}))
     }
 
     /// The forward pass, showing `inspect(layer, hidden [T × d])` the embedding output
@@ -308,10 +347,23 @@ impl Bert {
         layernorm_forward(&mut x, d, n.gamma.data(), n.beta.data(), eps);
         inspect(0, &x);
 
-        // q, k, v, ctx, h: [T × d]; inter: [T × f]
-        let (mut q, mut k, mut v) = (vec![0.0f32; t * d], vec![0.0f32; t * d], vec![0.0f32; t * d]);
-        let (mut ctx, mut h) = (vec![0.0f32; t * d], vec![0.0f32; t * d]);
-        let mut inter = vec![0.0f32; t * f];
+        self.activations.with(5 * t * d + t * f, |buffers| {
+            // q, k, v, ctx, h: [T × d]; inter: [T × f]
+            let (qkv, rest) = buffers.split_at_mut(3 * t * d);
+            let (q, kv) = qkv.split_at_mut(t * d);
+            let (k, v) = kv.split_at_mut(t * d);
+            let (ctx, rest) = rest.split_at_mut(t * d);
+            let (h, inter) = rest.split_at_mut(t * d);
+            self.layers_forward(batch, &mut x, [q, k, v, ctx, h, inter], &mut inspect);
+        });
+        Ok(x)
+    }
+
+    /// The transformer blocks over `x: [T × d]`, in place, on the given activation buffers.
+    fn layers_forward(&self, batch: &PackedBatch, x: &mut [f32], buffers: [&mut [f32]; 6], inspect: &mut impl FnMut(usize, &[f32])) {
+        let c = &self.config;
+        let (t, d, eps) = (batch.tokens(), c.hidden_size, c.layer_norm_eps);
+        let [q, k, v, ctx, h, inter] = buffers;
         let packed = self.packed.for_forward(&self.layers, t, self.precision);
         for (i, layer) in self.layers.iter().enumerate() {
             let [pq, pk, pv, po, pi, pout] = packed.and_then(|p| p.get(i)).map_or([None; 6], |p| p.each_ref().map(Some));
@@ -321,18 +373,17 @@ impl Bert {
                     None => linear_forward(x, t, l.weight.data(), l.bias.data(), y, act),
                 }
             };
-            lin(&layer.query, pq, &x, &mut q, Activation::Bias);
-            lin(&layer.key, pk, &x, &mut k, Activation::Bias);
-            lin(&layer.value, pv, &x, &mut v, Activation::Bias);
-            attention_forward(&q, &k, &v, &batch.starts, c.num_attention_heads, &mut ctx);
-            lin(&layer.attention_output, po, &ctx, &mut h, Activation::BiasResidual(&x));
-            layernorm_forward(&mut h, d, layer.attention_norm.gamma.data(), layer.attention_norm.beta.data(), eps);
-            lin(&layer.intermediate, pi, &h, &mut inter, Activation::BiasGelu);
-            lin(&layer.output, pout, &inter, &mut x, Activation::BiasResidual(&h));
-            layernorm_forward(&mut x, d, layer.output_norm.gamma.data(), layer.output_norm.beta.data(), eps);
-            inspect(i + 1, &x);
+            lin(&layer.query, pq, x, q, Activation::Bias);
+            lin(&layer.key, pk, x, k, Activation::Bias);
+            lin(&layer.value, pv, x, v, Activation::Bias);
+            attention_forward(q, k, v, &batch.starts, c.num_attention_heads, ctx);
+            lin(&layer.attention_output, po, ctx, h, Activation::BiasResidual(x));
+            layernorm_forward(h, d, layer.attention_norm.gamma.data(), layer.attention_norm.beta.data(), eps);
+            lin(&layer.intermediate, pi, h, inter, Activation::BiasGelu);
+            lin(&layer.output, pout, inter, x, Activation::BiasResidual(h));
+            layernorm_forward(x, d, layer.output_norm.gamma.data(), layer.output_norm.beta.data(), eps);
+            inspect(i + 1, x);
         }
-        Ok(x)
     }
 
     /// Rejects batches the model cannot take: unknown ids, sequences longer than its positions.
@@ -395,7 +446,21 @@ mod tests {
             config,
             precision: Precision::F32,
             packed: Arc::default(),
+            activations: Activations::default(),
         }
+    }
+
+    #[test]
+    fn kept_activation_buffers_do_not_leak_into_later_batches() {
+        let small = PackedBatch::new(&[vec![1u32, 5, 7, 2], vec![3]]);
+        let want = tiny_bert(3).forward(&small).unwrap();
+        let bert = tiny_bert(3);
+        let big: Vec<Vec<u32>> = (0..9).map(|s| (0..40).map(|i| (s * 11 + i * 3) as u32 % 50).collect()).collect();
+        bert.forward(&PackedBatch::new(&big)).unwrap();
+        assert!(bert.activations.0.lock().unwrap().len() > 5 * small.tokens() * 8, "the big batch's buffers are kept");
+        assert_eq!(bert.forward(&small).unwrap(), want);
+        // A clone starts with buffers of its own.
+        assert!(bert.clone().activations.0.lock().unwrap().is_empty());
     }
 
     #[test]
