@@ -131,7 +131,7 @@ proptest! {
         let vecs = random_unit(&mut rng, n, dim);
         let queries = random_unit(&mut rng, 100, dim);
         let r = hnsw_recall(&vecs, &queries, Precision::F32);
-        prop_assert!(r >= 0.98, "recall@10 {r} (n={n} dim={dim})");
+        prop_assert!(r >= 0.98, "recall@10 {r} (seed={seed} n={n} dim={dim})");
     }
 
     #[test]
@@ -139,7 +139,7 @@ proptest! {
         let mut rng = Rng(seed | 1);
         let (vecs, queries) = clustered_unit(&mut rng, n, 100, dim, clusters);
         let r = hnsw_recall(&vecs, &queries, Precision::F32);
-        prop_assert!(r >= 0.98, "recall@10 {r} (n={n} dim={dim} clusters={clusters})");
+        prop_assert!(r >= 0.98, "recall@10 {r} (seed={seed} n={n} dim={dim} clusters={clusters})");
     }
 }
 
