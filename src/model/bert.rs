@@ -325,7 +325,7 @@ impl Bert {
     /// The last hidden layer `[T × d]` of a packed batch.
     ///
     /// Called from outside the thread pool, the whole pass runs as one pool job
-    /// (`rayon::scope`): its ≈ 50 parallel steps are then shared by workers that are awake
+    /// (`rayon::scope`): its ≈ 60 parallel steps are then shared by workers that are awake
     /// between steps, instead of each step waking them and putting the caller to sleep.
     pub fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
         rayon::scope(|_| self.forward_inspect(batch, |_, _| {}))
