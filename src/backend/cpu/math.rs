@@ -68,7 +68,7 @@ pub fn exp(x: f32) -> f32 {
 /// to 1. One division and ten multiply-adds: half the work of an `exp`-based erfc form.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    const P: [f32; 6] = [1.128_379, 0.196_234_31, 0.053_465_657, 0.004_003_044, 0.000_288_032_5, 1.975_005_6e-6];
+    const P: [f32; 6] = [std::f32::consts::FRAC_2_SQRT_PI, 0.196_234_31, 0.053_465_657, 0.004_003_044, 0.000_288_032_5, 1.975_005_6e-6];
     const Q: [f32; 6] = [1.0, 0.507_239_3, 0.116_470_47, 0.015_443_221, 0.001_216_222_1, 3.748_221e-5];
     let z = x.abs().min(4.0);
     let t = z * z;
