@@ -178,7 +178,15 @@ impl PackedWeights {
         if self.layers.get().is_none() && self.tokens.fetch_add(tokens, Ordering::Relaxed) + tokens < pack_after {
             return None;
         }
-        Some(self.layers.get_or_init(|| layers.par_iter().map(|l| l.linears().map(|w| PackedLinear::new(w, precision))).collect()))
+        if self.layers.get().is_none() {
+            // Packed in parallel outside the lock, then offered: a pool worker that waited
+            // inside `get_or_init` could steal another forward of this model, which would
+            // block on the same initialisation further up its own stack. Forwards racing
+            // here may each pack; one copy is kept.
+            let packed = layers.par_iter().map(|l| l.linears().map(|w| PackedLinear::new(w, precision))).collect();
+            let _ = self.layers.set(packed);
+        }
+        self.layers.get().map(Vec::as_slice)
     }
 }
 
@@ -461,6 +469,26 @@ mod tests {
         assert_eq!(bert.forward(&small).unwrap(), want);
         // A clone starts with buffers of its own.
         assert!(bert.clone().activations.0.lock().unwrap().is_empty());
+    }
+
+    /// Threads that start forwards of one model while its weights get packed all get the
+    /// one-thread answer. (The deadlock `PackedWeights::for_forward` avoids needs a worker
+    /// to steal a forward mid-packing, rarely hit with this tiny model; the C ABI's
+    /// eight-thread test on the real one hit it once.)
+    #[test]
+    fn concurrent_forwards_while_the_weights_get_packed() {
+        let seqs: Vec<Vec<u32>> = (0..PACK_AFTER_TOKENS / 32).map(|s| (0..32).map(|i| (s * 5 + i) as u32 % 50).collect()).collect();
+        let batch = PackedBatch::new(&seqs);
+        let want = tiny_bert(4).forward(&batch).unwrap();
+        for _ in 0..10 {
+            let bert = tiny_bert(4);
+            std::thread::scope(|s| {
+                let runs: Vec<_> = (0..8).map(|_| s.spawn(|| bert.forward(&batch).unwrap())).collect();
+                for run in runs {
+                    assert_eq!(run.join().unwrap(), want);
+                }
+            });
+        }
     }
 
     #[test]
