@@ -125,7 +125,7 @@ pub struct Bert {
 
 /// The activation buffers of the forward pass, kept between calls while they are at most
 /// [`KEEP_ACTIVATION_BYTES`]: fresh ones are zero pages the kernel faults in and clears on
-/// first touch, ≈ 3 % of a 2,048-token batch. A forward that finds them in use (the same
+/// first touch, ≈ 5 % of a 2,048-token batch. A forward that finds them in use (the same
 /// model on another thread) allocates its own.
 #[derive(Default)]
 struct Activations(Mutex<Vec<f32>>);
