@@ -16,7 +16,7 @@ Engines:
            ORT_SEQUENTIAL.
   PyTorch  transformers BertModel (default SDPA attention), torch.set_num_threads(T),
            torch.inference_mode().
-  rmx      `RMX bench --model DIR --batch-size B --seq-len L --iters N --threads T`,
+  rmx      `RMX bench --model DIR --batch-size B --seq-len L --iters N --single-iters S --threads T`,
            which prints one JSON line:
            {"batch_tokens_per_s", "batch_ms", "single_seq_len",
             "single_latency_ms", "isa", "precision", "bf16_kernel", "threads"}.
@@ -243,7 +243,8 @@ def run_rmx(args, model_dir: Path, precision: str) -> tuple[dict | None, str | N
                           "showing ORT/PyTorch figures only")
         exe = Path(found)
     cmd = [str(exe), "bench", "--model", str(model_dir), "--batch-size", str(args.batch_size),
-           "--seq-len", str(args.seq_len), "--iters", str(args.iters), "--threads", str(args.threads),
+           "--seq-len", str(args.seq_len), "--iters", str(args.iters), "--single-iters", str(args.single_runs),
+           "--threads", str(args.threads),
            "--precision", precision]
     print(f"[rmx] {' '.join(cmd)}", file=sys.stderr)
     try:

@@ -38,13 +38,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rmx-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn build_index(dir: &Path, relations: &str) -> (Output, PathBuf) {
     let input = dir.join("relations.jsonl");
     std::fs::write(&input, relations).unwrap();
@@ -100,7 +93,7 @@ fn build_inspect_verify_query_round_trip() {
     if default_model().is_none() {
         return;
     }
-    let dir = temp_dir("roundtrip");
+    let dir = TempDir::new("cli-roundtrip");
     let (o, index) = build_index(&dir, RELATIONS);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let idx = index.to_str().unwrap();
@@ -143,7 +136,7 @@ fn every_bad_query_is_reported_and_the_rest_answered() {
     if default_model().is_none() {
         return;
     }
-    let dir = temp_dir("badquery");
+    let dir = TempDir::new("cli-badquery");
     let (_, index) = build_index(&dir, RELATIONS);
     let long = "word ".repeat(600);
     let cases = [
@@ -177,7 +170,7 @@ fn bad_description_files() {
     if default_model().is_none() {
         return;
     }
-    let dir = temp_dir("baddesc");
+    let dir = TempDir::new("cli-baddesc");
     let mixed = format!("{RELATIONS}{{bad json\n{{\"id\":\"P26\",\"description\":\"dup\"}}\n{{\"id\":\"P9\"}}\n");
     let (o, index) = build_index(&dir, &mixed);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -206,7 +199,7 @@ fn damaged_or_foreign_indexes_are_clear_errors() {
     if default_model().is_none() {
         return;
     }
-    let dir = temp_dir("damaged");
+    let dir = TempDir::new("cli-damaged");
     let (_, index) = build_index(&dir, RELATIONS);
     let data = index.join("index.rmx");
     let good = std::fs::read(&data).unwrap();

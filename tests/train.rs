@@ -3,7 +3,7 @@
 //! and `rmx train` on the command line (exit codes, rejected records, refusals).
 mod common;
 
-use common::fixture;
+use common::{fixture, TempDir};
 use rmx::data::descriptions::Relation;
 use rmx::data::fewrel::read_labelled;
 use rmx::model::bert::Bert;
@@ -19,13 +19,6 @@ use std::process::Command;
 
 const WORDS: [&str; 16] = ["the", "of", "and", "in", "to", "was", "is", "he", "she", "married", "born", "paris", "city", "hello", "world", "1895"];
 const NAMES: [&str; 4] = ["marie", "curie", "pierre", "paris"];
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rmx-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// FewRel-format data: `per` sentences for each of `relations`, words of the tiny vocabulary.
 fn write_data(dir: &Path, relations: &[&str], per: usize) -> PathBuf {
@@ -101,7 +94,7 @@ fn losses(trainer: &mut Trainer, set: &rmx::train::trainer::TrainingSet) -> Vec<
 
 #[test]
 fn same_seed_same_losses() {
-    let dir = temp_dir("seed");
+    let dir = TempDir::new("train-seed");
     let (mut a, set) = small_trainer(&dir, 5);
     let (mut b, _) = small_trainer(&dir, 5);
     let (mut c, _) = small_trainer(&dir, 6);
@@ -114,7 +107,7 @@ fn same_seed_same_losses() {
 
 #[test]
 fn a_checkpoint_computes_what_training_computed() {
-    let dir = temp_dir("checkpoint");
+    let dir = TempDir::new("train-checkpoint");
     let (mut trainer, set) = small_trainer(&dir, 1);
     losses(&mut trainer, &set);
     trainer.settings.description_style = rmx::model::description::DescriptionStyle::KeywordList;
@@ -187,7 +180,7 @@ fn rmx(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn rmx_train_on_the_command_line() {
-    let dir = temp_dir("cli");
+    let dir = TempDir::new("train-cli");
     let ids = ["P1", "P2", "P3"];
     let data = write_data(&dir, &ids, 6);
     // One bad record (overlapping entities) in RE-Matching's processed format, beside it.
@@ -343,7 +336,7 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
 fn an_ensemble_checkpoint_scores_the_weighted_sum_of_both_models() {
     // A checkpoint saved with zero_shot_weight β answers (1−β)·trained + β·zero-training
     // default, through the index-facing vectors (unit, 6d) and with parts that explain it.
-    let dir = temp_dir("ensemble");
+    let dir = TempDir::new("train-ensemble");
     let (mut trainer, set) = small_trainer(&dir, 3);
     losses(&mut trainer, &set);
     let beta = 0.3f32;

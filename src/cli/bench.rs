@@ -20,9 +20,12 @@ pub struct BenchArgs {
     seq_len: usize,
     #[arg(long, default_value_t = 37)]
     single_len: usize,
-    /// Timed repetitions of each workload (after one warm-up run).
+    /// Timed repetitions of the batch (after one warm-up run).
     #[arg(long, default_value_t = 20)]
     iters: usize,
+    /// Timed repetitions of the one sequence (after one warm-up run); its median is reported.
+    #[arg(long, default_value_t = 50)]
+    single_iters: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,
 }
@@ -50,7 +53,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
     let batch = PackedBatch::new(&(0..args.batch_size).map(|_| sequence(args.seq_len)).collect::<Vec<_>>());
     let single = PackedBatch::new(&[sequence(args.single_len)]);
     let batch_s = median_seconds(args.iters, || bert.forward(&batch).map(drop))?;
-    let single_s = median_seconds(args.iters.max(10), || bert.forward(&single).map(drop))?;
+    let single_s = median_seconds(args.single_iters, || bert.forward(&single).map(drop))?;
     println!(
         "{}",
         json!({

@@ -209,8 +209,7 @@ mod tests {
         let one = parse_descriptions(r#"{"id":"P1","description":"d"}"#, "one.jsonl").unwrap();
         assert_eq!(one.relations[0].id, "P1");
 
-        let dir = std::env::temp_dir().join(format!("rmx-desc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("desc");
         let (a, b) = (dir.join("a.jsonl"), dir.join("b.json"));
         std::fs::write(&a, "{\"id\":\"P26\",\"description\":\"first\",\"head\":[\"person\"]}\n").unwrap();
         std::fs::write(&b, text).unwrap();

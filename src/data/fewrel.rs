@@ -100,15 +100,12 @@ pub fn read_split(path: &Path, part: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(name: &str, text: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!("rmx-labelled-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use crate::testutil::TempDir;
 
     #[test]
     fn every_format_reads_the_same_examples() {
+        let dir = TempDir::new("labelled");
+        let write = |name: &str, text: &str| dir.write(name, text);
         let fewrel = write("fewrel.json", r#"{"P26": [{"tokens": ["Ann", "wed", "Bob"], "h": ["ann", "Q1", [[0]]], "t": ["bob", "Q2", [[2]]]}]}"#);
         let list = write("list.json", r#"[{"token": ["Ann", "wed", "Bob"], "h": {"pos": [0, 1]}, "t": {"pos": [2, 3]}, "relation": "P26"}]"#);
         let lines = write("lines.jsonl", "{\"token\": [\"Ann\", \"wed\", \"Bob\"], \"h\": {\"pos\": [0, 1]}, \"t\": {\"pos\": [2, 3]}, \"relation\": \"P26\"}\n\n");
@@ -123,6 +120,8 @@ mod tests {
 
     #[test]
     fn bad_records_are_rejected_with_their_place() {
+        let dir = TempDir::new("labelled");
+        let write = |name: &str, text: &str| dir.write(name, text);
         let list = write("bad.json", r#"[{"token": ["a", "b"], "h": {"pos": [0, 1]}, "t": {"pos": [1, 2]}}, {"token": ["a"], "h": {"pos": [0, 1]}, "t": {"pos": [0, 1]}, "relation": "P1"}, {"token": ["a", "b"], "h": {"pos": [0, 1]}, "t": {"pos": [1, 2]}, "relation": "P1"}]"#);
         let l = read_labelled(&list).unwrap();
         assert_eq!(l.examples.len(), 1);

@@ -11,9 +11,9 @@ use crate::backend::cpu::embedding::embeddings_forward;
 use crate::backend::cpu::gemm::{MatRef, PackedB};
 use crate::backend::cpu::layernorm::layernorm_forward;
 use crate::backend::cpu::linear::{linear_forward, linear_forward_packed, Activation};
+use crate::backend::cpu::parallel::{for_each_mut, with_team};
 use crate::backend::cpu::simd::bf16_dot_supported;
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -183,8 +183,9 @@ impl PackedWeights {
             // inside `get_or_init` could steal another forward of this model, which would
             // block on the same initialisation further up its own stack. Forwards racing
             // here may each pack; one copy is kept.
-            let packed = layers.par_iter().map(|l| l.linears().map(|w| PackedLinear::new(w, precision))).collect();
-            let _ = self.layers.set(packed);
+            let mut packed: Vec<Option<[PackedLinear; 6]>> = layers.iter().map(|_| None).collect();
+            for_each_mut(&mut packed, |i, p| *p = Some(layers[i].linears().map(|w| PackedLinear::new(w, precision))));
+            let _ = self.layers.set(packed.into_iter().flatten().collect());
         }
         self.layers.get().map(Vec::as_slice)
     }
@@ -332,11 +333,11 @@ impl Bert {
 
     /// The last hidden layer `[T × d]` of a packed batch.
     ///
-    /// Called from outside the thread pool, the whole pass runs as one pool job
-    /// (`rayon::scope`): its ≈ 60 parallel steps are then shared by workers that are awake
-    /// between steps, instead of each step waking them and putting the caller to sleep.
+    /// The whole pass runs on a spinning team of the pool's threads (`with_team`): its
+    /// ≈ 55 parallel steps are shared by threads that stay awake between steps, instead of
+    /// each step waking workers and parking them again.
     pub fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
-        rayon::scope(|_| self.forward_inspect(batch, |_, _| {}))
+        with_team(|| self.forward_inspect(batch, |_, _| {}))
     }
 
     /// The forward pass, showing `inspect(layer, hidden [T × d])` the embedding output

@@ -10,6 +10,7 @@
 //! no extra memory between the passes.
 use super::gemm::{gemm, MatRef, Plain};
 use super::math::{exp, lane_max, lane_sum};
+use super::parallel::for_each_mut;
 use super::simd::multiversion;
 use rayon::prelude::*;
 
@@ -35,8 +36,8 @@ pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], head
         }
     }
     let scale = 1.0 / (dh as f32).sqrt();
-    tasks.into_par_iter().for_each(|(start, len, h, out)| {
-        head_attention(q, k, v, d, start, len, h * dh, dh, scale, out);
+    for_each_mut(&mut tasks, |_, (start, len, h, out)| {
+        head_attention(q, k, v, d, *start, *len, *h * dh, dh, scale, out);
     });
 
     // Back to token-major [T × d].
@@ -47,9 +48,9 @@ pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], head
         seq_blocks.push((seq[0], block));
         rest = tail;
     }
-    seq_blocks.into_par_iter().for_each(|(start, block)| {
+    for_each_mut(&mut seq_blocks, |_, (start, block)| {
         let len = block.len() / d;
-        let src = &head_major[start * d..(start + len) * d];
+        let src = &head_major[*start * d..(*start + len) * d];
         for h in 0..heads {
             let head = &src[h * len * dh..(h + 1) * len * dh];
             for i in 0..len {

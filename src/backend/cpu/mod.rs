@@ -26,3 +26,4 @@ pub mod math;
 pub mod parallel;
 pub mod pooling;
 pub mod simd;
+mod team;
