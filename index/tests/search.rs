@@ -122,6 +122,12 @@ fn hnsw_recall(vecs: &[Vec<f32>], queries: &[Vec<f32>], precision: Precision) ->
     recall_at(&idx, vecs, queries, 10)
 }
 
+/// Per-case floor of HNSW recall@10 on 100 queries. Recall is a random variable of the data
+/// and of the parallel build's interleaving: over 600 cases of these two properties it
+/// averaged 0.998, and its worst cases were 0.970–0.976 (1 in ≈ 150 below 0.98, which was
+/// the floor before and made CI fail now and then). A broken graph scores far below.
+const RECALL_FLOOR: f64 = 0.95;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
 
@@ -131,7 +137,7 @@ proptest! {
         let vecs = random_unit(&mut rng, n, dim);
         let queries = random_unit(&mut rng, 100, dim);
         let r = hnsw_recall(&vecs, &queries, Precision::F32);
-        prop_assert!(r >= 0.98, "recall@10 {r} (seed={seed} n={n} dim={dim})");
+        prop_assert!(r >= RECALL_FLOOR, "recall@10 {r} (seed={seed} n={n} dim={dim})");
     }
 
     #[test]
@@ -139,7 +145,7 @@ proptest! {
         let mut rng = Rng(seed | 1);
         let (vecs, queries) = clustered_unit(&mut rng, n, 100, dim, clusters);
         let r = hnsw_recall(&vecs, &queries, Precision::F32);
-        prop_assert!(r >= 0.98, "recall@10 {r} (seed={seed} n={n} dim={dim} clusters={clusters})");
+        prop_assert!(r >= RECALL_FLOOR, "recall@10 {r} (seed={seed} n={n} dim={dim} clusters={clusters})");
     }
 }
 
