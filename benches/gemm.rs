@@ -3,10 +3,13 @@
 //! CPU with AVX512-BF16 also the bf16 GEMM (`_bf16_avx512bf16`, B pre-packed) and the
 //! `vdpbf16ps` peak, and with AMX-BF16 the bf16 GEMM on AMX tiles (`_bf16_amx`).
 //!
+//! `model_37` / `model_2048`: the 36 products of a whole all-MiniLM-L6-v2 forward in a row.
+//!
 //! `cargo bench --bench gemm`; `RMX_ISA=scalar|avx2|avx512` forces a kernel set.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rmx::backend::cpu::gemm::{gemm, gemm_packed, MatRef, PackedB, Plain};
+use rmx::backend::cpu::parallel::with_team;
 use rmx::backend::cpu::simd::{bf16_dot_supported, Bf16Kernel, Isa};
 use std::hint::black_box;
 use std::time::Instant;
@@ -51,6 +54,38 @@ fn bench_gemm(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+}
+
+/// The 36 products of one all-MiniLM-L6-v2 forward (6 layers × Q, K, V, output, FFN in,
+/// FFN out), B pre-packed, one after another on a spinning team as the encoder runs them:
+/// 42 MB of weights streamed per pass, so this is what one sentence's products cost
+/// (`model_37`) beside a batch's (`model_2048`).
+fn bench_model_sequence(c: &mut Criterion) {
+    const LAYER: [(usize, usize); 6] = [(384, 384), (384, 384), (384, 384), (384, 384), (384, 1536), (1536, 384)];
+    let weights: Vec<(usize, usize, PackedB)> = (0..6 * LAYER.len())
+        .map(|i| {
+            let (k, n) = LAYER[i % LAYER.len()];
+            (k, n, PackedB::new(MatRef::transposed(&filled(n * k, i as u32), n, k)))
+        })
+        .collect();
+    let mut group = c.benchmark_group(format!("gemm_{}", Isa::current().name()));
+    group.sample_size(20).warm_up_time(std::time::Duration::from_secs(1));
+    for m in [37, 2048] {
+        let x = filled(m * 1536, 7);
+        let mut out = vec![0.0f32; m * 1536];
+        group.throughput(Throughput::Elements(weights.iter().map(|(k, n, _)| (2 * m * k * n) as u64).sum()));
+        group.bench_function(format!("model_{m}"), |bench| {
+            bench.iter(|| {
+                with_team(|| {
+                    for (k, n, w) in &weights {
+                        gemm_packed(MatRef::row_major(&x[..m * k], m, *k), w, &mut out[..m * n], *n, false, &Plain);
+                    }
+                });
+                black_box(&mut out);
+            })
+        });
     }
     group.finish();
 }
@@ -163,5 +198,5 @@ mod x86 {
     }
 }
 
-criterion_group!(benches, bench_gemm);
+criterion_group!(benches, bench_gemm, bench_model_sequence);
 criterion_main!(benches);

@@ -395,7 +395,6 @@ impl Job<'_> {
         if tm * tn == 1 {
             part(0);
         } else {
-
             for_each_index(tm * tn, part);
         }
     }
