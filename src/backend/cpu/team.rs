@@ -22,8 +22,24 @@ use std::sync::Mutex;
 /// Most tasks of one published step (the step's task count and next index are 16-bit
 /// fields of [`Team::state`]); [`Team::for_each`] groups larger steps.
 const MAX_TASKS: usize = u16::MAX as usize;
-/// Idle spins of a helper before it starts yielding its core between polls (≈ 1 ms).
+/// Idle polls of a waiting thread before it starts yielding its core between them (≈ 1 ms).
 const SPINS_BEFORE_YIELD: u32 = 1 << 14;
+
+/// Waiting for another thread: spin, then, after [`SPINS_BEFORE_YIELD`] polls without
+/// progress, yield the core between polls (the other thread may need it).
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn snooze(&mut self) {
+        if self.0 < SPINS_BEFORE_YIELD {
+            self.0 += 1;
+            spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
 
 /// What this thread is doing with respect to a team.
 #[derive(Clone, Copy, PartialEq)]
@@ -124,16 +140,13 @@ impl Team {
             return;
         }
         let _busy = RoleGuard::enter(Role::Busy);
-        let mut idle = 0u32;
+        let mut idle = Backoff::default();
         while !self.finished.load(Ordering::Acquire) {
             if let Some((i, step)) = self.claim() {
                 self.run(i, step);
-                idle = 0;
-            } else if idle < SPINS_BEFORE_YIELD {
-                idle += 1;
-                spin_loop();
+                idle = Backoff::default();
             } else {
-                std::thread::yield_now();
+                idle.snooze();
             }
         }
     }
@@ -154,8 +167,9 @@ impl Team {
             self.run(i, step);
         }
         // `step` must outlive every claimed task: wait for the helpers' last ones.
+        let mut idle = Backoff::default();
         while self.done.load(Ordering::Acquire) < n {
-            spin_loop();
+            idle.snooze();
         }
         let panic = self.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(payload) = panic {
