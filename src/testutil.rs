@@ -1,42 +1,10 @@
 //! Helpers shared by the unit tests.
 
 pub use crate::train::rng::Rng;
-use std::path::{Path, PathBuf};
-
-/// A fresh scratch directory `rmx-{tag}-{pid}-{n}` under the system's temp dir, removed with
-/// everything in it when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("rmx-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Writes `text` to the file `name` in the directory; returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+// One file shared with the integration tests (tests/common).
+#[path = "../tests/common/temp_dir.rs"]
+mod temp_dir;
+pub use temp_dir::TempDir;
 
 /// Widens to f64 (the test references compute in f64 at exactly the f32 inputs' values).
 pub fn to_f64(x: &[f32]) -> Vec<f64> {
