@@ -25,6 +25,11 @@ Engines:
            f32 sums: AMX tiles where the CPU has amx_bf16, else vdpbf16ps; the
            JSON's "bf16_kernel" says which); skipped with a note on CPUs without
            avx512_bf16.
+  rmx-int8 the same with `--precision int8` (linear layers on AVX512-VNNI int8 dot
+           products); skipped with a note on CPUs without avx512_vnni.
+  ort-int8 ONNX Runtime on onnxruntime.quantization.quantize_dynamic of the same export
+           (int8 weights per channel, uint8 activations quantized at run time): the
+           int8 engine a user could pick instead of rmx-int8.
 
 FLOP count (per forward of B sequences of L tokens; elementwise ops,
 LayerNorm, softmax, GELU, biases and the embedding lookup are not counted):
@@ -37,7 +42,7 @@ LayerNorm, softmax, GELU, biases and the embedding lookup are not counted):
 
 Usage:  python benches/compare_ort.py [--model DIR] [--rmx target/release/rmx]
                                       [--iters 20] [--single-len 37] [--threads 2]
-                                      [--engines ort,torch,rmx,rmx-bf16]
+                                      [--engines ort,torch,rmx,rmx-bf16,ort-int8,rmx-int8]
 """
 
 from __future__ import annotations
@@ -197,6 +202,16 @@ def ensure_onnx(model_dir: Path, cache_dir: Path, opset: int, force: bool) -> Pa
     return path
 
 
+def ensure_onnx_int8(onnx_path: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = onnx_path.with_name(onnx_path.stem + "-int8-dynamic.onnx")
+    if not path.exists():
+        print(f"[ort-int8] quantize_dynamic -> {path}", file=sys.stderr)
+        quantize_dynamic(str(onnx_path), str(path), weight_type=QuantType.QInt8, per_channel=True)
+    return path
+
+
 def ort_session(onnx_path: Path, threads: int):
     import onnxruntime as ort
 
@@ -293,8 +308,8 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, default=REPO_ROOT / "benches" / ".cache",
                     help="where the exported .onnx is cached (git-ignored; default benches/.cache)")
     ap.add_argument("--reexport", action="store_true", help="re-export the ONNX model even if cached")
-    ap.add_argument("--engines", default="ort,torch,rmx,rmx-bf16",
-                    help="comma list of ort,torch,rmx,rmx-bf16 (default all)")
+    ap.add_argument("--engines", default="ort,torch,rmx,rmx-bf16,ort-int8,rmx-int8",
+                    help="comma list of ort,torch,rmx,rmx-bf16,ort-int8,rmx-int8 (default all)")
     ap.add_argument("--rmx-timeout", type=int, default=900, help="seconds allowed for `rmx bench`")
     args = ap.parse_args()
     if args.opset < 17:
@@ -318,16 +333,20 @@ def main() -> int:
     notes: list[str] = []
 
     # ---- ONNX Runtime ----
-    if "ort" in engines or "torch" in engines:
+    if engines & {"ort", "torch", "ort-int8"}:
         import torch
 
         torch.set_num_threads(args.threads)
         versions["torch"] = torch.__version__
-    if "ort" in engines:
+    for engine in ("ort", "ort-int8"):
+        if engine not in engines:
+            continue
         import onnxruntime as ort
 
         versions["onnxruntime"] = ort.__version__
         onnx_path = ensure_onnx(model_dir, args.cache_dir, args.opset, args.reexport)
+        if engine == "ort-int8":
+            onnx_path = ensure_onnx_int8(onnx_path)
         sess = ort_session(onnx_path, args.threads)
         # sanity: ORT output == PyTorch output on the single sequence
         ref = load_torch_model(model_dir, "eager")
@@ -337,13 +356,13 @@ def main() -> int:
         got = sess.run(["last_hidden_state"], {"input_ids": single_ids, "attention_mask": np.ones_like(single_ids),
                                                "token_type_ids": np.zeros_like(single_ids)})[0]
         d = float(np.abs(got - want).max())
-        print(f"[ort] max |ORT - PyTorch| on the single sequence: {d:.2e}", file=sys.stderr)
-        if d > 1e-3:
+        print(f"[{engine}] max |ORT - PyTorch| on the single sequence: {d:.2e}", file=sys.stderr)
+        if d > 1e-3 and engine == "ort":
             notes.append(f"WARNING: ORT output differs from PyTorch by {d:.2e}")
         del ref
-        print(f"[ort] timing (threads={args.threads})...", file=sys.stderr)
-        results["ort"] = bench_ort(sess, batch_ids, single_ids, args)
-        results["ort"]["max_abs_diff_vs_torch"] = d
+        print(f"[{engine}] timing (threads={args.threads})...", file=sys.stderr)
+        results[engine] = bench_ort(sess, batch_ids, single_ids, args)
+        results[engine]["max_abs_diff_vs_torch"] = d
         del sess
 
     # ---- PyTorch ----
@@ -356,11 +375,12 @@ def main() -> int:
         results["torch"] = bench_torch(model, batch_ids, single_ids, args)
         del model
 
-    # ---- rmx (f32, and bf16 where the CPU has avx512_bf16) ----
-    if "rmx-bf16" in engines and "avx512_bf16" not in cpu_info().get("isa", []):
-        notes.append("rmx-bf16: skipped, this CPU has no avx512_bf16")
-        engines.discard("rmx-bf16")
-    for engine, precision in (("rmx", "f32"), ("rmx-bf16", "bf16")):
+    # ---- rmx (f32; bf16 where the CPU has avx512_bf16, int8 where it has avx512_vnni) ----
+    for engine, feature in (("rmx-bf16", "avx512_bf16"), ("rmx-int8", "avx512_vnni")):
+        if engine in engines and feature not in cpu_info().get("isa", []):
+            notes.append(f"{engine}: skipped, this CPU has no {feature}")
+            engines.discard(engine)
+    for engine, precision in (("rmx", "f32"), ("rmx-bf16", "bf16"), ("rmx-int8", "int8")):
         if engine not in engines:
             continue
         rmx, err = run_rmx(args, model_dir, precision)
@@ -393,7 +413,8 @@ def main() -> int:
         if max(load_before[0], load_after[0]) > max(1.0, ncpu - args.threads + 0.5):
             notes.append(f"machine was busy (1-min load average {load_before[0]:.1f} -> {load_after[0]:.1f} "
                          f"on {ncpu} CPUs): timings are noisy, compare engines only within one run")
-    cols = [("ort", "ORT"), ("torch", "PyTorch"), ("rmx", "rmx"), ("rmx-bf16", "rmx bf16")]
+    cols = [("ort", "ORT"), ("torch", "PyTorch"), ("rmx", "rmx"), ("rmx-bf16", "rmx bf16"),
+            ("ort-int8", "ORT int8"), ("rmx-int8", "rmx int8")]
     cols = [(k, n) for k, n in cols if k in engines]
 
     def row(label, get, spec):
@@ -421,18 +442,18 @@ def main() -> int:
     print(row(f"single {args.single_len} tok GFLOP/s (median)", lambda r: r["single"]["median_gflop_per_s"], ",.1f"))
 
     ratios = {}
-    for engine, label in (("rmx", "rmx"), ("rmx-bf16", "rmx bf16")):
+    for engine, label in (("rmx", "rmx"), ("rmx-bf16", "rmx bf16"), ("rmx-int8", "rmx int8")):
         if engine not in results:
             continue
-        for k, n in (("ort", "ORT"), ("torch", "PyTorch")):
+        for k, n in (("ort", "ORT"), ("torch", "PyTorch"), ("ort-int8", "ORT int8")):
             if k not in results:
                 continue
             rb = results[engine]["batch"]["median_tokens_per_s"] / results[k]["batch"]["median_tokens_per_s"]
             rbb = results[engine]["batch"]["median_tokens_per_s"] / results[k]["batch"]["best_tokens_per_s"]
             rs = results[k]["single"]["median_ms"] / results[engine]["single"]["median_ms"]
-            ratios[f"{engine.replace('-', '_')}_over_{k}"] = {
+            ratios[f"{engine.replace('-', '_')}_over_{k.replace('-', '_')}"] = {
                 "batch_throughput_vs_median": rb, "batch_throughput_vs_best": rbb, "single_latency_speedup": rs}
-            print(f"{label}/{n} (fp32): batch throughput x{rb:.2f} (vs {n} best x{rbb:.2f}), "
+            print(f"{label}/{n}: batch throughput x{rb:.2f} (vs {n} best x{rbb:.2f}), "
                   f"single latency speedup x{rs:.2f}   (>1 = rmx faster)")
     if "ort" in results and "torch" in results:
         rb = results["ort"]["batch"]["median_tokens_per_s"] / results["torch"]["batch"]["median_tokens_per_s"]

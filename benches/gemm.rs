@@ -1,16 +1,18 @@
 //! GEMM throughput on the all-MiniLM-L6-v2 shapes (d = 384, ffn = 1536), in GFLOP/s
 //! (criterion's "elem/s" counts flops, 2mnk per product), plus the machine's FMA peak; on a
 //! CPU with AVX512-BF16 also the bf16 GEMM (`_bf16_avx512bf16`, B pre-packed) and the
-//! `vdpbf16ps` peak, and with AMX-BF16 the bf16 GEMM on AMX tiles (`_bf16_amx`).
+//! `vdpbf16ps` peak, and with AMX-BF16 the bf16 GEMM on AMX tiles (`_bf16_amx`); on a CPU
+//! with AVX512-VNNI the int8 GEMM (`_int8`, 2mnk int8 "flops") and the `vpdpbusd` peak.
 //!
-//! `model_37` / `model_2048`: the 36 products of a whole all-MiniLM-L6-v2 forward in a row.
+//! `model_37` / `model_2048`: the 36 products of a whole all-MiniLM-L6-v2 forward in a row
+//! (`_int8`: on the int8 kernel).
 //!
 //! `cargo bench --bench gemm`; `RMX_ISA=scalar|avx2|avx512` forces a kernel set.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rmx::backend::cpu::gemm::{gemm, gemm_packed, MatRef, PackedB, Plain};
 use rmx::backend::cpu::parallel::with_team;
-use rmx::backend::cpu::simd::{bf16_dot_supported, Bf16Kernel, Isa};
+use rmx::backend::cpu::simd::{bf16_dot_supported, int8_dot_supported, Bf16Kernel, Isa};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -54,6 +56,15 @@ fn bench_gemm(c: &mut Criterion) {
                 })
             });
         }
+        if int8_dot_supported() {
+            let packed = PackedB::int8(b);
+            group.bench_function(format!("{m}x{k}x{n}_int8"), |bench| {
+                bench.iter(|| {
+                    gemm_packed(a, &packed, &mut out, n, false, &Plain);
+                    black_box(&mut out);
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -64,19 +75,21 @@ fn bench_gemm(c: &mut Criterion) {
 /// (`model_37`) beside a batch's (`model_2048`).
 fn bench_model_sequence(c: &mut Criterion) {
     const LAYER: [(usize, usize); 6] = [(384, 384), (384, 384), (384, 384), (384, 384), (384, 1536), (1536, 384)];
-    let weights: Vec<(usize, usize, PackedB)> = (0..6 * LAYER.len())
-        .map(|i| {
-            let (k, n) = LAYER[i % LAYER.len()];
-            (k, n, PackedB::new(MatRef::transposed(&filled(n * k, i as u32), n, k)))
-        })
-        .collect();
+    type Pack = fn(MatRef) -> PackedB;
+    let packings: [(&str, Pack); 2] = [("", PackedB::new), ("_int8", PackedB::int8)];
     let mut group = c.benchmark_group(format!("gemm_{}", Isa::current().name()));
     group.sample_size(20).warm_up_time(std::time::Duration::from_secs(1));
-    for m in [37, 2048] {
+    for ((suffix, pack), m) in packings.into_iter().filter(|(s, _)| s.is_empty() || int8_dot_supported()).flat_map(|p| [(p, 37), (p, 2048)]) {
+        let weights: Vec<(usize, usize, PackedB)> = (0..6 * LAYER.len())
+            .map(|i| {
+                let (k, n) = LAYER[i % LAYER.len()];
+                (k, n, pack(MatRef::transposed(&filled(n * k, i as u32), n, k)))
+            })
+            .collect();
         let x = filled(m * 1536, 7);
         let mut out = vec![0.0f32; m * 1536];
         group.throughput(Throughput::Elements(weights.iter().map(|(k, n, _)| (2 * m * k * n) as u64).sum()));
-        group.bench_function(format!("model_{m}"), |bench| {
+        group.bench_function(format!("model_{m}{suffix}"), |bench| {
             bench.iter(|| {
                 with_team(|| {
                     for (k, n, w) in &weights {
@@ -104,6 +117,13 @@ fn report_fma_peak() {
         let one = peak_gflops(1, |iters| unsafe { x86::dpbf16_avx512(iters) });
         let all = peak_gflops(threads, |iters| unsafe { x86::dpbf16_avx512(iters) });
         eprintln!("vdpbf16ps peak: 1 thread {one:.1} GFLOP/s, {threads} threads {all:.1} GFLOP/s");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if int8_dot_supported() {
+        // SAFETY (both): AVX512-VNNI checked just above.
+        let one = peak_gflops(1, |iters| unsafe { x86::dpbusd_avx512(iters) });
+        let all = peak_gflops(threads, |iters| unsafe { x86::dpbusd_avx512(iters) });
+        eprintln!("vpdpbusd peak: 1 thread {one:.1} GOP/s, {threads} threads {all:.1} GOP/s");
     }
 }
 
@@ -181,6 +201,20 @@ mod x86 {
         }
         black_box(acc);
         iters * 24 * 16 * 4
+    }
+
+    /// 24 independent chains of 16-lane byte dot products (8 ops per lane: four depth steps).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub fn dpbusd_avx512(iters: u64) -> u64 {
+        let (x, y) = (_mm512_set1_epi8(3), _mm512_set1_epi8(-2));
+        let mut acc = [_mm512_setzero_si512(); 24];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm512_dpbusd_epi32(*a, x, y);
+            }
+        }
+        black_box(acc);
+        iters * 24 * 16 * 8
     }
 
     /// 24 independent 16-lane FMA chains.

@@ -77,14 +77,16 @@ fn embed_precision_flag() {
     let o = rmx(&["embed", "--precision", "f16"], input);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown precision"), "{}", stderr(&o));
-    if rmx::backend::cpu::simd::bf16_dot_supported() {
-        let bf16 = embedding("bf16");
-        let cos: f64 = f32.iter().zip(&bf16).map(|(a, b)| a * b).sum();
-        assert!(cos > 0.9995 && cos < 1.0 - 1e-9, "cosine(f32, bf16) = {cos}");
-    } else {
-        let o = rmx(&["embed", "--precision", "bf16"], input);
-        assert_eq!(o.status.code(), Some(2));
-        assert!(stderr(&o).contains("AVX512-BF16"), "{}", stderr(&o));
+    for (precision, min_cos, feature) in [("bf16", 0.9995, "AVX512-BF16"), ("int8", 0.995, "AVX512-VNNI")] {
+        if precision.parse::<rmx::model::bert::Precision>().unwrap().check_supported().is_ok() {
+            let reduced = embedding(precision);
+            let cos: f64 = f32.iter().zip(&reduced).map(|(a, b)| a * b).sum();
+            assert!(cos > min_cos && cos < 1.0 - 1e-9, "cosine(f32, {precision}) = {cos}");
+        } else {
+            let o = rmx(&["embed", "--precision", precision], input);
+            assert_eq!(o.status.code(), Some(2));
+            assert!(stderr(&o).contains(feature), "{}", stderr(&o));
+        }
     }
 }
 

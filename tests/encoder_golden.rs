@@ -1,7 +1,7 @@
 //! The encoder against the PyTorch + transformers oracle (fixtures from
 //! tests/oracle/gen_encoder_fixtures.py): every layer's hidden states and the pooled
 //! sentence embedding, one sequence at a time and packed into one batch, on every
-//! instruction set this CPU has; and the accuracy cost of bf16 precision.
+//! instruction set this CPU has; and the accuracy cost of bf16 and int8 precision.
 mod common;
 
 use common::*;
@@ -14,6 +14,8 @@ const HIDDEN_MAX_ABS: f32 = 1e-4;
 const EMBEDDING_MIN_COS: f64 = 0.99999;
 /// bf16 precision (linear layers on bf16-rounded operands) against the same f32 oracle.
 const BF16_EMBEDDING_MIN_COS: f64 = 0.9995;
+/// int8 precision (weights and activations quantized) against the same f32 oracle.
+const INT8_EMBEDDING_MIN_COS: f64 = 0.995;
 
 /// The oracle's sentences and their golden embeddings.
 fn golden_sentences(golden: &HashMap<String, Golden>) -> Vec<(String, Vec<f32>)> {
@@ -91,34 +93,46 @@ fn minilm_tokenizer_and_embeddings_match_oracle() {
     }
 }
 
-#[test]
-fn minilm_bf16_embeddings_stay_close_to_oracle() {
+/// Embeds the oracle's sentences in `precision` (one packed batch, which splits products by
+/// rows, then each sentence alone, which splits them by columns, with short strips) and
+/// checks every embedding's cosine with the f32 oracle's: at least `min_cos`, and not 1
+/// (the precision is really used). Skips, checking the refusal, where the CPU lacks it.
+fn reduced_precision_stays_close_to_oracle(precision: Precision, min_cos: f64) {
     let Some(dir) = default_model() else { return };
-    if !rmx::backend::cpu::simd::bf16_dot_supported() {
-        eprintln!("SKIPPED: this CPU has no AVX512-BF16 (bf16 precision needs it)");
-        assert!(Precision::Bf16.check_supported().is_err());
+    let name = precision.name();
+    if let Err(why) = precision.check_supported() {
+        eprintln!("SKIPPED: {why}");
         return;
     }
     let mut encoder = SentenceEncoder::load(&dir).unwrap();
-    encoder.bert.set_precision(Precision::Bf16).unwrap();
+    encoder.bert.set_precision(precision).unwrap();
     let golden = load_golden(&fixture("minilm_golden.safetensors"));
     let sentences = golden_sentences(&golden);
     let texts: Vec<&str> = sentences.iter().map(|(t, _)| t.as_str()).collect();
-    // One packed batch (row-split products), then each sentence alone (column-split, short strips).
     let batch = encoder.embed_texts(&texts).unwrap();
     let alone: Vec<Vec<f32>> = texts.iter().map(|t| encoder.embed_texts(&[t]).unwrap().remove(0)).collect();
     let mut worst = (f64::INFINITY, 0);
     for (i, (_, want)) in sentences.iter().enumerate() {
         for got in [&batch[i], &alone[i]] {
             let cos = cosine(got, want);
-            assert!(cos < 1.0 - 1e-9, "sentence {i}: bf16 embedding equals f32 (cosine {cos}): not computed in bf16?");
+            assert!(cos < 1.0 - 1e-9, "sentence {i}: {name} embedding equals f32 (cosine {cos}): not computed in {name}?");
             if cos < worst.0 {
                 worst = (cos, i);
             }
         }
     }
-    eprintln!("bf16 precision: worst embedding cosine vs the f32 oracle {:.6} (sentence {}, {} sentences)", worst.0, worst.1, texts.len());
-    assert!(worst.0 >= BF16_EMBEDDING_MIN_COS, "sentence {}: bf16 cosine {} < {BF16_EMBEDDING_MIN_COS}", worst.1, worst.0);
+    eprintln!("{name} precision: worst embedding cosine vs the f32 oracle {:.6} (sentence {}, {} sentences)", worst.0, worst.1, texts.len());
+    assert!(worst.0 >= min_cos, "sentence {}: {name} cosine {} < {min_cos}", worst.1, worst.0);
+}
+
+#[test]
+fn minilm_bf16_embeddings_stay_close_to_oracle() {
+    reduced_precision_stays_close_to_oracle(Precision::Bf16, BF16_EMBEDDING_MIN_COS);
+}
+
+#[test]
+fn minilm_int8_embeddings_stay_close_to_oracle() {
+    reduced_precision_stays_close_to_oracle(Precision::Int8, INT8_EMBEDDING_MIN_COS);
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! The fast GEMM against `gemm_reference`, on every instruction set this CPU runs; the bf16
-//! GEMM against an f64 product of the bf16-rounded operands.
+//! GEMM against an f64 product of the bf16-rounded operands; the int8 GEMM against exact
+//! integer products of the quantized operands.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rmx::backend::cpu::gemm::{gemm_packed, gemm_reference, gemm_with_isa, Epilogue, MatRef, PackedB};
-use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
+use rmx::backend::cpu::gemm_pack_int8::{quantize_column_i8, quantize_row_u8};
+use rmx::backend::cpu::simd::{int8_dot_supported, Bf16Kernel, Isa};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// How an operand is laid out in memory.
@@ -422,6 +424,119 @@ fn bf16_differs_from_f32_by_rounding() {
         gemm_packed(a, &PackedB::bf16(b), &mut rounded, n, false, &rmx::backend::cpu::gemm::Plain);
         let worst = exact.iter().zip(&rounded).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(worst > 1e-4 && worst < 0.1, "max |f32 − bf16| = {worst}");
+    });
+}
+
+/// The int8 product's reference: every row of A quantized by `quantize_row_u8`, every
+/// column of B by `quantize_column_i8` (the definitions the kernel follows), one exact
+/// integer dot product per element of C, dequantized in f64, then the epilogue.
+fn int8_reference(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
+    let columns: Vec<(Vec<i8>, f32)> = (0..b.cols)
+        .map(|j| {
+            let x: Vec<f32> = (0..b.rows).map(|p| b.at(p, j)).collect();
+            let mut q = vec![0i8; b.rows];
+            let (scale, _) = quantize_column_i8(&x, &mut q);
+            (q, scale)
+        })
+        .collect();
+    for i in 0..a.rows {
+        let x: Vec<f32> = (0..a.cols).map(|p| a.at(i, p)).collect();
+        let mut q = vec![0u8; a.cols];
+        let (scale, zero) = quantize_row_u8(&x, &mut q);
+        let row = &mut c[i * ldc..i * ldc + b.cols];
+        for (out, (qb, scale_b)) in row.iter_mut().zip(&columns) {
+            let dot: i64 = q.iter().zip(qb).map(|(&qa, &qb)| (i64::from(qa) - i64::from(zero)) * i64::from(qb)).sum();
+            let value = f64::from(scale) * f64::from(*scale_b) * dot as f64;
+            *out = if accumulate { (f64::from(*out) + value) as f32 } else { value as f32 };
+        }
+        epilogue.apply(i, 0, row);
+    }
+}
+
+/// Runs `case` on the int8 kernel (B pre-packed, the only form it takes) and on
+/// [`int8_reference`]; they differ by f32 rounding of the dequantized sums only.
+fn check_int8(case: &Case) {
+    let Case { k, n, ldc_pad, accumulate, threads, .. } = *case;
+    let inputs = Inputs::new(case);
+    let (a, b, c0) = (inputs.a(), inputs.b(), &inputs.c0);
+    let ldc = n + ldc_pad;
+    let recorder = || Recorder::new(case);
+    let (mut want, want_epi) = (c0.clone(), recorder());
+    int8_reference(a, b, &mut want, ldc, accumulate, &want_epi);
+    let packed = PackedB::int8(b);
+    assert!(packed.is_int8() && packed.shape() == (k, n));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let (mut got, got_epi) = (c0.clone(), recorder());
+    pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
+    compare(&format!("int8 {case:?}"), case, a, b, c0, &want, &want_epi, &got, &got_epi);
+}
+
+/// Runs `body` if the CPU has AVX512-VNNI, else says why the test is skipped.
+fn on_int8(body: impl FnOnce()) {
+    if int8_dot_supported() {
+        body();
+    } else {
+        eprintln!("SKIPPED: this CPU has no AVX512-VNNI (the int8 GEMM needs it)");
+    }
+}
+
+/// The fixed cases plus depths that leave a partial last quad, rows below MR, right-edge
+/// panels, MiniLM's deepest product (k = 1536, one depth block).
+#[test]
+fn int8_fixed_shapes() {
+    on_int8(|| {
+        let mut cases = fixed_cases();
+        let base = cases[0].clone();
+        for (m, k, n) in [(1, 3, 1), (5, 7, 33), (11, 385, 31), (12, 1537, 65), (25, 1, 40), (13, 6, 32), (64, 1536, 100)] {
+            for accumulate in [false, true] {
+                cases.push(Case { m, k, n, accumulate, ..base.clone() });
+            }
+        }
+        for case in cases {
+            check_int8(&case);
+        }
+    });
+}
+
+#[test]
+fn int8_matches_reference() {
+    on_int8(|| {
+        let mut runner = TestRunner::new(Config::with_cases(96));
+        if let Err(e) = runner.run(&case(), |case| {
+            check_int8(&case);
+            Ok(())
+        }) {
+            panic!("{}", e);
+        }
+    });
+}
+
+/// The test can fail: the int8 product is not the f32 one, and it stays within the error
+/// quantization allows: each operand off by at most half a step, so
+/// `|C − A·B| ≤ Σ_p (|a_ip| · s_j + |b_pj| · s_i + s_i · s_j / 2) / 2`.
+#[test]
+fn int8_error_is_within_the_quantization_bound() {
+    on_int8(|| {
+        let (m, k, n) = (37, 384, 96);
+        let (a_data, b_data) = (values(m * k, 11), values(k * n, 12));
+        let (a, b) = (MatRef::row_major(&a_data, m, k), MatRef::row_major(&b_data, k, n));
+        let (mut exact, mut quantized) = (vec![0.0; m * n], vec![0.0; m * n]);
+        gemm_reference(a, b, &mut exact, n, false, &rmx::backend::cpu::gemm::Plain);
+        gemm_packed(a, &PackedB::int8(b), &mut quantized, n, false, &rmx::backend::cpu::gemm::Plain);
+        let mut worst = 0.0f32;
+        for i in 0..m {
+            let row: Vec<f32> = (0..k).map(|p| a.at(i, p)).collect();
+            let scale_a = quantize_row_u8(&row, &mut vec![0; k]).0;
+            for j in 0..n {
+                let column: Vec<f32> = (0..k).map(|p| b.at(p, j)).collect();
+                let scale_b = quantize_column_i8(&column, &mut vec![0; k]).0;
+                let bound: f32 = (0..k).map(|p| row[p].abs() * scale_b + column[p].abs() * scale_a + scale_a * scale_b / 2.0).sum::<f32>() / 2.0;
+                let error = (exact[i * n + j] - quantized[i * n + j]).abs();
+                assert!(error <= bound * 1.001 + 1e-6, "C[{i},{j}]: |error| {error} > bound {bound}");
+                worst = worst.max(error);
+            }
+        }
+        assert!(worst > 1e-4, "max |f32 − int8| = {worst}: not quantized?");
     });
 }
 

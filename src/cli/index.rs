@@ -46,7 +46,7 @@ struct BuildArgs {
     model: Option<PathBuf>,
     /// Arithmetic of the encoder's linear layers, as `--precision` of `rmx embed` (that name
     /// is taken here by the vectors' storage).
-    #[arg(long, default_value = "f32", value_name = "f32|bf16")]
+    #[arg(long, default_value = "f32", value_name = "f32|bf16|int8")]
     encoder_precision: rmx::model::bert::Precision,
     /// Storage of the vectors: f32, or f16 (half the size; see the README for its cost).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]

@@ -15,6 +15,10 @@
 //! batch, columns for one sentence). The epilogue runs on each finished `MC × NC` block,
 //! right after its last depth block has been added.
 //!
+//! int8 ([`PackedB::int8`]): the same driver on the AVX512-VNNI kernel, B quantized per
+//! column to i8 when packed, each strip of A per row to u8 (a zero point per row), sums exact
+//! in i32, dequantized as the kernel stores them ([`super::gemm_pack_int8`]).
+//!
 //! bf16 ([`PackedB::bf16`]): the same driver on a bf16 kernel ([`Bf16Kernel`]: AMX
 //! 32 × 32 `tdpbf16ps` tiles where the CPU and OS allow, else AVX512-BF16 12 × 32
 //! `vdpbf16ps`): B pre-packed as pairs of bf16 depth steps, each strip of A converted to
@@ -23,12 +27,12 @@
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16};
+use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16, Avx512Vnni};
 #[cfg(target_arch = "x86_64")]
 use super::gemm_kernel_amx::AmxBf16;
 use super::gemm_pack::{with_scratch, Aligned, PanelElem};
 use super::parallel::{for_each_index, leads_team};
-use super::simd::{Bf16Kernel, Isa};
+use super::simd::{int8_dot_supported, Bf16Kernel, Isa};
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +105,8 @@ enum Kernels {
     F32(Isa),
     /// Dot products of bf16-rounded operands, summed in f32.
     Bf16(Bf16Kernel),
+    /// Dot products of int8-quantized operands (AVX512-VNNI), summed in i32.
+    Int8,
 }
 
 /// `B` packed once into the panel layout of one family of kernels, for products that reuse
@@ -111,8 +117,8 @@ pub struct PackedB {
     k: usize,
     n: usize,
     /// Depth blocks of `kc` steps (the last may be shorter), each `ceil(n / NR)` panels of
-    /// `panel_rows(kc) × NR` elements: the panel `q` of the block starting at depth `pc` is
-    /// at `panel_rows(pc) · n_padded + q · panel_rows(kc) · NR`.
+    /// `panel_rows(kc) × NR` elements: the panel `q` of block `kb` (depth `kb · kc_max`
+    /// on) is at `kb · panel_rows(kc_max) · n_padded + q · panel_rows(kc) · NR`.
     panels: Aligned,
 }
 
@@ -167,15 +173,32 @@ impl PackedB {
         unreachable!("bf16 kernels are never available elsewhere")
     }
 
+    /// Packs `b` quantized to int8 for the AVX512-VNNI kernel: each column to `i8` with its
+    /// own scale; [`gemm_packed`] then quantizes each row of A to `u8` with its own scale and
+    /// zero point and sums the products exactly in i32 (see [`super::gemm_pack_int8`]). An
+    /// inference option whose accuracy cost callers measure (see `tests/encoder_golden.rs`).
+    ///
+    /// # Panics
+    /// If the CPU has no AVX512-VNNI (check [`super::simd::int8_dot_supported`] first) or
+    /// `b` exceeds its data.
+    pub fn int8(b: MatRef) -> Self {
+        assert!(int8_dot_supported(), "this CPU has no AVX512-VNNI (int8 products need it)");
+        #[cfg(target_arch = "x86_64")]
+        return Self::pack::<Avx512Vnni>(Kernels::Int8, b);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("int8 kernels are never available elsewhere")
+    }
+
     fn pack<K: MicroKernel>(kernels: Kernels, b: MatRef) -> Self {
         b.check_bounds();
         let (k, n) = (b.rows, b.cols);
         let kc_max = depth_block::<K>(k);
         let block_stride = n.next_multiple_of(K::NR);
-        let mut panels = Aligned::zeroed(panel_rows::<K>(k) * block_stride);
-        for pc in (0..k).step_by(kc_max.max(1)) {
+        let last = k.saturating_sub(1) / kc_max.max(1);
+        let mut panels = Aligned::zeroed((last * panel_rows::<K>(kc_max) + panel_rows::<K>(k - last * kc_max)) * block_stride);
+        for (kb, pc) in (0..k).step_by(kc_max.max(1)).enumerate() {
             let kc = kc_max.min(k - pc);
-            let out = &mut panels.as_mut_slice::<K::Elem>()[panel_rows::<K>(pc) * block_stride..];
+            let out = &mut panels.as_mut_slice::<K::Elem>()[kb * panel_rows::<K>(kc_max) * block_stride..];
             K::Elem::pack_b(b, pc..pc + kc, 0..n, K::NR, panel_rows::<K>(kc), out, vector_b_pack(kernels));
         }
         PackedB { kernels, k, n, panels }
@@ -189,6 +212,11 @@ impl PackedB {
     /// Whether products with this `B` run on the bf16 kernel.
     pub fn is_bf16(&self) -> bool {
         matches!(self.kernels, Kernels::Bf16(_))
+    }
+
+    /// Whether products with this `B` run on the int8 kernel.
+    pub fn is_int8(&self) -> bool {
+        self.kernels == Kernels::Int8
     }
 }
 
@@ -213,9 +241,10 @@ fn depth_block<K: MicroKernel>(k: usize) -> usize {
     k.div_ceil(k.div_ceil(max_depth).max(1)).next_multiple_of(K::DEPTH_ALIGN)
 }
 
-/// Rows of elements in a packed panel (or a packed strip row) of depth `kc` for `K`.
+/// Rows of elements in a packed panel (or elements in a packed strip row) of depth `kc`
+/// for `K`, the quantization parameters after the depth included.
 fn panel_rows<K: MicroKernel>(kc: usize) -> usize {
-    kc.next_multiple_of(K::DEPTH_ALIGN) / K::Elem::DEPTH
+    kc.next_multiple_of(K::DEPTH_ALIGN) / K::Elem::DEPTH + K::Elem::PARAMS
 }
 
 /// Checks the shapes shared by every entry point and runs the product on `isa`.
@@ -270,6 +299,12 @@ fn launch(
                 Bf16Kernel::Avx512Bf16 => job.run::<Avx512Bf16>(),
                 Bf16Kernel::Amx => job.run::<AmxBf16>(),
             }
+        }
+        Kernels::Int8 => {
+            // Checked when B was packed; checked again as the kernel's safety rests on it.
+            assert!(int8_dot_supported(), "this CPU has no AVX512-VNNI (int8 products need it)");
+            #[cfg(target_arch = "x86_64")]
+            job.run::<Avx512Vnni>();
         }
     }
 }
@@ -429,7 +464,7 @@ impl Job<'_> {
                         }
                         BSource::Packed(b) => {
                             let block_stride = self.n.next_multiple_of(K::NR);
-                            &b.panels.as_slice()[elems(pc) * block_stride + jc / K::NR * elems(kc) * K::NR..]
+                            &b.panels.as_slice()[kb * elems(kc_max) * block_stride + jc / K::NR * elems(kc) * K::NR..]
                         }
                     };
                     let accumulate = self.accumulate || kb > 0;

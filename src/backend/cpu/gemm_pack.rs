@@ -2,7 +2,8 @@
 //! the layout the microkernels read, plus the aligned per-thread scratch they live in.
 //!
 //! Panels hold [`PanelElem`]s: `f32` for the f32 kernels, [`Bf16Pair`] (two depth steps
-//! rounded to bf16) for the bf16 kernel.
+//! rounded to bf16) for the bf16 kernel, `Int8Quad` (four quantized depth steps,
+//! [`super::gemm_pack_int8`]) for the int8 kernel.
 
 use super::gemm::MatRef;
 use super::gemm_kernel::APanel;
@@ -19,8 +20,13 @@ pub(crate) unsafe trait PanelElem: Copy + Send + Sync + 'static {
     /// `kc` has `kc.div_ceil(DEPTH)` rows of elements.
     const DEPTH: usize;
 
+    /// Elements after the depth that hold quantization parameters: rows after each packed
+    /// B panel, elements after each packed row of A (0 unless quantized: see
+    /// [`super::gemm_pack_int8::Int8Quad`]). Kernels read them, never multiply them.
+    const PARAMS: usize = 0;
+
     /// Packs `B[depth, cols]` into `ceil(cols.len() / nr)` panels of `rows` rows of `nr`
-    /// elements (`rows >= depth.len().div_ceil(DEPTH)`: a kernel may want the depth padded),
+    /// elements (`rows >= depth.len().div_ceil(DEPTH) + PARAMS`: a kernel may want the depth padded),
     /// zero-padded past the last column and the last depth step. `avx2` enables the AVX2
     /// transposing copy where one applies.
     fn pack_b(b: MatRef, depth: Range<usize>, cols: Range<usize>, nr: usize, rows: usize, out: &mut [Self], avx2: bool);

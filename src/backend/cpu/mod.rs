@@ -19,6 +19,7 @@ mod gemm_kernel;
 #[cfg(target_arch = "x86_64")]
 mod gemm_kernel_amx;
 mod gemm_pack;
+pub mod gemm_pack_int8;
 pub mod layernorm;
 pub mod linear;
 pub mod loss;

@@ -97,6 +97,19 @@ pub fn bf16_dot_supported() -> bool {
     })
 }
 
+/// Whether this CPU has the AVX512-VNNI byte dot product (`vpdpbusd`, with AVX-512F) that
+/// the int8 GEMM runs on (Intel Cascade Lake on, AMD Zen 4 on). Detected once; like bf16,
+/// an opt-in precision.
+pub fn int8_dot_supported() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vnni");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 /// The kernels a bf16 product can run on (both sum bf16 products in f32, so they agree up
 /// to the order of the f32 additions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
