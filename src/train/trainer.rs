@@ -43,7 +43,7 @@ impl Default for TrainSettings {
         TrainSettings {
             epochs: 3,
             batch_size: 128,
-            lr: 2e-5,
+            lr: 8e-5,
             seed: 42,
             warmup_ratio: 0.1,
             negatives: Negatives::Drawn(7),
