@@ -443,8 +443,12 @@ impl Job<'_> {
         let k_blocks = k.div_ceil(kc_max);
         // Rows of elements of a packed block of depth `kc`.
         let elems = panel_rows::<K>;
+        // Columns per block: NC, except for quantized elements, whose A strips cost a pass
+        // over their rows to make (int8: scale, zero point, then the values) — each is made
+        // once per part, over all the part's columns (B is always pre-packed for them).
+        let nc_block = if K::Elem::PARAMS > 0 { cols.len().max(1) } else { NC };
         let nc_max = match self.b {
-            BSource::View(_) => NC.min(cols.len()).next_multiple_of(K::NR),
+            BSource::View(_) => nc_block.min(cols.len()).next_multiple_of(K::NR),
             BSource::Packed(_) => 0,
         };
         let block_strips = (MC / K::MR).max(1);
@@ -452,8 +456,8 @@ impl Job<'_> {
         let a_strip_len = K::Elem::a_scratch_len(&a, K::MR, elems(kc_max));
         with_scratch(b_pack_len + block_strips * a_strip_len, |scratch: &mut [K::Elem]| {
             let (b_pack, a_pack) = scratch.split_at_mut(b_pack_len);
-            for jc in cols.clone().step_by(NC) {
-                let nc = NC.min(cols.end - jc);
+            for jc in cols.clone().step_by(nc_block) {
+                let nc = nc_block.min(cols.end - jc);
                 for kb in 0..k_blocks {
                     let pc = kb * kc_max;
                     let kc = kc_max.min(k - pc);
