@@ -65,7 +65,7 @@ pub struct EncoderPrecision {
     /// Arithmetic of the encoder's linear layers: f32 (default; matches PyTorch); bf16
     /// (AVX512-BF16 CPUs only: faster where bf16 dot products outpace f32 FMAs; embeddings
     /// within cosine 0.9995 of f32); int8 (AVX512-VNNI CPUs only: weights and activations
-    /// quantized, the fastest; embeddings within cosine 0.995 of f32).
+    /// quantized, the fastest without AMX; embeddings within cosine 0.995 of f32).
     #[arg(long = "precision", default_value = "f32", value_name = "f32|bf16|int8")]
     pub value: Precision,
 }
