@@ -332,19 +332,34 @@ fn bf16_reference(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: b
 /// [`bf16_reference`]. The sums are f32 on the kernel and f64 in the reference, so the
 /// tolerance is the f32 one of [`compare`].
 fn check_bf16(kernel: Bf16Kernel, case: &Case) {
+    check_prepacked(&format!("bf16 {}", kernel.name()), case, bf16_reference, |b| {
+        let packed = PackedB::bf16_with(kernel, b);
+        assert!(packed.is_bf16());
+        packed
+    });
+}
+
+/// Runs `case` with B packed by `pack` (the only form reduced-precision kernels take) and
+/// on `reference`, and compares them with [`compare`].
+fn check_prepacked(
+    what: &str,
+    case: &Case,
+    reference: fn(MatRef, MatRef, &mut [f32], usize, bool, &dyn Epilogue),
+    pack: impl FnOnce(MatRef) -> PackedB,
+) {
     let Case { k, n, ldc_pad, accumulate, threads, .. } = *case;
     let inputs = Inputs::new(case);
     let (a, b, c0) = (inputs.a(), inputs.b(), &inputs.c0);
     let ldc = n + ldc_pad;
     let recorder = || Recorder::new(case);
     let (mut want, want_epi) = (c0.clone(), recorder());
-    bf16_reference(a, b, &mut want, ldc, accumulate, &want_epi);
-    let packed = PackedB::bf16_with(kernel, b);
-    assert!(packed.is_bf16() && packed.shape() == (k, n));
+    reference(a, b, &mut want, ldc, accumulate, &want_epi);
+    let packed = pack(b);
+    assert_eq!(packed.shape(), (k, n));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let (mut got, got_epi) = (c0.clone(), recorder());
     pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
-    compare(&format!("bf16 {} {case:?}", kernel.name()), case, a, b, c0, &want, &want_epi, &got, &got_epi);
+    compare(&format!("{what} {case:?}"), case, a, b, c0, &want, &want_epi, &got, &got_epi);
 }
 
 /// Runs `body` if the CPU can run `kernel`, else says why the test is skipped.
@@ -456,19 +471,11 @@ fn int8_reference(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: b
 /// Runs `case` on the int8 kernel (B pre-packed, the only form it takes) and on
 /// [`int8_reference`]; they differ by f32 rounding of the dequantized sums only.
 fn check_int8(case: &Case) {
-    let Case { k, n, ldc_pad, accumulate, threads, .. } = *case;
-    let inputs = Inputs::new(case);
-    let (a, b, c0) = (inputs.a(), inputs.b(), &inputs.c0);
-    let ldc = n + ldc_pad;
-    let recorder = || Recorder::new(case);
-    let (mut want, want_epi) = (c0.clone(), recorder());
-    int8_reference(a, b, &mut want, ldc, accumulate, &want_epi);
-    let packed = PackedB::int8(b);
-    assert!(packed.is_int8() && packed.shape() == (k, n));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let (mut got, got_epi) = (c0.clone(), recorder());
-    pool.install(|| gemm_packed(a, &packed, &mut got, ldc, accumulate, &got_epi));
-    compare(&format!("int8 {case:?}"), case, a, b, c0, &want, &want_epi, &got, &got_epi);
+    check_prepacked("int8", case, int8_reference, |b| {
+        let packed = PackedB::int8(b);
+        assert!(packed.is_int8());
+        packed
+    });
 }
 
 /// Runs `body` if the CPU has AVX512-VNNI, else says why the test is skipped.

@@ -194,8 +194,8 @@ impl PackedB {
         let (k, n) = (b.rows, b.cols);
         let kc_max = depth_block::<K>(k);
         let block_stride = n.next_multiple_of(K::NR);
-        let last = k.saturating_sub(1) / kc_max.max(1);
-        let mut panels = Aligned::zeroed((last * panel_rows::<K>(kc_max) + panel_rows::<K>(k - last * kc_max)) * block_stride);
+        let blocks = k.div_ceil(kc_max.max(1)).max(1);
+        let mut panels = Aligned::zeroed(blocks * panel_rows::<K>(kc_max) * block_stride);
         for (kb, pc) in (0..k).step_by(kc_max.max(1)).enumerate() {
             let kc = kc_max.min(k - pc);
             let out = &mut panels.as_mut_slice::<K::Elem>()[kb * panel_rows::<K>(kc_max) * block_stride..];
