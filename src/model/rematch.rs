@@ -217,11 +217,10 @@ fn check_zero_shot_weight(beta: f32) -> Result<()> {
     }
 }
 
-/// The trained input side: `c = tanh(x − (x·x*/‖x*‖²) x*)` with `x = φ([H[#]; H[@]])` and
-/// `x* = softmax(q·Hᵀ) H`; `h = tanh(maxpool H[head])`, `t = tanh(maxpool H[tail])`.
-fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
+/// `marked` packed into one batch, with each sentence's entity and marker rows in it.
+pub fn pack_marked(marked: &[&MarkedTokens]) -> (PackedBatch, Vec<EntityRows>) {
     let batch = PackedBatch::new(&marked.iter().map(|m| &m.ids[..]).collect::<Vec<_>>());
-    let rows: Vec<EntityRows> = marked
+    let rows = marked
         .iter()
         .zip(&batch.starts)
         .map(|(m, &s)| EntityRows {
@@ -231,6 +230,13 @@ fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: 
             tail_marker: s + m.tail_marker,
         })
         .collect();
+    (batch, rows)
+}
+
+/// The trained input side: `c = tanh(x − (x·x*/‖x*‖²) x*)` with `x = φ([H[#]; H[@]])` and
+/// `x* = softmax(q·Hᵀ) H`; `h = tanh(maxpool H[head])`, `t = tanh(maxpool H[tail])`.
+fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
+    let (batch, rows) = pack_marked(marked);
     let d = bert.config.hidden_size;
     let n = rows.len();
     // hidden: [T × d]

@@ -7,8 +7,8 @@ use super::encoder::{Dropout, EncoderIds};
 use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
 use super::params::ParamSet;
 use super::rng::Rng;
-use crate::backend::cpu::entity_pool::EntityRows;
-use crate::model::bert::{Bert, PackedBatch};
+use crate::model::bert::Bert;
+use crate::model::rematch::pack_marked;
 use crate::model::description::DescriptionStyle;
 use crate::text::markers::MarkedTokens;
 use std::time::Instant;
@@ -175,17 +175,7 @@ impl Trainer {
     fn step(&mut self, data: &TrainingSet, batch: &[usize], lr: f64) -> (Losses, usize, usize) {
         let d = self.heads.d;
         let sentences: Vec<&MarkedTokens> = batch.iter().map(|&i| &data.sentences[i]).collect();
-        let packed = PackedBatch::new(&sentences.iter().map(|m| &m.ids[..]).collect::<Vec<_>>());
-        let rows: Vec<EntityRows> = sentences
-            .iter()
-            .zip(&packed.starts)
-            .map(|(m, &s)| EntityRows {
-                head: s + m.head.start..s + m.head.end,
-                tail: s + m.tail.start..s + m.tail.end,
-                head_marker: s + m.head_marker,
-                tail_marker: s + m.tail_marker,
-            })
-            .collect();
+        let (packed, rows) = pack_marked(&sentences);
 
         // The batch's relation table: its distinct relations in order of appearance.
         let train_label: Vec<u32> = batch.iter().map(|&i| data.labels[i]).collect();
