@@ -27,9 +27,11 @@
 
 use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16, Avx512Vnni};
+use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16};
 #[cfg(target_arch = "x86_64")]
 use super::gemm_kernel_amx::AmxBf16;
+#[cfg(target_arch = "x86_64")]
+use super::gemm_kernel_int8::Avx512Vnni;
 use super::gemm_pack::{with_scratch, Aligned, PanelElem};
 use super::parallel::{for_each_index, leads_team};
 use super::simd::{int8_dot_supported, Bf16Kernel, Isa};

@@ -18,6 +18,8 @@ pub mod gemm;
 mod gemm_kernel;
 #[cfg(target_arch = "x86_64")]
 mod gemm_kernel_amx;
+#[cfg(target_arch = "x86_64")]
+mod gemm_kernel_int8;
 mod gemm_pack;
 pub mod gemm_pack_int8;
 pub mod layernorm;
