@@ -8,23 +8,29 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Measure the encoder: a batch of `--batch-size` sequences of `--seq-len` tokens
-/// (throughput) and one sequence of `--single-len` tokens (latency). Prints one JSON line.
+/// Measure the encoder's throughput and latency.
+///
+/// Times a batch of `--batch-size` sequences of `--seq-len` tokens (throughput) and one
+/// sequence of `--single-len` tokens (latency) on synthetic token ids. Prints one JSON line.
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Model directory; default: the default model.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
+    /// Sequences in the throughput batch.
+    #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
-    #[arg(long, default_value_t = 64)]
+    /// Tokens per sequence of the throughput batch.
+    #[arg(long, default_value_t = 64, value_name = "N")]
     seq_len: usize,
-    #[arg(long, default_value_t = 37)]
+    /// Tokens of the latency sequence.
+    #[arg(long, default_value_t = 37, value_name = "N")]
     single_len: usize,
     /// Timed repetitions of the batch (after one warm-up run).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_name = "N")]
     iters: usize,
     /// Timed repetitions of the one sequence (after one warm-up run); its median is reported.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_name = "N")]
     single_iters: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,

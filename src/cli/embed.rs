@@ -8,7 +8,9 @@ use serde::Serialize;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-/// Embed sentences: reads JSON Lines `{"text": "..."}` on stdin, writes
+/// Embed sentences with the plain sentence encoder (JSON Lines in and out).
+///
+/// Reads JSON Lines `{"text": "..."}` on stdin, writes
 /// `{"line": N, "embedding": [...]}` (unit length, mean-pooled, as sentence-transformers) on
 /// stdout, one per input line, in order. Texts longer than the model's limit (256 tokens for
 /// the default model) are truncated, with a note on stderr. Bad lines are reported as

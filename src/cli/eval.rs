@@ -9,8 +9,9 @@ use rmx::train::evaluate::evaluate;
 use rmx::{Error, Result};
 use std::path::PathBuf;
 
-/// Evaluate a model: the listed relations are both the candidates and the test set (unless
-/// --all-candidates).
+/// Evaluate a model: macro precision, recall and F1 on labelled sentences.
+///
+/// The listed relations are both the candidates and the test set (unless --all-candidates).
 ///
 /// Metrics follow the reference code: per-relation precision summed and divided by the number
 /// of distinct predicted relations, recall averaged over the gold relations, F1 = 2PR/(P+R).

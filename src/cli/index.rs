@@ -76,6 +76,8 @@ enum ModeArg {
 /// search mode.
 #[derive(Args)]
 struct InspectArgs {
+    /// Index directory built by `rmx index build`.
+    #[arg(value_name = "DIR")]
     dir: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -85,6 +87,8 @@ struct InspectArgs {
 /// Verify every checksum of an index (vectors and graph included); exit 0 when intact.
 #[derive(Args)]
 struct VerifyArgs {
+    /// Index directory built by `rmx index build`.
+    #[arg(value_name = "DIR")]
     dir: PathBuf,
 }
 

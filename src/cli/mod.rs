@@ -74,3 +74,40 @@ pub struct EncoderPrecision {
 pub fn model_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.unwrap_or_else(default_model_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand, nested ones included, with the path of names that reaches it.
+    fn all_commands(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands() {
+            all_commands(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_and_argument_explains_itself() {
+        let mut commands = Vec::new();
+        all_commands(&Cli::command(), "rmx".into(), &mut commands);
+        let mut silent = Vec::new();
+        for (path, cmd) in commands.iter().filter(|(_, c)| c.get_name() != "help") {
+            if cmd.get_about().is_none() {
+                silent.push(path.clone());
+            }
+            for arg in cmd.get_arguments().filter(|a| !matches!(a.get_id().as_str(), "help" | "version")) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    silent.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+        }
+        assert!(silent.is_empty(), "without help text: {silent:?}");
+    }
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-/// Answer relation queries against an index.
+/// Answer relation queries against an index
 ///
 /// One instance from flags (--text, --head, --tail), or JSON Lines on stdin, one instance per
 /// line, in any of these forms:
@@ -21,6 +21,7 @@ use std::path::PathBuf;
 /// where score = (1−2α)·context + α·(head + tail). Bad lines are reported on stderr as
 /// <stdin>:N: reason and skipped (exit code 1).
 #[derive(Args)]
+#[command(verbatim_doc_comment)]
 #[command(after_help = "Examples:\n  rmx query --index relations.rmx --text 'Marie Curie married Pierre Curie.' --head 'Marie Curie' --tail 'Pierre Curie'\n  rmx query --index relations.rmx -k 3 < queries.jsonl")]
 pub struct QueryArgs {
     /// Index directory built by `rmx index build`.
@@ -37,8 +38,10 @@ pub struct QueryArgs {
     /// The sentence (with --head and --tail: the entity strings, each occurring once).
     #[arg(long, requires_all = ["head", "tail"])]
     text: Option<String>,
+    /// The head entity as it is written in --text.
     #[arg(long, requires = "text")]
     head: Option<String>,
+    /// The tail entity as it is written in --text.
     #[arg(long, requires = "text")]
     tail: Option<String>,
     /// Instances encoded together when reading stdin (output is flushed after each batch).

@@ -21,8 +21,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Train the RE-Matching model: the input encoder and its heads learn to match sentences of
-/// the training relations with their descriptions; unseen relations are held out.
+/// Train the RE-Matching model on labelled sentences.
+///
+/// The input encoder and its heads learn to match sentences of the training relations with
+/// their descriptions; unseen relations are held out.
 ///
 /// Training relations = every relation of --data that is not --unseen (or not a test
 /// relation of --split). The description side stays frozen: the starting model's sentence
@@ -53,8 +55,10 @@ pub struct TrainArgs {
     /// Starting encoder (and frozen description encoder); default: the default model.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Passes over the training sentences.
     #[arg(long, default_value_t = TrainSettings::default().epochs, value_name = "N")]
     epochs: usize,
+    /// Sentences per optimizer step (each sample's negatives are drawn from its batch).
     #[arg(long, default_value_t = TrainSettings::default().batch_size, value_name = "N")]
     batch_size: usize,
     /// Peak learning rate (linear warmup over the first 10 % of steps, then linear decay).
