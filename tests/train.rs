@@ -172,6 +172,48 @@ fn a_checkpoint_computes_what_training_computed() {
     assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp-")), "no temporary left");
 }
 
+/// The small trainer with a trained description side, started from the tiny model.
+fn small_trainer_with_tower(dir: &Path, seed: u64) -> (Trainer, rmx::train::trainer::TrainingSet) {
+    let (trainer, set) = small_trainer(dir, seed);
+    let encoder = rmx::model::sentence::SentenceEncoder::load(&fixture("tiny_bert")).unwrap();
+    let texts = relations(&["P1", "P2"])
+        .iter()
+        .map(|r| rmx::model::description::description_texts(r, trainer.settings.description_style).map(|t| encoder.tokenize(&t.unwrap()).unwrap().ids))
+        .collect();
+    let tower = rmx::train::description_tower::DescriptionTower::new(&encoder.bert, texts, trainer.settings.adamw);
+    (trainer.with_description_tower(tower), set)
+}
+
+#[test]
+fn a_trained_description_side_learns_and_the_checkpoint_encodes_with_it() {
+    let dir = TempDir::new("train-tower");
+    let (mut a, set) = small_trainer_with_tower(&dir, 3);
+    let (mut b, _) = small_trainer_with_tower(&dir, 3);
+    let (la, lb) = (losses(&mut a, &set), losses(&mut b, &set));
+    assert_eq!(la, lb, "same seed, same losses, with the tower too");
+    let (mut frozen, _) = small_trainer(&dir, 3);
+    assert_ne!(la, losses(&mut frozen, &set), "the tower changes the description vectors, so the losses");
+    let tower = a.description_tower.as_ref().unwrap();
+    let start = Bert::load(&fixture("tiny_bert")).unwrap();
+    let mut start_params = rmx::train::params::ParamSet::default();
+    rmx::train::encoder::EncoderIds::from_bert(&start, &mut start_params);
+    assert_ne!(tower.params.values, start_params.values, "the tower learned");
+
+    let out = dir.join("ck");
+    a.settings.zero_shot_weight = 0.0;
+    save_checkpoint(&out, &a, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap();
+    let matcher = Matcher::load(&out).unwrap();
+    let rels = relations(&["P1", "P2", "P3"]);
+    let weights = PartWeights::from_alpha(0.33);
+    let style = a.settings.description_style;
+    let mut trained = rmx::model::sentence::SentenceEncoder::load(&fixture("tiny_bert")).unwrap();
+    trained.bert = tower.to_bert();
+    let want = rmx::model::description::encode_relations(&trained, &rels, style, weights, 8, |_| {}).unwrap();
+    assert_eq!(matcher.encode_relations(&rels, 8, |_| {}).unwrap(), want, "the checkpoint's description encoder is the trained tower");
+    let pretrained = Matcher::load(&fixture("tiny_bert")).unwrap().description;
+    assert_ne!(rmx::model::description::encode_relations(&pretrained, &rels, style, weights, 8, |_| {}).unwrap(), want);
+}
+
 fn rmx(args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_rmx")).args(args).output().expect("rmx runs");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -223,6 +265,18 @@ fn rmx_train_on_the_command_line() {
     let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck5")), "--zero-shot-weight", "1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!dir.join("ck4").exists() && !dir.join("ck5").exists());
+
+    // With the description side trained: the trained description encoder and the frozen one.
+    let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck7")), "--train-descriptions"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ck7/rmx.json")).unwrap()).unwrap();
+    assert_eq!(settings["zero_shot_encoder"], "zero_shot_encoder");
+    assert_eq!(settings["training"]["settings"]["train_descriptions"], true);
+    let weights = |p: &str| std::fs::read(dir.join("ck7").join(p)).unwrap();
+    assert_ne!(weights("description_encoder/model.safetensors"), std::fs::read(fixture("tiny_bert/model.safetensors")).unwrap());
+    assert_eq!(weights("zero_shot_encoder/model.safetensors"), std::fs::read(fixture("tiny_bert/model.safetensors")).unwrap());
+    let o = rmx(&["eval", "--model", &s(&dir.join("ck7")), "--data", &s(&data), "--descriptions", &s(&desc), "--relations", "P1,P2,P3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let desc_missing = dir.join("desc2.jsonl");
     std::fs::write(&desc_missing, std::fs::read_to_string(&desc).unwrap().lines().next().unwrap()).unwrap();
     let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc_missing), "--unseen", "P3", "-o", &s(&dir.join("ck3"))]);
@@ -320,7 +374,22 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     assert!(losses.matching > 0.05, "the test needs an active matching loss");
     let mut grads = params.zero_grads();
     let mut d_hidden = vec![0.0f32; hidden.len()];
-    heads.backward(&params, &hidden, &starts, &targets, &settings, &cache, &mut grads, &mut d_hidden);
+    let mut d_descriptions = vec![0.0f32; descriptions.len()];
+    heads.backward(&params, &hidden, &starts, &targets, &settings, &cache, &mut grads, &mut d_hidden, Some(&mut d_descriptions));
+    // The description rows (a trained description side): central differences of the loss.
+    for k in 0..12 {
+        let idx = (k * 53 + 5) % descriptions.len();
+        let at = |delta: f32| {
+            let mut moved = descriptions.clone();
+            moved[idx] += delta;
+            let targets = Targets { descriptions: &moved, ..targets };
+            heads.forward(&params, &hidden, &starts, &targets, &settings).0.total() as f64
+        };
+        let fd = (at(1e-2) - at(-1e-2)) / 2e-2;
+        let g = d_descriptions[idx] as f64;
+        assert!((fd - g).abs() <= 0.03 * g.abs() + 2e-3, "descriptions[{idx}]: backward {g}, finite differences {fd}");
+    }
+    assert!(d_descriptions.iter().any(|g| g.abs() > 1e-3), "the descriptions get gradient");
     for id in heads.ids() {
         let reversed = id == heads.distill_query;
         for k in 0..3 {
@@ -334,18 +403,25 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
 
 #[test]
 fn an_ensemble_checkpoint_scores_the_weighted_sum_of_both_models() {
-    // A checkpoint saved with zero_shot_weight β answers (1−β)·trained + β·zero-training
-    // default, through the index-facing vectors (unit, 6d) and with parts that explain it.
     let dir = TempDir::new("train-ensemble");
-    let (mut trainer, set) = small_trainer(&dir, 3);
-    losses(&mut trainer, &set);
+    let (trainer, set) = small_trainer(&dir, 3);
+    check_ensemble(&dir.join("frozen"), trainer, &set, 2);
+    // With a trained description side, the zero-training part still uses the frozen encoder.
+    let (trainer, set) = small_trainer_with_tower(&dir, 3);
+    check_ensemble(&dir.join("tower"), trainer, &set, 3);
+}
+
+/// A checkpoint saved with zero_shot_weight β answers (1−β)·trained + β·zero-training
+/// default, through the index-facing vectors (unit, 6d); its settings have `format`.
+fn check_ensemble(dir: &Path, mut trainer: Trainer, set: &rmx::train::trainer::TrainingSet, format_version: u32) {
+    losses(&mut trainer, set);
     let beta = 0.3f32;
     trainer.settings.zero_shot_weight = beta;
     let out = dir.join("ck");
     save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap();
 
     let format = |dir: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("rmx.json")).unwrap()).unwrap()["format"].clone();
-    assert_eq!(format(&out), 2, "older rmx versions must refuse an ensemble, not score without it");
+    assert_eq!(format(&out), format_version, "older rmx versions must refuse an ensemble (or a second encoder), not score without it");
     let ensemble = Matcher::load(&out).unwrap();
     let trained = Matcher::load_with(&out, Some(0.0)).unwrap();
     let zero_shot = Matcher::load(&fixture("tiny_bert")).unwrap();

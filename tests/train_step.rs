@@ -88,7 +88,7 @@ impl Case {
         let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings);
         let mut grads = self.params.zero_grads();
         let mut d_hidden = vec![0.0f32; cache.hidden().len()];
-        self.heads.backward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden);
+        self.heads.backward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden, None);
         self.encoder.backward(&self.params, &self.batch, &cache, &d_hidden, Dropout::OFF, &mut grads);
         (losses, cache.hidden().to_vec(), head_cache.scores.clone(), d_hidden, grads)
     }

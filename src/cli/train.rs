@@ -5,12 +5,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rmx::data::descriptions::read_description_files;
 use rmx::data::fewrel::{read_labelled, read_split};
 use rmx::model::bert::Bert;
-use rmx::model::description::{encode_relations, DescriptionStyle};
+use rmx::model::description::{description_texts, encode_relations, DescriptionStyle};
 use rmx::model::heads::CheckpointSettings;
 use rmx::model::scoring::PartWeights;
 use rmx::model::sentence::SentenceEncoder;
 use rmx::train::checkpoint::{save_checkpoint, DESCRIPTION_DIR};
 use rmx::train::dataset::prepare_training;
+use rmx::train::description_tower::DescriptionTower;
 use rmx::train::trainer::{Negatives, StepReport, TrainSettings, Trainer};
 use rmx::model::rematch::Matcher;
 use rmx::train::evaluate::evaluate;
@@ -99,6 +100,12 @@ pub struct TrainArgs {
     /// measures another β on a checkpoint.
     #[arg(long, default_value_t = TrainSettings::default().zero_shot_weight, value_name = "B")]
     zero_shot_weight: f32,
+    /// Train the description side too: a second encoder, started from the description
+    /// encoder, embeds the training relations' texts in every step and learns from the
+    /// matching loss (the reference keeps it frozen). The checkpoint then holds the trained
+    /// description encoder and, for the zero-training part, the frozen one.
+    #[arg(long)]
+    train_descriptions: bool,
     /// Weight α of each entity part of the score (the context part gets 1 − 2α).
     #[arg(long, default_value_t = TrainSettings::default().objective.alpha, value_name = "A")]
     alpha: f32,
@@ -193,6 +200,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         head_lr_scale: args.head_lr_scale,
         description_style: args.description_style,
         zero_shot_weight: args.zero_shot_weight,
+        train_descriptions: args.train_descriptions,
         objective: ObjectiveSettings { alpha: args.alpha, matching, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };
@@ -219,6 +227,18 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         eprintln!("{} description-only relations are extra negatives", extra.len());
     }
     let mut trainer = Trainer::new(&bert, vectors.concat(), settings.clone()).with_extra_negatives(extra_vectors.concat());
+    if args.train_descriptions {
+        let texts = prepared
+            .relations
+            .iter()
+            .map(|r| {
+                let [text, head, tail] = description_texts(r, settings.description_style);
+                let ids = |t: Option<String>| description.tokenize(t.as_deref().unwrap_or(&r.description)).map(|t| t.ids);
+                Ok([ids(text)?, ids(head)?, ids(tail)?])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        trainer = trainer.with_description_tower(DescriptionTower::new(&description.bert, texts, settings.adamw));
+    }
     drop(bert);
     let mut log = match &args.log {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?)),
@@ -252,10 +272,16 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         });
         epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
         if let Some(examples) = &validation {
+            // With a trained description side, the frozen encoder serves the zero-training part.
+            let (description_encoder, frozen) = match &trainer.description_tower {
+                Some(tower) => (SentenceEncoder { bert: tower.to_bert(), ..SentenceEncoder::load(&description_dir)? }, Some(SentenceEncoder::load(&description_dir)?)),
+                None => (SentenceEncoder::load(&description_dir)?, None),
+            };
             let matcher = Matcher::from_trained(
                 trainer.encoder.to_bert(&trainer.params),
                 trainer.heads.to_heads(&trainer.params),
-                SentenceEncoder::load(&description_dir)?,
+                description_encoder,
+                frozen,
                 settings.objective.alpha,
                 settings.description_style,
                 settings.zero_shot_weight,

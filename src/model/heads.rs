@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 
 pub const SETTINGS_FILE: &str = "rmx.json";
 pub const HEADS_FILE: &str = "heads.safetensors";
-/// The newest settings format this rmx reads. Format 2 adds `zero_shot_weight`; a checkpoint
-/// is written as format 1 when it does not use it, so older rmx versions still read it, and
-/// as 2 otherwise, so they refuse it instead of silently scoring without the ensemble.
-pub const SETTINGS_FORMAT: u32 = 2;
+/// The newest settings format this rmx reads. Format 2 adds `zero_shot_weight`, format 3
+/// `zero_shot_encoder`; a checkpoint is written in the oldest format that holds what it uses,
+/// so older rmx versions read it when they can score it and refuse it otherwise (instead of
+/// silently scoring without the ensemble or with the wrong encoder).
+pub const SETTINGS_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointSettings {
@@ -32,6 +33,11 @@ pub struct CheckpointSettings {
     /// `(1−β)·s_trained + β·s_zero_shot`); 0 (absent in older files): the trained model alone.
     #[serde(default)]
     pub zero_shot_weight: f32,
+    /// The pretrained encoder of the zero-training part, a directory relative to the
+    /// checkpoint, when the description encoder was trained (`rmx train
+    /// --train-descriptions`); absent: the description encoder is the pretrained one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_shot_encoder: Option<PathBuf>,
     /// How the checkpoint was trained (recipe, data, losses); informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,

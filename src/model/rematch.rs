@@ -5,7 +5,8 @@
 //! `zero_shot_weight` β > 0): both vectors are then the concatenation of the trained
 //! model's `[3d]` block scaled by `√(1−β)` and the zero-training default's block (computed
 //! with the checkpoint's frozen description encoder) scaled by `√β`, so their inner product
-//! is `(1−β)·s_trained + β·s_zero_shot` and the index still holds unit vectors.
+//! is `(1−β)·s_trained + β·s_zero_shot` and the index still holds unit vectors. A checkpoint
+//! that trained its description encoder keeps the frozen one beside it for this part.
 use super::bert::{Bert, PackedBatch, Precision};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
@@ -28,8 +29,9 @@ pub const DEFAULT_ALPHA: f32 = 0.33;
 enum QuerySide {
     /// A trained checkpoint: its fine-tuned encoder and heads, the description style it
     /// was trained against, and its share in an ensemble with the zero-training default
-    /// (`1 − zero_shot_weight`).
-    Trained { bert: Bert, heads: Heads, style: DescriptionStyle, zero_shot_weight: f32 },
+    /// (`1 − zero_shot_weight`); `frozen`: the pretrained encoder of the zero-training part
+    /// when the description encoder was trained (else the description encoder is it).
+    Trained { bert: Bert, heads: Heads, style: DescriptionStyle, zero_shot_weight: f32, frozen: Option<SentenceEncoder> },
     /// A plain pretrained sentence encoder, no training (see `zero_shot`).
     ZeroShot,
 }
@@ -45,7 +47,7 @@ pub enum QueryInput {
 
 pub struct Matcher {
     query: QuerySide,
-    /// The frozen description-side encoder (for a plain model, also the query encoder).
+    /// The description-side encoder (for a plain model, also the query encoder).
     pub description: SentenceEncoder,
     /// The weights of each `[3d]` block of the vectors (one block, or two for an ensemble),
     /// each scaled by its model's share.
@@ -68,6 +70,7 @@ impl Matcher {
                 let beta = zero_shot_weight.unwrap_or(settings.zero_shot_weight);
                 check_zero_shot_weight(beta)?;
                 let description = SentenceEncoder::load(&dir.join(&settings.description_encoder))?;
+                let frozen = settings.zero_shot_encoder.as_ref().map(|d| SentenceEncoder::load(&dir.join(d))).transpose()?;
                 let bert = Bert::load(dir)?;
                 let heads = Heads::load(&dir.join(HEADS_FILE), bert.config.hidden_size)?;
                 let blocks = trained_blocks(settings.alpha, beta);
@@ -76,8 +79,11 @@ impl Matcher {
                     DescriptionStyle::KeywordList => "trained-keyword-list",
                 };
                 let mode = if beta > 0.0 { format!("{style}+zero-shot-{beta}") } else { style.to_string() };
-                let fingerprint = super::fingerprint::of_model(dir, &mode, PartWeights::sum(&blocks), &[&dir.join(&settings.description_encoder)])?;
-                let query = QuerySide::Trained { bert, heads, style: settings.description_style, zero_shot_weight: beta };
+                let mut encoders = vec![dir.join(&settings.description_encoder)];
+                encoders.extend(settings.zero_shot_encoder.as_ref().map(|d| dir.join(d)));
+                let encoders: Vec<&Path> = encoders.iter().map(|p| p.as_path()).collect();
+                let fingerprint = super::fingerprint::of_model(dir, &mode, PartWeights::sum(&blocks), &encoders)?;
+                let query = QuerySide::Trained { bert, heads, style: settings.description_style, zero_shot_weight: beta, frozen };
                 Ok(Matcher { query, description, blocks, fingerprint })
             }
             None if zero_shot_weight.is_some() => {
@@ -93,23 +99,29 @@ impl Matcher {
     }
 
     /// A trained model held in memory (e.g. validation during training), not yet saved:
-    /// its fingerprint names it as such, so no index is built with it by mistake.
+    /// its fingerprint names it as such, so no index is built with it by mistake. `frozen`:
+    /// the pretrained encoder of the zero-training part when `description` was trained.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_trained(
-        bert: Bert, heads: Heads, description: SentenceEncoder, alpha: f32, style: DescriptionStyle, zero_shot_weight: f32,
+        bert: Bert, heads: Heads, description: SentenceEncoder, frozen: Option<SentenceEncoder>, alpha: f32, style: DescriptionStyle,
+        zero_shot_weight: f32,
     ) -> Result<Matcher> {
         check_zero_shot_weight(zero_shot_weight)?;
         let blocks = trained_blocks(alpha, zero_shot_weight);
         let w = PartWeights::sum(&blocks);
         let fingerprint = format!("trained-in-memory+zero-shot-{zero_shot_weight};weights={},{},{}", w.context, w.head, w.tail);
-        Ok(Matcher { query: QuerySide::Trained { bert, heads, style, zero_shot_weight }, description, blocks, fingerprint })
+        Ok(Matcher { query: QuerySide::Trained { bert, heads, style, zero_shot_weight, frozen }, description, blocks, fingerprint })
     }
 
     /// Runs every encoder (query and description side) in `precision`. The fingerprint does
     /// not change: bf16 vectors stay within rounding of f32 ones and search the same index.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         self.description.bert.set_precision(precision)?;
-        if let QuerySide::Trained { bert, .. } = &mut self.query {
+        if let QuerySide::Trained { bert, frozen, .. } = &mut self.query {
             bert.set_precision(precision)?;
+            if let Some(frozen) = frozen {
+                frozen.bert.set_precision(precision)?;
+            }
         }
         Ok(())
     }
@@ -138,6 +150,14 @@ impl Matcher {
         3 * self.description.dim() * self.blocks.len()
     }
 
+    /// The encoder of the zero-training part (the pretrained one).
+    fn zero_shot_encoder(&self) -> &SentenceEncoder {
+        match &self.query {
+            QuerySide::Trained { frozen: Some(frozen), .. } => frozen,
+            _ => &self.description,
+        }
+    }
+
     fn query_bert(&self) -> &Bert {
         match &self.query {
             QuerySide::Trained { bert, .. } => bert,
@@ -148,7 +168,7 @@ impl Matcher {
     /// Validates and tokenizes one instance (rejects text longer than the model's positions).
     pub fn prepare(&self, instance: &WordInstance) -> Result<QueryInput> {
         let max_tokens = self.query_bert().config.max_position_embeddings;
-        let plain = || zero_shot::prepare(&self.description, instance, max_tokens);
+        let plain = || zero_shot::prepare(self.zero_shot_encoder(), instance, max_tokens);
         match self.query {
             QuerySide::Trained { zero_shot_weight, .. } => {
                 let marked = instance.mark(&self.description.tokenizer, max_tokens)?;
@@ -169,7 +189,7 @@ impl Matcher {
                 let (marked, plain): (Vec<_>, Vec<_>) =
                     inputs.iter().map(|i| if let QueryInput::Both(m, p) = i { Some((m, p)) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?.into_iter().unzip();
                 let trained = trained_parts(bert, heads, &marked, self.blocks[0])?;
-                let zero = zero_shot::encode(&self.description, &plain, self.blocks[1])?;
+                let zero = zero_shot::encode(self.zero_shot_encoder(), &plain, self.blocks[1])?;
                 Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
             }
             QuerySide::Trained { bert, heads, .. } => {
@@ -185,15 +205,15 @@ impl Matcher {
 
     /// Unit relation vectors, `batch` relations at a time, `progress(done)` after each.
     pub fn encode_relations(&self, relations: &[Relation], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
-        let encode = |style, weights, progress: &mut dyn FnMut(usize)| description::encode_relations(&self.description, relations, style, weights, batch, progress);
+        let encode = |encoder, style, weights, progress: &mut dyn FnMut(usize)| description::encode_relations(encoder, relations, style, weights, batch, progress);
         match self.query {
             QuerySide::Trained { style, zero_shot_weight, .. } if zero_shot_weight > 0.0 => {
-                let trained = encode(style, self.blocks[0], &mut |_| {})?;
-                let zero = encode(DescriptionStyle::KeywordList, self.blocks[1], &mut progress)?;
+                let trained = encode(&self.description, style, self.blocks[0], &mut |_| {})?;
+                let zero = encode(self.zero_shot_encoder(), DescriptionStyle::KeywordList, self.blocks[1], &mut progress)?;
                 Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
             }
-            QuerySide::Trained { style, .. } => encode(style, self.blocks[0], &mut progress),
-            QuerySide::ZeroShot => encode(DescriptionStyle::KeywordList, self.blocks[0], &mut progress),
+            QuerySide::Trained { style, .. } => encode(&self.description, style, self.blocks[0], &mut progress),
+            QuerySide::ZeroShot => encode(&self.description, DescriptionStyle::KeywordList, self.blocks[0], &mut progress),
         }
     }
 }

@@ -8,8 +8,12 @@
 //!   does not train, e.g. the pooler, are carried over unchanged), plus every other file of
 //!   the source model directory (config, tokenizer, sentence-transformers files);
 //! - `heads.safetensors`: `context.*`, `distill.query`, `adversary.*`;
-//! - `description_encoder/`: a copy of the frozen description-side encoder;
+//! - `description_encoder/`: the description-side encoder: a copy of the frozen one, or,
+//!   when the description side was trained (`DescriptionTower`), its trained weights in the
+//!   same layout, with the frozen one copied to `zero_shot_encoder/` for the zero-training
+//!   part;
 //! - `rmx.json`: format, α, the description encoder's directory, and the training record.
+use super::params::ParamSet;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::model::heads::{CheckpointSettings, HEADS_FILE, SETTINGS_FILE, SETTINGS_FORMAT};
@@ -21,6 +25,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const DESCRIPTION_DIR: &str = "description_encoder";
+/// The frozen encoder of the zero-training part, when the description side was trained.
+pub const ZERO_SHOT_DIR: &str = "zero_shot_encoder";
 const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Writes the checkpoint of `trainer` to `out`. `source`: the directory of the starting
@@ -47,9 +53,10 @@ fn is_empty_dir(dir: &Path) -> bool {
 
 fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let skip: HashSet<&str> = [WEIGHTS_FILE, SETTINGS_FILE, HEADS_FILE, DESCRIPTION_DIR].into();
+    let skip: HashSet<&str> = [WEIGHTS_FILE, SETTINGS_FILE, HEADS_FILE, DESCRIPTION_DIR, ZERO_SHOT_DIR].into();
     copy_tree(source, dir, &skip)?;
-    write_encoder(&dir.join(WEIGHTS_FILE), trainer, &source.join(WEIGHTS_FILE))?;
+    let heads: HashSet<usize> = HashSet::from_iter(trainer.heads.ids());
+    write_encoder(&dir.join(WEIGHTS_FILE), &trainer.params, &heads, &source.join(WEIGHTS_FILE))?;
 
     let p = &trainer.params;
     let heads: Vec<(String, TensorView)> = trainer
@@ -60,31 +67,48 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
         .collect();
     write_safetensors(&dir.join(HEADS_FILE), heads)?;
 
-    copy_tree(description_encoder, &dir.join(DESCRIPTION_DIR), &HashSet::new())?;
+    // A trained description side: its weights, and the frozen encoder beside them for the
+    // zero-training part.
+    let zero_shot_encoder = match &trainer.description_tower {
+        Some(tower) => {
+            copy_tree(description_encoder, &dir.join(DESCRIPTION_DIR), &[WEIGHTS_FILE].into())?;
+            write_encoder(&dir.join(DESCRIPTION_DIR).join(WEIGHTS_FILE), &tower.params, &HashSet::new(), &description_encoder.join(WEIGHTS_FILE))?;
+            copy_tree(description_encoder, &dir.join(ZERO_SHOT_DIR), &HashSet::new())?;
+            Some(PathBuf::from(ZERO_SHOT_DIR))
+        }
+        None => {
+            copy_tree(description_encoder, &dir.join(DESCRIPTION_DIR), &HashSet::new())?;
+            None
+        }
+    };
+    let format = match (&zero_shot_encoder, trainer.settings.zero_shot_weight > 0.0) {
+        (Some(_), _) => SETTINGS_FORMAT,
+        (None, true) => 2,
+        (None, false) => 1,
+    };
     let settings = CheckpointSettings {
-        format: if trainer.settings.zero_shot_weight > 0.0 { SETTINGS_FORMAT } else { 1 },
+        format,
         alpha: trainer.settings.objective.alpha,
         description_encoder: PathBuf::from(DESCRIPTION_DIR),
         description_style: trainer.settings.description_style,
         zero_shot_weight: trainer.settings.zero_shot_weight,
+        zero_shot_encoder,
         training: Some(training),
     };
     let text = serde_json::to_string_pretty(&settings).expect("settings serialise");
     fs::write(dir.join(SETTINGS_FILE), text + "\n").map_err(|e| Error::io(dir.join(SETTINGS_FILE), e))
 }
 
-/// The trained encoder tensors under the source file's naming (with or without `bert.`),
-/// plus the source's tensors that are not trained, unchanged.
-fn write_encoder(path: &Path, trainer: &Trainer, source: &Path) -> Result<()> {
+/// The encoder tensors of `p` (all but `skip`) under the source file's naming (with or
+/// without `bert.`), plus the source's tensors that are not trained, unchanged.
+fn write_encoder(path: &Path, p: &ParamSet, skip: &HashSet<usize>, source: &Path) -> Result<()> {
     let file = fs::File::open(source).map_err(|e| Error::io(source, e))?;
     // SAFETY: mapped read-only for the duration of this function; rmx never writes to it.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(source, e))?;
     let st = SafeTensors::deserialize(&map).map_err(|e| Error::model(source, format!("invalid safetensors: {e}")))?;
     let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
-    let p = &trainer.params;
-    let heads: HashSet<usize> = HashSet::from_iter(trainer.heads.ids());
     let mut tensors: Vec<(String, TensorView)> =
-        (0..p.len()).filter(|id| !heads.contains(id)).map(|id| (format!("{prefix}{}", p.name(id)), f32_view(p.get(id), p.shape(id)))).collect();
+        (0..p.len()).filter(|id| !skip.contains(id)).map(|id| (format!("{prefix}{}", p.name(id)), f32_view(p.get(id), p.shape(id)))).collect();
     let trained: HashSet<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     for (name, view) in st.tensors() {
         let legacy = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");

@@ -9,3 +9,4 @@ pub mod rng;
 pub mod trainer;
 pub mod checkpoint;
 pub mod dataset;
+pub mod description_tower;

@@ -212,11 +212,13 @@ impl HeadIds {
     }
 
     /// Gradients of `matching + adversarial`: the heads' into `grads`, the hidden layer's
-    /// added to `d_hidden: [T × d]` (none along the distillation path: stop gradient).
+    /// added to `d_hidden: [T × d]` (none along the distillation path: stop gradient), and,
+    /// when the description side is trained, the description rows' added to
+    /// `d_descriptions: [R × 3d]`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self, p: &ParamSet, hidden: &[f32], starts: &[usize], targets: &Targets, settings: &ObjectiveSettings, cache: &ObjectiveCache,
-        grads: &mut Grads, d_hidden: &mut [f32],
+        grads: &mut Grads, d_hidden: &mut [f32], d_descriptions: Option<&mut [f32]>,
     ) {
         let (d, b) = (self.d, targets.rows.len());
         let r = targets.descriptions.len() / (3 * d);
@@ -231,7 +233,7 @@ impl HeadIds {
             }
         }
         let mut d_parts = zeros(b * 3 * d);
-        cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts);
+        cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts, d_descriptions);
         let mut d_pre = zeros(b * 3 * d);
         tanh_backward(&cache.parts, &d_parts, &mut d_pre);
         let (mut d_projected, mut d_eh, mut d_et) = (zeros(b * d), zeros(b * d), zeros(b * d));

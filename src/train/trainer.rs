@@ -3,6 +3,7 @@
 //! encoder + objective per batch, AdamW on a linear warmup/decay schedule. Everything random
 //! comes from one seeded [`Rng`]: the same seed and data give the same losses.
 use super::adamw::{linear_schedule, AdamW, AdamWSettings};
+use super::description_tower::DescriptionTower;
 use super::encoder::{Dropout, EncoderIds};
 use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
 use super::params::ParamSet;
@@ -34,6 +35,9 @@ pub struct TrainSettings {
     /// Weight of the zero-training default in the checkpoint's ensemble score (inference
     /// only; training does not see it).
     pub zero_shot_weight: f32,
+    /// Whether the description side was trained too (a [`DescriptionTower`]).
+    #[serde(default)]
+    pub train_descriptions: bool,
     pub objective: ObjectiveSettings,
     pub adamw: AdamWSettings,
 }
@@ -51,6 +55,7 @@ impl Default for TrainSettings {
             description_style: DescriptionStyle::TypeTemplate,
             dropout: 0.1,
             zero_shot_weight: 0.2,
+            train_descriptions: false,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
         }
@@ -102,6 +107,8 @@ pub struct Trainer {
     /// candidate negatives of every sample (see [`Trainer::with_extra_negatives`]).
     extra_negatives: Vec<f32>,
     optimizer: AdamW,
+    /// The trained description side, when there is one (`with_description_tower`).
+    pub description_tower: Option<DescriptionTower>,
     pub settings: TrainSettings,
     rng: Rng,
 }
@@ -119,7 +126,7 @@ impl Trainer {
         for id in heads.ids() {
             optimizer.set_lr_scale(id, settings.head_lr_scale);
         }
-        Trainer { params, encoder, heads, relation_vectors, extra_negatives: Vec::new(), optimizer, settings, rng }
+        Trainer { params, encoder, heads, relation_vectors, extra_negatives: Vec::new(), optimizer, description_tower: None, settings, rng }
     }
 
     /// Adds description vectors `[n × 3d]` of relations that have no training sentence (never
@@ -128,6 +135,14 @@ impl Trainer {
     pub fn with_extra_negatives(mut self, vectors: Vec<f32>) -> Trainer {
         assert!(vectors.len().is_multiple_of(3 * self.heads.d), "extra negatives are not [n × 3d]");
         self.extra_negatives = vectors;
+        self
+    }
+
+    /// Trains the description side too: `tower` embeds the training relations' texts in
+    /// every step (see [`DescriptionTower`]); one tower relation per training relation.
+    pub fn with_description_tower(mut self, tower: DescriptionTower) -> Trainer {
+        assert_eq!(tower.relations(), self.relation_vectors.len() / (3 * self.heads.d), "one tower relation per training relation");
+        self.description_tower = Some(tower);
         self
     }
 
@@ -193,19 +208,29 @@ impl Trainer {
         let mut descriptions: Vec<f32> = table.iter().flat_map(|&l| &self.relation_vectors[l as usize * 3 * d..(l as usize + 1) * 3 * d]).copied().collect();
         descriptions.extend_from_slice(&self.extra_negatives);
         let negatives = self.draw_negatives(&relation, table.len(), self.extra_negatives.len() / (3 * d));
-
-        let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
         let settings = self.settings.objective;
         let dropout = Dropout { p: self.settings.dropout, key: self.rng.next_u64() };
+        // A trained description side replaces the batch relations' fixed vectors.
+        let tower_forward = self.description_tower.as_ref().map(|tower| tower.forward(&table));
+        if let Some(f) = &tower_forward {
+            descriptions[..f.pooled.len()].copy_from_slice(&f.pooled);
+        }
+        let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
         let cache = self.encoder.forward(&self.params, &packed, dropout);
         let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &packed.starts, &targets, &settings);
         let mut grads = self.params.zero_grads();
         let mut d_hidden = vec![0.0f32; cache.hidden().len()];
-        self.heads.backward(&self.params, cache.hidden(), &packed.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden);
+        // d_descriptions: [(R + extra) × 3d]; only the batch relations' rows are used.
+        let mut d_descriptions = tower_forward.as_ref().map(|_| vec![0.0f32; descriptions.len()]);
+        self.heads.backward(&self.params, cache.hidden(), &packed.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden, d_descriptions.as_deref_mut());
         self.encoder.backward(&self.params, &packed, &cache, &d_hidden, dropout, &mut grads);
         let activation_bytes = cache.bytes();
         drop(cache);
         self.optimizer.step(&mut self.params, &grads, lr);
+        if let (Some(tower), Some(f), Some(dd)) = (self.description_tower.as_mut(), tower_forward, d_descriptions) {
+            let rows = f.pooled.len();
+            tower.backward_and_step(f, &dd[..rows], lr);
+        }
         (losses, packed.tokens(), activation_bytes)
     }
 

@@ -2,8 +2,8 @@
 //! `s(a, b) = Σ_p w_p cos(a_p, b_p)` between query rows `a` and description rows `b`, each
 //! the concatenation of `P` parts of `d` values.
 //!
-//! Training differentiates the query side only: the description encoder is frozen, so the
-//! backward pass gives `da` and no `db`.
+//! The backward pass gives `da` (the query side) and, when the description encoder is
+//! trained too, `db`.
 use super::gemm::{gemm, MatRef, Plain};
 use rayon::prelude::*;
 
@@ -43,17 +43,35 @@ pub fn cosine_scores_forward(a: &[f32], b: &[f32], d: usize, weights: &[f32], sc
     gemm(MatRef::row_major(&an, n, width), MatRef::transposed(&bn, m, width), scores, m, false, &Plain);
 }
 
-/// Backward of [`cosine_scores_forward`] for the query side, `da += ∂(Σ d_scores ⊙ s)/∂a`.
-/// With `â = a_p/‖a_p‖`, `b̂` likewise and `G_i = Σ_j d_scores[i, j] b̂_j` (one product
-/// `[n × m] · [m × P·d]`):
+/// Backward of [`cosine_scores_forward`]: `da += ∂(Σ d_scores ⊙ s)/∂a` and, when `db` is
+/// given, `db += ∂(Σ d_scores ⊙ s)/∂b`. Shapes as in the forward, `d_scores: [n × m]`,
+/// `da: [n × P·d]`, `db: [m × P·d]`.
+pub fn cosine_scores_backward(a: &[f32], b: &[f32], d: usize, weights: &[f32], d_scores: &[f32], da: &mut [f32], db: Option<&mut [f32]>) {
+    let (n, m, _) = check(a, b, d, weights);
+    assert!(d_scores.len() == n * m && da.len() == a.len());
+    first_side_backward(a, b, d, weights, d_scores, da);
+    if let Some(db) = db {
+        assert_eq!(db.len(), b.len());
+        // The score is symmetric in its two sides, so b's gradient is the first side's
+        // gradient of the transposed problem.
+        let mut transposed = vec![0.0f32; n * m];
+        for (i, row) in d_scores.chunks_exact(m).enumerate() {
+            for (j, &g) in row.iter().enumerate() {
+                transposed[j * n + i] = g;
+            }
+        }
+        first_side_backward(b, a, d, weights, &transposed, db);
+    }
+}
+
+/// `da += ∂(Σ d_scores ⊙ s)/∂a`. With `â = a_p/‖a_p‖`, `b̂` likewise and
+/// `G_i = Σ_j d_scores[i, j] b̂_j` (one product `[n × m] · [m × P·d]`):
 ///
 /// `da_i,p += w_p (G_i,p − â_i,p (â_i,p · G_i,p)) / ‖a_i,p‖`
 ///
-/// (zero parts get nothing). `b` is frozen: no gradient. Shapes as in the forward,
-/// `d_scores: [n × m]`, `da: [n × P·d]`.
-pub fn cosine_scores_backward(a: &[f32], b: &[f32], d: usize, weights: &[f32], d_scores: &[f32], da: &mut [f32]) {
+/// (zero parts get nothing).
+fn first_side_backward(a: &[f32], b: &[f32], d: usize, weights: &[f32], d_scores: &[f32], da: &mut [f32]) {
     let (n, m, width) = check(a, b, d, weights);
-    assert!(d_scores.len() == n * m && da.len() == a.len());
     let ones = vec![1.0; weights.len()];
     let (mut an, mut bn) = (vec![0.0; a.len()], vec![0.0; b.len()]);
     let norms = normalize_parts(a, d, &ones, &mut an);
@@ -111,10 +129,15 @@ mod tests {
             cosine_scores_forward(&a, &b, d, &weights, &mut s);
             assert_close("scores", &s, &scores64(&a64, &b, d, &weights), 1e-5, 1e-5);
             let want = numeric_grad(&a64, FD_STEP, |a| dot(&r, &scores64(a, &b, d, &weights)));
-            let mut da = vec![0.25f32; a.len()];
-            cosine_scores_backward(&a, &b, d, &weights, &r, &mut da);
+            let (mut da, mut db) = (vec![0.25f32; a.len()], vec![0.5f32; b.len()]);
+            cosine_scores_backward(&a, &b, d, &weights, &r, &mut da, Some(&mut db));
             da.iter_mut().for_each(|g| *g -= 0.25);
+            db.iter_mut().for_each(|g| *g -= 0.5);
             assert_grad("da", &da, &want);
+            // b's side: the scores of (b, a) are the transposed scores of (a, b)
+            let r_transposed: Vec<f32> = (0..m * n).map(|k| r[(k % n) * m + k / n]).collect();
+            let want_b = numeric_grad(&to_f64(&b), FD_STEP, |b| dot(&r_transposed, &scores64(b, &a, d, &weights)));
+            assert_grad("db", &db, &want_b);
         }
     }
 
@@ -126,7 +149,8 @@ mod tests {
         cosine_scores_forward(&a, &b, 2, &[0.5, 0.5], &mut s);
         assert!((s[0] - 0.5 * 0.8).abs() < 1e-6);
         let mut da = [0.0; 4];
-        cosine_scores_backward(&a, &b, 2, &[0.5, 0.5], &[1.0], &mut da);
+        let mut db = [0.0; 4];
+        cosine_scores_backward(&b, &a, 2, &[0.5, 0.5], &[1.0], &mut db, Some(&mut da));
         assert_eq!(&da[..2], &[0.0, 0.0]);
     }
 }

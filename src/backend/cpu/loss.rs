@@ -354,7 +354,7 @@ mod tests {
         let mut ds = vec![0.0f32; n * m];
         matching_loss_backward(&s, m, &positives, &negatives, MATCHING_MARGIN, 1.0, &mut ds);
         let mut da = vec![0.0f32; a.len()];
-        cosine_scores_backward(&a, &b, d, &weights, &ds, &mut da);
+        cosine_scores_backward(&a, &b, d, &weights, &ds, &mut da, None);
         assert_grad("da", &da, &want);
     }
 }

@@ -1,0 +1,78 @@
+//! The trained description side (`rmx train --train-descriptions`): a second encoder,
+//! started from the description encoder, that embeds the three texts of each training
+//! relation of a batch (description, head types, tail types; mean pooling, as the frozen
+//! side does) in every step and learns from the matching loss through them. Without it the
+//! description vectors are computed once and stay fixed (the reference).
+//!
+//! ```text
+//! P_r = meanpool(Enc_d(text_r,k))  for k = description, head types, tail types    [R × 3d]
+//! s(i, r) = Σ_k w_k cos(part_i,k, P_r,k)   (the objective's scores; d s/d P from its backward)
+//! ```
+//!
+//! The tower runs without dropout, with its own AdamW state and the input side's schedule.
+//! Extra negatives (description-only relations) stay frozen vectors.
+use super::adamw::{AdamW, AdamWSettings};
+use super::encoder::{Dropout, EncoderCache, EncoderIds};
+use super::params::ParamSet;
+use crate::backend::cpu::pooling::{mean_pool_backward, mean_pool_forward};
+use crate::model::bert::{Bert, PackedBatch};
+
+pub struct DescriptionTower {
+    pub params: ParamSet,
+    pub encoder: EncoderIds,
+    optimizer: AdamW,
+    /// Token ids of each training relation's three texts, in label order.
+    texts: Vec<[Vec<u32>; 3]>,
+}
+
+/// What one forward keeps for the backward pass.
+pub struct TowerForward {
+    batch: PackedBatch,
+    cache: EncoderCache,
+    /// `[R × 3d]`: per relation, the pooled description, head-type and tail-type texts.
+    pub pooled: Vec<f32>,
+}
+
+impl DescriptionTower {
+    /// Starts from `bert` (the description encoder); `texts[label]`: the token ids of that
+    /// training relation's description, head-type and tail-type texts.
+    pub fn new(bert: &Bert, texts: Vec<[Vec<u32>; 3]>, adamw: AdamWSettings) -> DescriptionTower {
+        let mut params = ParamSet::default();
+        let encoder = EncoderIds::from_bert(bert, &mut params);
+        let optimizer = AdamW::new(&params, adamw);
+        DescriptionTower { params, encoder, optimizer, texts }
+    }
+
+    pub fn relations(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// The description parts of the training relations `labels`, `[R × 3d]`.
+    pub fn forward(&self, labels: &[u32]) -> TowerForward {
+        let d = self.encoder.config.hidden_size;
+        let sequences: Vec<&[u32]> = labels.iter().flat_map(|&l| self.texts[l as usize].iter().map(Vec::as_slice)).collect();
+        let batch = PackedBatch::new(&sequences);
+        let cache = self.encoder.forward(&self.params, &batch, Dropout::OFF);
+        // pooled: [3R × d] = [R × 3d]
+        let mut pooled = vec![0.0f32; sequences.len() * d];
+        mean_pool_forward(cache.hidden(), &batch.starts, d, &mut pooled);
+        TowerForward { batch, cache, pooled }
+    }
+
+    /// The backward pass from `d_pooled: [R × 3d]` and one AdamW step at `lr`.
+    pub fn backward_and_step(&mut self, forward: TowerForward, d_pooled: &[f32], lr: f64) {
+        let d = self.encoder.config.hidden_size;
+        assert_eq!(d_pooled.len(), forward.pooled.len());
+        let mut d_hidden = vec![0.0f32; forward.cache.hidden().len()];
+        mean_pool_backward(d_pooled, &forward.batch.starts, d, &mut d_hidden);
+        let mut grads = self.params.zero_grads();
+        self.encoder.backward(&self.params, &forward.batch, &forward.cache, &d_hidden, Dropout::OFF, &mut grads);
+        drop(forward);
+        self.optimizer.step(&mut self.params, &grads, lr);
+    }
+
+    /// The trained description encoder (copied).
+    pub fn to_bert(&self) -> Bert {
+        self.encoder.to_bert(&self.params)
+    }
+}
