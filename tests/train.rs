@@ -277,6 +277,10 @@ fn rmx_train_on_the_command_line() {
     assert_eq!(weights("zero_shot_encoder/model.safetensors"), std::fs::read(fixture("tiny_bert/model.safetensors")).unwrap());
     let o = rmx(&["eval", "--model", &s(&dir.join("ck7")), "--data", &s(&data), "--descriptions", &s(&desc), "--relations", "P1,P2,P3"]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = rmx(&["train", "--model", &s(&dir.join("ck7")), "--data", &s(&data), "--descriptions", &s(&desc), "--unseen", "P3", "-o", &s(&dir.join("ck8"))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be trained further"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.join("ck8").exists());
     let desc_missing = dir.join("desc2.jsonl");
     std::fs::write(&desc_missing, std::fs::read_to_string(&desc).unwrap().lines().next().unwrap()).unwrap();
     let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc_missing), "--unseen", "P3", "-o", &s(&dir.join("ck3"))]);

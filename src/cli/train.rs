@@ -28,9 +28,9 @@ use std::time::Instant;
 /// their descriptions; unseen relations are held out.
 ///
 /// Training relations = every relation of --data that is not --unseen (or not a test
-/// relation of --split). The description side stays frozen: the starting model's sentence
-/// embeddings of each description and of "the entity types including ..." for the head and
-/// tail keywords. The checkpoint directory (-o) loads with `rmx query --model DIR`,
+/// relation of --split). The description side stays frozen unless --train-descriptions: the
+/// starting model's sentence embeddings of each description and of "the entity types
+/// including ..." for the head and tail keywords. The checkpoint directory (-o) loads with `rmx query --model DIR`,
 /// `rmx index build --model DIR` and `rmx eval --model DIR`; its model.safetensors keeps
 /// Hugging Face names (PyTorch's BertModel loads it).
 #[derive(Args)]
@@ -157,6 +157,12 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     // A trained checkpoint continues from its encoder and keeps its description encoder.
     let source = super::model_dir(args.model);
     let description_dir = match CheckpointSettings::load(&source)? {
+        Some(s) if s.zero_shot_encoder.is_some() => {
+            return Err(Error::Input(format!(
+                "{}: a checkpoint that trained its description side cannot be trained further; start from a plain encoder or a checkpoint trained without --train-descriptions",
+                source.display()
+            )))
+        }
         Some(s) => source.join(s.description_encoder),
         None => source.clone(),
     };
