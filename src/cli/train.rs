@@ -78,7 +78,8 @@ pub struct TrainArgs {
     head_lr_scale: f64,
     /// Use every described relation that has no training sentence and is not held out as an
     /// extra candidate negative of every sample (descriptions only; no sentences).
-    #[arg(long)]
+    /// `--extra-negatives false` turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = TrainSettings::default().extra_negatives, default_missing_value = "true", action = clap::ArgAction::Set)]
     extra_negatives: bool,
     /// How head/tail type keywords become text on the description side: "the entity types
     /// including A and B" (type-template, RE-Matching) or "A , B" (keyword-list).
@@ -104,7 +105,8 @@ pub struct TrainArgs {
     /// encoder, embeds the training relations' texts in every step and learns from the
     /// matching loss (the reference keeps it frozen). The checkpoint then holds the trained
     /// description encoder and, for the zero-training part, the frozen one.
-    #[arg(long)]
+    /// `--train-descriptions false` keeps the description side frozen (the reference).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = TrainSettings::default().train_descriptions, default_missing_value = "true", action = clap::ArgAction::Set)]
     train_descriptions: bool,
     /// Weight α of each entity part of the score (the context part gets 1 − 2α).
     #[arg(long, default_value_t = TrainSettings::default().objective.alpha, value_name = "A")]
@@ -207,6 +209,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         description_style: args.description_style,
         zero_shot_weight: args.zero_shot_weight,
         train_descriptions: args.train_descriptions,
+        extra_negatives: args.extra_negatives,
         objective: ObjectiveSettings { alpha: args.alpha, matching, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };

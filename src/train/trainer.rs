@@ -35,9 +35,14 @@ pub struct TrainSettings {
     /// Weight of the zero-training default in the checkpoint's ensemble score (inference
     /// only; training does not see it).
     pub zero_shot_weight: f32,
-    /// Whether the description side was trained too (a [`DescriptionTower`]).
+    /// Train the description side too (a [`DescriptionTower`], which `rmx train` builds and
+    /// attaches with [`Trainer::with_description_tower`] when this is set).
     #[serde(default)]
     pub train_descriptions: bool,
+    /// Use the described relations without training sentences (and not held out) as extra
+    /// candidate negatives (`rmx train` passes them to [`Trainer::with_extra_negatives`]).
+    #[serde(default)]
+    pub extra_negatives: bool,
     pub objective: ObjectiveSettings,
     pub adamw: AdamWSettings,
 }
@@ -55,7 +60,8 @@ impl Default for TrainSettings {
             description_style: DescriptionStyle::TypeTemplate,
             dropout: 0.1,
             zero_shot_weight: 0.2,
-            train_descriptions: false,
+            train_descriptions: true,
+            extra_negatives: true,
             objective: ObjectiveSettings::default(),
             adamw: AdamWSettings::default(),
         }
