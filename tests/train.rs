@@ -267,8 +267,9 @@ fn rmx_train_on_the_command_line() {
     assert!(!dir.join("ck4").exists() && !dir.join("ck5").exists());
 
     // With the description side trained: the trained description encoder and the frozen one.
-    let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck7")), "--train-descriptions"]);
+    let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck7")), "--train-descriptions", "--validate", &s(&data)]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("epoch 1: validation macro F1"), "{}", String::from_utf8_lossy(&o.stderr));
     let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ck7/rmx.json")).unwrap()).unwrap();
     assert_eq!(settings["zero_shot_encoder"], "zero_shot_encoder");
     assert_eq!(settings["training"]["settings"]["train_descriptions"], true);

@@ -282,9 +282,10 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
         if let Some(examples) = &validation {
             // With a trained description side, the frozen encoder serves the zero-training part.
+            let loaded = SentenceEncoder::load(&description_dir)?;
             let (description_encoder, frozen) = match &trainer.description_tower {
-                Some(tower) => (SentenceEncoder { bert: tower.to_bert(), ..SentenceEncoder::load(&description_dir)? }, Some(SentenceEncoder::load(&description_dir)?)),
-                None => (SentenceEncoder::load(&description_dir)?, None),
+                Some(tower) => (loaded.with_bert(tower.to_bert()), Some(loaded)),
+                None => (loaded, None),
             };
             let matcher = Matcher::from_trained(
                 trainer.encoder.to_bert(&trainer.params),

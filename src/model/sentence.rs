@@ -37,6 +37,11 @@ impl SentenceEncoder {
         Ok(SentenceEncoder { bert, tokenizer, max_tokens, dir: dir.to_path_buf() })
     }
 
+    /// The same tokenizer and limits around another encoder (e.g. a trained copy).
+    pub fn with_bert(&self, bert: Bert) -> SentenceEncoder {
+        SentenceEncoder { bert, tokenizer: self.tokenizer.clone(), max_tokens: self.max_tokens, dir: self.dir.clone() }
+    }
+
     pub fn dim(&self) -> usize {
         self.bert.config.hidden_size
     }

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     path: PathBuf,
