@@ -28,9 +28,10 @@ use std::time::Instant;
 /// their descriptions; unseen relations are held out.
 ///
 /// Training relations = every relation of --data that is not --unseen (or not a test
-/// relation of --split). The description side stays frozen unless --train-descriptions: the
-/// starting model's sentence embeddings of each description and of "the entity types
-/// including ..." for the head and tail keywords. The checkpoint directory (-o) loads with `rmx query --model DIR`,
+/// relation of --split). The description side embeds each description and "the entity
+/// types including ..." for the head and tail keywords with the starting model's sentence
+/// encoder; by default that encoder is trained too (--train-descriptions false keeps it
+/// frozen, as the reference does). The checkpoint directory (-o) loads with `rmx query --model DIR`,
 /// `rmx index build --model DIR` and `rmx eval --model DIR`; its model.safetensors keeps
 /// Hugging Face names (PyTorch's BertModel loads it).
 #[derive(Args)]
@@ -53,7 +54,7 @@ pub struct TrainArgs {
     /// Output checkpoint directory (replaced atomically if it is an existing checkpoint).
     #[arg(short, long, value_name = "DIR")]
     output: PathBuf,
-    /// Starting encoder (and frozen description encoder); default: the default model.
+    /// Starting encoder (and starting description encoder); default: the default model.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
     /// Passes over the training sentences.
