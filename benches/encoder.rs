@@ -44,9 +44,7 @@ fn kernels(c: &mut Criterion) {
     let (w, wb) = (filled(FFN * D, 9), filled(FFN, 10));
     let mut out = vec![0.0; tokens * FFN];
     g.throughput(Throughput::Elements((2 * tokens * D * FFN) as u64));
-    g.bench_function("linear_bias_gelu_2048x384x1536_flops", |b| {
-        b.iter(|| linear_forward(&x, tokens, &w, &wb, black_box(&mut out), Activation::BiasGelu))
-    });
+    g.bench_function("linear_bias_gelu_2048x384x1536_flops", |b| b.iter(|| linear_forward(&x, tokens, &w, &wb, black_box(&mut out), Activation::BiasGelu)));
     g.finish();
 }
 
@@ -57,7 +55,17 @@ fn encoder(c: &mut Criterion) {
         return;
     };
     let seq = |len: usize, salt: u32| -> Vec<u32> {
-        (0..len).map(|i| if i == 0 { 101 } else if i + 1 == len { 102 } else { 1000 + (i as u32 * 7919 + salt) % 28000 }).collect()
+        (0..len)
+            .map(|i| {
+                if i == 0 {
+                    101
+                } else if i + 1 == len {
+                    102
+                } else {
+                    1000 + (i as u32 * 7919 + salt) % 28000
+                }
+            })
+            .collect()
     };
     let mut g = c.benchmark_group(format!("encoder_{}", Isa::current().name()));
     g.sample_size(10);

@@ -18,8 +18,7 @@ use std::time::Instant;
 
 /// (m, k, n): a batch of 32 × 64 tokens, then one 37-token sentence; B is a `Linear` weight
 /// `[n, k]` viewed transposed (packed per call, and pre-packed once: `_prepacked`).
-const SHAPES: [(usize, usize, usize); 6] =
-    [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384), (37, 384, 384), (37, 384, 1536), (37, 1536, 384)];
+const SHAPES: [(usize, usize, usize); 6] = [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384), (37, 384, 384), (37, 384, 1536), (37, 1536, 384)];
 
 fn filled(len: usize, seed: u32) -> Vec<f32> {
     (0..len).map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5).collect()
@@ -136,8 +135,7 @@ fn peak_gflops(threads: usize, kernel: impl Fn(u64) -> u64 + Sync) -> f64 {
     (0..200)
         .map(|_| {
             let start = Instant::now();
-            let flops: u64 =
-                rayon::broadcast(|ctx| if ctx.index() < threads { kernel(100_000) } else { 0 }).into_iter().sum();
+            let flops: u64 = rayon::broadcast(|ctx| if ctx.index() < threads { kernel(100_000) } else { 0 }).into_iter().sum();
             flops as f64 / start.elapsed().as_secs_f64() / 1e9
         })
         .fold(0.0, f64::max)

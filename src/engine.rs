@@ -99,12 +99,8 @@ pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, set
         return Err(Error::Input("no relations to index".into()));
     }
     let vectors = matcher.encode_relations(relations, settings.batch, progress)?;
-    let options = IndexOptions {
-        precision: settings.precision,
-        mode: settings.mode,
-        fingerprint: matcher.fingerprint().to_string(),
-        ..IndexOptions::default()
-    };
+    let options =
+        IndexOptions { precision: settings.precision, mode: settings.mode, fingerprint: matcher.fingerprint().to_string(), ..IndexOptions::default() };
     let mut writer = IndexWriter::create(output, matcher.dim(), options)?;
     for (r, v) in relations.iter().zip(&vectors) {
         let meta = serde_json::json!({ "description": r.description, "head": r.head, "tail": r.tail }).to_string();

@@ -43,11 +43,7 @@ pub const GRAD_ABS: f64 = 1e-4;
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64, abs: f64) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g.is_finite() && (g as f64 - w).abs() <= abs + rel * w.abs(),
-            "{what}[{i}]: got {g}, want {w} (|Δ| = {:e})",
-            (g as f64 - w).abs()
-        );
+        assert!(g.is_finite() && (g as f64 - w).abs() <= abs + rel * w.abs(), "{what}[{i}]: got {g}, want {w} (|Δ| = {:e})", (g as f64 - w).abs());
     }
 }
 

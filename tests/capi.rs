@@ -437,9 +437,7 @@ fn panic_child() {
 #[test]
 fn panics_print_nothing() {
     let out = check(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["panic_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env("RMX_CAPI_PANIC_CHILD", "1"),
+        Command::new(std::env::current_exe().unwrap()).args(["panic_child", "--exact", "--nocapture", "--test-threads=1"]).env("RMX_CAPI_PANIC_CHILD", "1"),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("boom") && !stderr.contains("panicked"), "a caught panic printed:\n{stderr}");

@@ -32,7 +32,14 @@ fn header_is_up_to_date() {
     if checked_in != generated {
         let line = checked_in.lines().zip(generated.lines()).position(|(a, b)| a != b).map_or_else(
             || "length differs".to_string(),
-            |i| format!("first difference at line {}:\n  checked in: {}\n  generated:  {}", i + 1, checked_in.lines().nth(i).unwrap(), generated.lines().nth(i).unwrap()),
+            |i| {
+                format!(
+                    "first difference at line {}:\n  checked in: {}\n  generated:  {}",
+                    i + 1,
+                    checked_in.lines().nth(i).unwrap(),
+                    generated.lines().nth(i).unwrap()
+                )
+            },
         );
         panic!("include/rmx.h is out of date with src/capi/ ({line}).\nRegenerate it with:\n  RMX_BLESS=1 cargo test --release --test capi_header");
     }

@@ -14,13 +14,8 @@ const RELATIONS: &str = r#"{"id":"P26","name":"spouse","description":"the subjec
 "#;
 
 fn rmx(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rmx"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rmx runs");
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_rmx")).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("rmx runs");
     // rmx may exit on a usage error before reading its input: a broken pipe is fine then.
     if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing rmx's stdin: {e}");
@@ -104,7 +99,10 @@ fn build_inspect_verify_query_round_trip() {
     assert_eq!((info["relations"].as_u64(), info["dim"].as_u64(), info["search"].as_str()), (Some(4), Some(1152), Some("exact")));
     assert_eq!(rmx(&["index", "verify", idx], "").status.code(), Some(0));
 
-    let flags = rmx(&["query", "--index", idx, "-k", "2", "--text", "Marie Curie married Pierre Curie in 1895.", "--head", "Marie Curie", "--tail", "Pierre Curie"], "");
+    let flags = rmx(
+        &["query", "--index", idx, "-k", "2", "--text", "Marie Curie married Pierre Curie in 1895.", "--head", "Marie Curie", "--tail", "Pierre Curie"],
+        "",
+    );
     assert_eq!(flags.status.code(), Some(0), "{}", stderr(&flags));
     let answer: serde_json::Value = serde_json::from_str(stdout(&flags).trim()).unwrap();
     let top = &answer["results"][0];
@@ -219,11 +217,9 @@ fn damaged_or_foreign_indexes_are_clear_errors() {
     flipped_header[30] ^= 0x40;
     let mut flipped_vectors = good.clone();
     flipped_vectors[600] ^= 0x01;
-    for (what, bytes, expect) in [
-        ("truncated", good[..good.len() / 2].to_vec(), "trunc"),
-        ("newer version", newer, "version"),
-        ("flipped header byte", flipped_header, "checksum"),
-    ] {
+    for (what, bytes, expect) in
+        [("truncated", good[..good.len() / 2].to_vec(), "trunc"), ("newer version", newer, "version"), ("flipped header byte", flipped_header, "checksum")]
+    {
         std::fs::write(&data, &bytes).unwrap();
         let o = rmx(&query, "");
         assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));

@@ -25,8 +25,7 @@ fn golden_sentences(golden: &HashMap<String, Golden>) -> Vec<(String, Vec<f32>)>
 }
 
 fn sequences(golden: &HashMap<String, Golden>, prefix: &str) -> Vec<(String, Vec<u32>)> {
-    let mut names: Vec<String> =
-        golden.keys().filter_map(|k| k.strip_suffix(".input_ids")).filter(|k| k.starts_with(prefix)).map(str::to_string).collect();
+    let mut names: Vec<String> = golden.keys().filter_map(|k| k.strip_suffix(".input_ids")).filter(|k| k.starts_with(prefix)).map(str::to_string).collect();
     names.sort();
     names.into_iter().map(|n| (n.clone(), golden[&format!("{n}.input_ids")].data.iter().map(|&v| v as u32).collect())).collect()
 }
@@ -143,12 +142,8 @@ fn every_instruction_set_matches_oracle() {
     }
     let exe = std::env::current_exe().unwrap();
     for isa in rmx::backend::cpu::simd::Isa::available() {
-        let status = std::process::Command::new(&exe)
-            .args(["--quiet", "--test-threads", "1"])
-            .env("RMX_ISA", isa.name())
-            .env("RMX_ISA_CHILD", "1")
-            .status()
-            .unwrap();
+        let status =
+            std::process::Command::new(&exe).args(["--quiet", "--test-threads", "1"]).env("RMX_ISA", isa.name()).env("RMX_ISA_CHILD", "1").status().unwrap();
         assert!(status.success(), "golden tests fail with RMX_ISA={}", isa.name());
     }
 }

@@ -96,19 +96,8 @@ fn depth() -> impl Strategy<Value = usize> {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (size(90), depth(), size(110), layout(), layout(), 0..3usize, any::<bool>(), 1..=4usize, any::<u64>()).prop_map(
-        |(m, k, n, a, b, ldc_pad, accumulate, threads, seed)| Case {
-            m,
-            k,
-            n,
-            a,
-            b,
-            ldc_pad,
-            accumulate,
-            threads,
-            seed,
-        },
-    )
+    (size(90), depth(), size(110), layout(), layout(), 0..3usize, any::<bool>(), 1..=4usize, any::<u64>())
+        .prop_map(|(m, k, n, a, b, ldc_pad, accumulate, threads, seed)| Case { m, k, n, a, b, ldc_pad, accumulate, threads, seed })
 }
 
 /// The operands of a case: A and B laid out as it says, and C's initial contents.
@@ -122,12 +111,7 @@ struct Inputs {
 impl Inputs {
     fn new(case: &Case) -> Inputs {
         let Case { m, k, n, ldc_pad, seed, .. } = *case;
-        Inputs {
-            case: case.clone(),
-            a: operand(m, k, case.a, seed),
-            b: operand(k, n, case.b, seed ^ 1),
-            c0: values(m * (n + ldc_pad), seed ^ 2),
-        }
+        Inputs { case: case.clone(), a: operand(m, k, case.a, seed), b: operand(k, n, case.b, seed ^ 1), c0: values(m * (n + ldc_pad), seed ^ 2) }
     }
 
     fn a(&self) -> MatRef<'_> {
@@ -177,17 +161,7 @@ fn check(isa: Isa, case: &Case) {
 
 /// Panics unless `got` (C after the product) and what its epilogue saw match the reference.
 #[allow(clippy::too_many_arguments)]
-fn compare(
-    what: &str,
-    case: &Case,
-    a: MatRef,
-    b: MatRef,
-    c0: &[f32],
-    want: &[f32],
-    want_epi: &Recorder,
-    got: &[f32],
-    got_epi: &Recorder,
-) {
+fn compare(what: &str, case: &Case, a: MatRef, b: MatRef, c0: &[f32], want: &[f32], want_epi: &Recorder, got: &[f32], got_epi: &Recorder) {
     let Case { m, k, n, ldc_pad, accumulate, .. } = *case;
     let ldc = n + ldc_pad;
     for i in 0..m {
@@ -200,15 +174,11 @@ fn compare(
             let e = i * n + j;
             let visits = got_epi.visits[e].load(Ordering::Relaxed);
             assert_eq!(visits, 1, "{what}: epilogue saw C[{i},{j}] {visits} times");
-            let scale: f32 = (0..k).map(|p| (a.at(i, p) * b.at(p, j)).abs()).sum::<f32>()
-                + if accumulate { c0[i * ldc + j].abs() } else { 0.0 };
+            let scale: f32 = (0..k).map(|p| (a.at(i, p) * b.at(p, j)).abs()).sum::<f32>() + if accumulate { c0[i * ldc + j].abs() } else { 0.0 };
             let tol = 1e-5 * (k as f32 + 1.0) * scale + 1e-6;
             let seen = f32::from_bits(got_epi.seen[e].load(Ordering::Relaxed));
             let want_seen = f32::from_bits(want_epi.seen[e].load(Ordering::Relaxed));
-            assert!(
-                (seen - want_seen).abs() <= tol,
-                "{what}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}"
-            );
+            assert!((seen - want_seen).abs() <= tol, "{what}: epilogue saw C[{i},{j}] = {seen}, finished sum is {want_seen}");
             assert!((g - w).abs() <= tol, "{what}: C[{i},{j}] = {g}, want {w} (tol {tol})");
         }
     }
@@ -225,35 +195,13 @@ fn on(isa: Isa, body: impl FnOnce()) {
 
 /// Fixed shapes: the degenerate ones, and the model's (one sentence, a slice of a batch).
 fn fixed_cases() -> Vec<Case> {
-    let base = Case {
-        m: 1,
-        k: 1,
-        n: 1,
-        a: Layout::RowMajor { pad: 0 },
-        b: Layout::Transposed,
-        ldc_pad: 0,
-        accumulate: false,
-        threads: 2,
-        seed: 7,
-    };
+    let base = Case { m: 1, k: 1, n: 1, a: Layout::RowMajor { pad: 0 }, b: Layout::Transposed, ldc_pad: 0, accumulate: false, threads: 2, seed: 7 };
     let mut cases = vec![];
-    for (m, k, n) in [
-        (1, 1, 1),
-        (1, 0, 1),
-        (3, 0, 5),
-        (1, 300, 1),
-        (1, 384, 384),
-        (37, 384, 384),
-        (37, 1536, 384),
-        (37, 384, 1536),
-        (200, 384, 97),
-        (97, 129, 300),
-    ] {
-        for (a, b) in [
-            (Layout::RowMajor { pad: 0 }, Layout::Transposed),
-            (Layout::Transposed, Layout::RowMajor { pad: 0 }),
-            (Layout::Strided, Layout::Strided),
-        ] {
+    for (m, k, n) in
+        [(1, 1, 1), (1, 0, 1), (3, 0, 5), (1, 300, 1), (1, 384, 384), (37, 384, 384), (37, 1536, 384), (37, 384, 1536), (200, 384, 97), (97, 129, 300)]
+    {
+        for (a, b) in [(Layout::RowMajor { pad: 0 }, Layout::Transposed), (Layout::Transposed, Layout::RowMajor { pad: 0 }), (Layout::Strided, Layout::Strided)]
+        {
             for accumulate in [false, true] {
                 cases.push(Case { m, k, n, a, b, accumulate, ..base.clone() });
             }
@@ -341,12 +289,7 @@ fn check_bf16(kernel: Bf16Kernel, case: &Case) {
 
 /// Runs `case` with B packed by `pack` (the only form reduced-precision kernels take) and
 /// on `reference`, and compares them with [`compare`].
-fn check_prepacked(
-    what: &str,
-    case: &Case,
-    reference: fn(MatRef, MatRef, &mut [f32], usize, bool, &dyn Epilogue),
-    pack: impl FnOnce(MatRef) -> PackedB,
-) {
+fn check_prepacked(what: &str, case: &Case, reference: fn(MatRef, MatRef, &mut [f32], usize, bool, &dyn Epilogue), pack: impl FnOnce(MatRef) -> PackedB) {
     let Case { k, n, ldc_pad, accumulate, threads, .. } = *case;
     let inputs = Inputs::new(case);
     let (a, b, c0) = (inputs.a(), inputs.b(), &inputs.c0);

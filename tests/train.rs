@@ -130,7 +130,12 @@ fn a_checkpoint_computes_what_training_computed() {
     let marked = instance.mark(&TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap(), 64).unwrap();
     let batch = rmx::model::bert::PackedBatch::new(&[&marked.ids[..]]);
     let cache = trainer.encoder.forward(&trainer.params, &batch, rmx::train::encoder::Dropout::OFF);
-    let rows = [rmx::backend::cpu::entity_pool::EntityRows { head: marked.head.clone(), tail: marked.tail.clone(), head_marker: marked.head_marker, tail_marker: marked.tail_marker }];
+    let rows = [rmx::backend::cpu::entity_pool::EntityRows {
+        head: marked.head.clone(),
+        tail: marked.tail.clone(),
+        head_marker: marked.head_marker,
+        tail_marker: marked.tail_marker,
+    }];
     let d = trainer.heads.d;
     let descriptions = vec![1.0f32; 3 * d];
     let targets = rmx::train::objective::Targets { rows: &rows, descriptions: &descriptions, relation: &[0], negatives: &[false], train_label: &[0] };
@@ -237,7 +242,8 @@ fn rmx_train_on_the_command_line() {
     let out = dir.join("ck");
     let log = dir.join("log.jsonl");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let base = ["train", "--model", &s(&fixture("tiny_bert")), "--descriptions", &s(&desc), "--unseen", "P3", "--batch-size", "4", "--epochs", "1"].map(String::from);
+    let base =
+        ["train", "--model", &s(&fixture("tiny_bert")), "--descriptions", &s(&desc), "--unseen", "P3", "--batch-size", "4", "--epochs", "1"].map(String::from);
     let run = |extra_args: &[&str]| rmx(&base.iter().map(String::as_str).chain(extra_args.iter().copied()).collect::<Vec<_>>());
 
     let o = run(&["--data", &s(&data), "--data", &s(&extra), "-o", &s(&out), "--log", &s(&log)]);
@@ -256,7 +262,19 @@ fn rmx_train_on_the_command_line() {
     assert!((0.0..=1.0).contains(&scores["f1"].as_f64().unwrap()));
 
     // Fatal errors: exit 2 with the reason, nothing written.
-    let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc), "--unseen", "P1,P2,P3", "-o", &s(&dir.join("ck2"))]);
+    let o = rmx(&[
+        "train",
+        "--model",
+        &s(&fixture("tiny_bert")),
+        "--data",
+        &s(&data),
+        "--descriptions",
+        &s(&desc),
+        "--unseen",
+        "P1,P2,P3",
+        "-o",
+        &s(&dir.join("ck2")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("every relation of the data is unseen"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&["--data", &s(&data), "-o", &s(&dir.join("ck4")), "--loss", "contrastive", "--temperature", "0"]);
@@ -284,7 +302,19 @@ fn rmx_train_on_the_command_line() {
     assert!(!dir.join("ck8").exists());
     let desc_missing = dir.join("desc2.jsonl");
     std::fs::write(&desc_missing, std::fs::read_to_string(&desc).unwrap().lines().next().unwrap()).unwrap();
-    let o = rmx(&["train", "--model", &s(&fixture("tiny_bert")), "--data", &s(&data), "--descriptions", &s(&desc_missing), "--unseen", "P3", "-o", &s(&dir.join("ck3"))]);
+    let o = rmx(&[
+        "train",
+        "--model",
+        &s(&fixture("tiny_bert")),
+        "--data",
+        &s(&data),
+        "--descriptions",
+        &s(&desc_missing),
+        "--unseen",
+        "P3",
+        "-o",
+        &s(&dir.join("ck3")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("without a description: P2"), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!dir.join("ck3").exists());
@@ -311,7 +341,13 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
     let mut grads = params.zero_grads();
     encoder.backward(&params, &batch, &cache, &r, dropout, &mut grads);
     let mut checked = 0;
-    for name in ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight", "encoder.layer.0.attention.output.dense.weight", "encoder.layer.1.output.dense.bias", "encoder.layer.1.intermediate.dense.weight"] {
+    for name in [
+        "embeddings.word_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "encoder.layer.0.attention.output.dense.weight",
+        "encoder.layer.1.output.dense.bias",
+        "encoder.layer.1.intermediate.dense.weight",
+    ] {
         let id = params.id(name).unwrap();
         for k in 0..4 {
             // word embeddings: a row of an id in the batch
@@ -326,9 +362,7 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
 }
 
 /// `(L(θ + h) − L(θ − h)) / 2h` in element `idx` of parameter `id` (restored afterwards).
-fn central_difference(
-    params: &mut rmx::train::params::ParamSet, id: usize, idx: usize, h: f32, loss: impl Fn(&rmx::train::params::ParamSet) -> f64,
-) -> f64 {
+fn central_difference(params: &mut rmx::train::params::ParamSet, id: usize, idx: usize, h: f32, loss: impl Fn(&rmx::train::params::ParamSet) -> f64) -> f64 {
     let orig = params.values[id][idx];
     params.values[id][idx] = orig + h;
     let up = loss(params);

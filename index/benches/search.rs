@@ -47,14 +47,8 @@ fn build(n: usize, precision: Precision, mode: BuildMode) -> PathBuf {
     if Index::open(&dir).map(|i| i.len() == n).unwrap_or(false) {
         return dir;
     }
-    let opts = IndexOptions {
-        precision,
-        mode,
-        hnsw: HnswParams { m: 16, ef_construction: 100, ef_search: 128 },
-        fingerprint: "bench".into(),
-        threads: 2,
-        seed: 1,
-    };
+    let opts =
+        IndexOptions { precision, mode, hnsw: HnswParams { m: 16, ef_construction: 100, ef_search: 128 }, fingerprint: "bench".into(), threads: 2, seed: 1 };
     let mut w = IndexWriter::create(&dir, DIM, opts).unwrap();
     for (i, v) in data(n, 1).iter().enumerate() {
         w.add(&format!("P{i}"), &format!("rel {i}"), "{}", v).unwrap();
@@ -85,9 +79,7 @@ fn exact(c: &mut Criterion) {
         for p in [Precision::F32, Precision::F16] {
             let idx = Index::open(build(n, p, BuildMode::Exact)).unwrap();
             g.throughput(Throughput::Elements(n as u64));
-            g.bench_with_input(BenchmarkId::new(format!("{p}"), n), &n, |x, _| {
-                x.iter(|| idx.search(black_box(&q), 10).unwrap())
-            });
+            g.bench_with_input(BenchmarkId::new(format!("{p}"), n), &n, |x, _| x.iter(|| idx.search(black_box(&q), 10).unwrap()));
         }
     }
     g.finish();

@@ -39,11 +39,8 @@ fn map_npy(path: &str) -> (memmap2::Mmap, usize, usize, usize, char) {
     // SAFETY: benchmark input file, not modified while mapped.
     let b = unsafe { memmap2::Mmap::map(&f) }.unwrap();
     assert_eq!(&b[..6], b"\x93NUMPY", "{path}: not .npy");
-    let (hlen, hstart) = if b[6] == 1 {
-        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
-    } else {
-        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-    };
+    let (hlen, hstart) =
+        if b[6] == 1 { (u16::from_le_bytes([b[8], b[9]]) as usize, 10) } else { (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12) };
     let h = std::str::from_utf8(&b[hstart..hstart + hlen]).unwrap();
     assert!(h.contains("'fortran_order': False"), "{path}: must be C order");
     let kind = if h.contains("<f4") {
@@ -63,10 +60,7 @@ fn map_npy(path: &str) -> (memmap2::Mmap, usize, usize, usize, char) {
 /// Read a 2-D .npy as raw 4-byte words.
 fn read_npy(path: &str) -> (Vec<u32>, usize, usize, char) {
     let (b, off, rows, cols, kind) = map_npy(path);
-    let words = b[off..off + rows * cols * 4]
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let words = b[off..off + rows * cols * 4].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
     (words, rows, cols, kind)
 }
 
@@ -102,11 +96,7 @@ fn opts(a: &HashMap<String, String>) -> IndexOptions {
             Some("auto") => BuildMode::Auto,
             _ => BuildMode::Hnsw,
         },
-        hnsw: HnswParams {
-            m: g("m", 16),
-            ef_construction: g("efc", 200),
-            ef_search: g("ef", 64),
-        },
+        hnsw: HnswParams { m: g("m", 16), ef_construction: g("efc", 200), ef_search: g("ef", 64) },
         fingerprint: "bench".into(),
         threads: g("threads", 2),
         seed: 7,
@@ -137,11 +127,7 @@ fn build(a: &HashMap<String, String>) {
     drop(map);
     let info = w.finish().unwrap();
     let secs = t.elapsed().as_secs_f64();
-    println!(
-        "{{\"build_s\": {secs:.3}, \"peak_rss_mb\": {:.1}, \"file_size\": {}, \"count\": {n}, \"dim\": {d}}}",
-        peak_rss_mb(),
-        info.file_size
-    );
+    println!("{{\"build_s\": {secs:.3}, \"peak_rss_mb\": {:.1}, \"file_size\": {}, \"count\": {n}, \"dim\": {d}}}", peak_rss_mb(), info.file_size);
 }
 
 fn recall(hits: &[rmx_index::Hit], gt: &[u32]) -> f64 {
@@ -167,10 +153,7 @@ fn query(a: &HashMap<String, String>) {
     for i in 0..nq.min(3) {
         idx.search_exact(&q[i * d..i * d + d], k).unwrap();
     }
-    let efs: Vec<usize> = a
-        .get("efs")
-        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
-        .unwrap_or(vec![16, 24, 32, 48, 64, 96, 128]);
+    let efs: Vec<usize> = a.get("efs").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![16, 24, 32, 48, 64, 96, 128]);
     let mut rows = Vec::new();
     let run = |f: &dyn Fn(&[f32]) -> Vec<rmx_index::Hit>| -> (f64, f64) {
         // one warm-up pass, then a timed pass
@@ -231,10 +214,7 @@ fn synth(n: usize, d: usize, seed: u64) -> impl FnMut() -> Vec<f32> {
 fn scale(a: &HashMap<String, String>) {
     let root = std::path::PathBuf::from(a.get("dir").cloned().unwrap_or("/tmp/rmx-scale".into()));
     let d: usize = a.get("dim").map(|v| v.parse().unwrap()).unwrap_or(1152);
-    let sizes: Vec<usize> = a
-        .get("sizes")
-        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
-        .unwrap_or(vec![80, 11_665, 1_000_000]);
+    let sizes: Vec<usize> = a.get("sizes").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![80, 11_665, 1_000_000]);
     let mut out = Vec::new();
     for &n in &sizes {
         let dir = root.join(format!("n{n}"));
@@ -248,7 +228,8 @@ fn scale(a: &HashMap<String, String>) {
             let mut w = IndexWriter::create(&dir, d, o).unwrap();
             let mut gen = synth(n, d, 1);
             for i in 0..n {
-                let meta = format!("{{\"description\":\"synthetic relation number {i} for the open-time benchmark\",\"head\":[\"entity\"],\"tail\":[\"entity\"]}}");
+                let meta =
+                    format!("{{\"description\":\"synthetic relation number {i} for the open-time benchmark\",\"head\":[\"entity\"],\"tail\":[\"entity\"]}}");
                 w.add(&format!("R{i}"), &format!("relation {i}"), &meta, &gen()).unwrap();
             }
             w.finish().unwrap();
@@ -293,10 +274,7 @@ fn scale(a: &HashMap<String, String>) {
 fn threshold(a: &HashMap<String, String>) {
     let root = std::path::PathBuf::from(a.get("dir").cloned().unwrap_or("/tmp/rmx-threshold".into()));
     let d: usize = a.get("dim").map(|v| v.parse().unwrap()).unwrap_or(1152);
-    let sizes: Vec<usize> = a
-        .get("sizes")
-        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
-        .unwrap_or(vec![1000, 2000, 5000, 10_000, 20_000]);
+    let sizes: Vec<usize> = a.get("sizes").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![1000, 2000, 5000, 10_000, 20_000]);
     let nq = 200;
     let mut out = Vec::new();
     for &n in &sizes {
@@ -317,7 +295,9 @@ fn threshold(a: &HashMap<String, String>) {
         let idx = Index::open(&dir).unwrap();
         let truth: Vec<Vec<usize>> = queries.iter().map(|q| idx.search_exact(q, 10).unwrap().iter().map(|h| h.row).collect()).collect();
         let time = |f: &dyn Fn(&[f32]) -> Vec<rmx_index::Hit>| -> (f64, f64) {
-            for q in queries.iter().take(20) { f(q); }
+            for q in queries.iter().take(20) {
+                f(q);
+            }
             let t = Instant::now();
             let mut hit = 0;
             for (q, tr) in queries.iter().zip(&truth) {

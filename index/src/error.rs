@@ -23,19 +23,11 @@ pub enum Error {
         "{}: index format version {found} is newer than this rmx supports (up to {supported}); upgrade rmx or rebuild the index",
         path.display()
     )]
-    NewerVersion {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    NewerVersion { path: PathBuf, found: u32, supported: u32 },
 
     /// A structural check or a checksum failed: the named section is damaged.
     #[error("{}: corrupt index: {section}: {reason}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        section: &'static str,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, section: &'static str, reason: String },
 
     /// The index was built by a different encoder than the one the caller uses.
     #[error(
@@ -52,19 +44,11 @@ pub enum Error {
 
     /// Two records share a relation id.
     #[error("duplicate relation id {id:?} (rows {first} and {second})")]
-    DuplicateId {
-        id: String,
-        first: usize,
-        second: usize,
-    },
+    DuplicateId { id: String, first: usize, second: usize },
 
     /// A vector (record or query) has the wrong length.
     #[error("{what}: dimension mismatch: the index has dim {expected}, got {got}")]
-    DimMismatch {
-        what: String,
-        expected: usize,
-        got: usize,
-    },
+    DimMismatch { what: String, expected: usize, got: usize },
 
     /// A vector (record or query) holds NaN or an infinity.
     #[error("{what}: vector holds a non-finite value at position {position}")]

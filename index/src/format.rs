@@ -111,15 +111,8 @@ pub enum Section {
 }
 
 pub const NSECTIONS: usize = 7;
-pub const ALL_SECTIONS: [Section; NSECTIONS] = [
-    Section::Vectors,
-    Section::MetaOffsets,
-    Section::MetaHeap,
-    Section::IdTable,
-    Section::GraphNodes,
-    Section::GraphLevel0,
-    Section::GraphUpper,
-];
+pub const ALL_SECTIONS: [Section; NSECTIONS] =
+    [Section::Vectors, Section::MetaOffsets, Section::MetaHeap, Section::IdTable, Section::GraphNodes, Section::GraphLevel0, Section::GraphUpper];
 
 impl Section {
     pub fn name(self) -> &'static str {
@@ -230,8 +223,7 @@ impl Header {
             put_u64(&mut b, o + 16, s.len);
             put_u64(&mut b, o + 24, s.checksum);
         }
-        b[FIXED_HEADER..FIXED_HEADER + self.fingerprint.len()]
-            .copy_from_slice(self.fingerprint.as_bytes());
+        b[FIXED_HEADER..FIXED_HEADER + self.fingerprint.len()].copy_from_slice(self.fingerprint.as_bytes());
         let sum = xxh64(&b, CHECKSUM_SEED);
         put_u64(&mut b, OFF_CHECKSUM, sum);
         b
@@ -240,26 +232,16 @@ impl Header {
     /// Decode and check the header of a data file whose bytes are `file`. Performs every
     /// structural check that makes later accesses in bounds (see FORMAT.md, "Checks").
     pub fn decode(path: &Path, file: &[u8]) -> Result<Header> {
-        let corrupt = |reason: String| Error::Corrupt {
-            path: path.to_path_buf(),
-            section: "header",
-            reason,
-        };
+        let corrupt = |reason: String| Error::Corrupt { path: path.to_path_buf(), section: "header", reason };
         if file.len() < 16 || file[..8] != MAGIC {
             if file.len() < 8 && MAGIC.starts_with(file) {
                 return Err(corrupt(format!("file truncated to {} bytes", file.len())));
             }
-            return Err(Error::BadMagic {
-                path: path.to_path_buf(),
-            });
+            return Err(Error::BadMagic { path: path.to_path_buf() });
         }
         let version = get_u32(file, OFF_VERSION);
         if version > FORMAT_VERSION {
-            return Err(Error::NewerVersion {
-                path: path.to_path_buf(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
+            return Err(Error::NewerVersion { path: path.to_path_buf(), found: version, supported: FORMAT_VERSION });
         }
         if version == 0 {
             return Err(corrupt("format version 0".into()));
@@ -268,31 +250,19 @@ impl Header {
             return Err(corrupt(format!("file truncated to {} bytes", file.len())));
         }
         let hlen = get_u32(file, OFF_HEADER_LEN) as usize;
-        if hlen < FIXED_HEADER
-            || hlen % ALIGN != 0
-            || hlen > FIXED_HEADER + MAX_FINGERPRINT + ALIGN
-            || hlen > file.len()
-        {
-            return Err(corrupt(format!(
-                "header length {hlen} invalid for a file of {} bytes",
-                file.len()
-            )));
+        if hlen < FIXED_HEADER || hlen % ALIGN != 0 || hlen > FIXED_HEADER + MAX_FINGERPRINT + ALIGN || hlen > file.len() {
+            return Err(corrupt(format!("header length {hlen} invalid for a file of {} bytes", file.len())));
         }
         let mut hb = file[..hlen].to_vec();
         let stored = get_u64(&hb, OFF_CHECKSUM);
         put_u64(&mut hb, OFF_CHECKSUM, 0);
         let sum = xxh64(&hb, CHECKSUM_SEED);
         if sum != stored {
-            return Err(corrupt(format!(
-                "checksum mismatch (stored {stored:016x}, computed {sum:016x})"
-            )));
+            return Err(corrupt(format!("checksum mismatch (stored {stored:016x}, computed {sum:016x})")));
         }
         let file_len = get_u64(&hb, OFF_FILE_LEN);
         if file_len != file.len() as u64 {
-            return Err(corrupt(format!(
-                "file is {} bytes, header says {file_len} (truncated or extended)",
-                file.len()
-            )));
+            return Err(corrupt(format!("file is {} bytes, header says {file_len} (truncated or extended)", file.len())));
         }
         let count = get_u64(&hb, OFF_COUNT);
         if count >= u32::MAX as u64 {
@@ -317,9 +287,7 @@ impl Header {
         if fp_len > hlen - FIXED_HEADER {
             return Err(corrupt(format!("fingerprint length {fp_len} exceeds the header")));
         }
-        let fingerprint = std::str::from_utf8(&hb[FIXED_HEADER..FIXED_HEADER + fp_len])
-            .map_err(|_| corrupt("fingerprint is not UTF-8".into()))?
-            .to_string();
+        let fingerprint = std::str::from_utf8(&hb[FIXED_HEADER..FIXED_HEADER + fp_len]).map_err(|_| corrupt("fingerprint is not UTF-8".into()))?.to_string();
         if get_u32(&hb, OFF_NSECTIONS) as usize != NSECTIONS {
             return Err(corrupt("unexpected number of sections".into()));
         }
@@ -344,34 +312,13 @@ impl Header {
             s.len = get_u64(&hb, o + 16);
             s.checksum = get_u64(&hb, o + 24);
             let end = s.offset.checked_add(s.len);
-            if s.offset % ALIGN as u64 != 0
-                || s.offset < prev_end
-                || end.is_none_or(|e| e > file_len)
-            {
-                return Err(corrupt(format!(
-                    "section {name} at {}+{} is misaligned, overlapping or past the end",
-                    s.offset, s.len
-                )));
+            if s.offset % ALIGN as u64 != 0 || s.offset < prev_end || end.is_none_or(|e| e > file_len) {
+                return Err(corrupt(format!("section {name} at {}+{} is misaligned, overlapping or past the end", s.offset, s.len)));
             }
             prev_end = end.unwrap();
         }
-        let h = Header {
-            version,
-            header_len: hlen,
-            file_len,
-            count,
-            dim,
-            precision,
-            mode,
-            fingerprint,
-            hnsw,
-            sections,
-        };
-        h.check_sizes().map_err(|(section, reason)| Error::Corrupt {
-            path: path.to_path_buf(),
-            section,
-            reason,
-        })?;
+        let h = Header { version, header_len: hlen, file_len, count, dim, precision, mode, fingerprint, hnsw, sections };
+        h.check_sizes().map_err(|(section, reason)| Error::Corrupt { path: path.to_path_buf(), section, reason })?;
         Ok(h)
     }
 
@@ -385,11 +332,7 @@ impl Header {
                 _ => Err((s.name(), format!("length {got}, expected {want:?}"))),
             }
         };
-        expect(
-            Section::Vectors,
-            n.checked_mul(self.dim as u64)
-                .and_then(|x| x.checked_mul(self.precision.bytes() as u64)),
-        )?;
+        expect(Section::Vectors, n.checked_mul(self.dim as u64).and_then(|x| x.checked_mul(self.precision.bytes() as u64)))?;
         expect(Section::MetaOffsets, Some((3 * n + 1) * 8))?;
         expect(Section::IdTable, Some(id_table_slots(self.count) as u64 * 4))?;
         match self.mode {

@@ -11,9 +11,7 @@ const P5: u64 = 0x27D4_EB2F_1656_67C5;
 
 #[inline(always)]
 fn round(acc: u64, input: u64) -> u64 {
-    acc.wrapping_add(input.wrapping_mul(P2))
-        .rotate_left(31)
-        .wrapping_mul(P1)
+    acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
 }
 
 #[inline(always)]
@@ -38,18 +36,7 @@ pub struct Xxh64 {
 
 impl Xxh64 {
     pub fn new(seed: u64) -> Self {
-        Xxh64 {
-            v: [
-                seed.wrapping_add(P1).wrapping_add(P2),
-                seed.wrapping_add(P2),
-                seed,
-                seed.wrapping_sub(P1),
-            ],
-            buf: [0; 32],
-            buf_len: 0,
-            total: 0,
-            seed,
-        }
+        Xxh64 { v: [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)], buf: [0; 32], buf_len: 0, total: 0, seed }
     }
 
     #[inline(always)]
@@ -88,11 +75,7 @@ impl Xxh64 {
     pub fn finish(&self) -> u64 {
         let [v1, v2, v3, v4] = self.v;
         let mut h = if self.total >= 32 {
-            let mut h = v1
-                .rotate_left(1)
-                .wrapping_add(v2.rotate_left(7))
-                .wrapping_add(v3.rotate_left(12))
-                .wrapping_add(v4.rotate_left(18));
+            let mut h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
             h = merge_round(h, v1);
             h = merge_round(h, v2);
             h = merge_round(h, v3);
@@ -141,10 +124,7 @@ mod tests {
         assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
         assert_eq!(xxh64(b"a", 0), 0xD24E_C4F1_A98C_6E5B);
         assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
-        assert_eq!(
-            xxh64(b"Nobody inspects the spammish repetition", 0),
-            0xFBCE_A83C_8A37_8BF1
-        );
+        assert_eq!(xxh64(b"Nobody inspects the spammish repetition", 0), 0xFBCE_A83C_8A37_8BF1);
     }
 
     #[test]

@@ -37,12 +37,7 @@ impl<'a> Store<'a> {
             Vectors::F32(s) => s.len(),
             Vectors::F16(s) => s.len(),
         };
-        Store {
-            v,
-            dim,
-            n: len / dim,
-            k: kernels(),
-        }
+        Store { v, dim, n: len / dim, k: kernels() }
     }
 
     /// `q · v[row]`; `row < n` is the caller's responsibility (slicing checks it).
@@ -149,15 +144,7 @@ pub(crate) struct Scratch {
 }
 
 /// Greedy descent from `ep` through levels `top..=bottom+1` (ef = 1).
-pub(crate) fn greedy<G: Graph>(
-    g: &G,
-    st: &Store,
-    q: &[f32],
-    mut cur: Scored,
-    top: usize,
-    bottom: usize,
-    buf: &mut Vec<u32>,
-) -> Scored {
+pub(crate) fn greedy<G: Graph>(g: &G, st: &Store, q: &[f32], mut cur: Scored, top: usize, bottom: usize, buf: &mut Vec<u32>) -> Scored {
     let n = st.n as u32;
     for level in (bottom + 1..=top).rev() {
         loop {
@@ -183,22 +170,9 @@ pub(crate) fn greedy<G: Graph>(
 
 /// Best-first search of one level from the entry points already in `sc.cand`/`sc.res`
 /// (and marked visited). Leaves the best `ef` in `sc.res`.
-pub(crate) fn search_layer<G: Graph>(
-    g: &G,
-    st: &Store,
-    q: &[f32],
-    level: usize,
-    ef: usize,
-    sc: &mut Scratch,
-) {
+pub(crate) fn search_layer<G: Graph>(g: &G, st: &Store, q: &[f32], level: usize, ef: usize, sc: &mut Scratch) {
     let n = st.n as u32;
-    let Scratch {
-        visited,
-        cand,
-        res,
-        buf,
-        fresh,
-    } = sc;
+    let Scratch { visited, cand, res, buf, fresh } = sc;
     let mut worst = match res.peek() {
         Some(w) => w.0,
         None => return,
@@ -222,10 +196,7 @@ pub(crate) fn search_layer<G: Graph>(
                 st.prefetch(nx as usize);
             }
             let id = fresh[i];
-            let s = Scored {
-                s: st.score(q, id as usize),
-                id,
-            };
+            let s = Scored { s: st.score(q, id as usize), id };
             if res.len() < ef || s > worst {
                 cand.push(s);
                 res.push(Reverse(s));
@@ -240,22 +211,11 @@ pub(crate) fn search_layer<G: Graph>(
 
 /// Full k-NN search: greedy descent then level-0 search with `ef`. Returns the best `ef`
 /// candidates, best first.
-pub(crate) fn search<G: Graph>(
-    g: &G,
-    st: &Store,
-    q: &[f32],
-    entry: u32,
-    max_level: usize,
-    ef: usize,
-    sc: &mut Scratch,
-) -> Vec<Scored> {
+pub(crate) fn search<G: Graph>(g: &G, st: &Store, q: &[f32], entry: u32, max_level: usize, ef: usize, sc: &mut Scratch) -> Vec<Scored> {
     if st.n == 0 || entry as usize >= st.n {
         return Vec::new();
     }
-    let ep = Scored {
-        s: st.score(q, entry as usize),
-        id: entry,
-    };
+    let ep = Scored { s: st.score(q, entry as usize), id: entry };
     let ep = greedy(g, st, q, ep, max_level, 0, &mut sc.buf);
     sc.visited.reset(st.n);
     sc.cand.clear();
@@ -400,9 +360,7 @@ fn heuristic(st: &Store, cands: &[Scored], m: usize, tmp: &mut Vec<f32>) -> Vec<
         if sel.len() >= m {
             break;
         }
-        let good = st.with_row(c.id as usize, tmp, |cv| {
-            sel.iter().all(|s| st.score(cv, s.id as usize) <= c.s)
-        });
+        let good = st.with_row(c.id as usize, tmp, |cv| sel.iter().all(|s| st.score(cv, s.id as usize) <= c.s));
         if good {
             sel.push(c);
         }
@@ -448,12 +406,7 @@ pub(crate) fn build(st: &Store, p: BuildParams) -> Built {
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut w = Worker {
-                    sc: Scratch::default(),
-                    qv: Vec::new(),
-                    tmp: Vec::new(),
-                    tmp2: Vec::new(),
-                };
+                let mut w = Worker { sc: Scratch::default(), qv: Vec::new(), tmp: Vec::new(), tmp2: Vec::new() };
                 loop {
                     let i = next.fetch_add(1, AO::Relaxed);
                     if i >= n {
@@ -480,14 +433,7 @@ pub(crate) fn build(st: &Store, p: BuildParams) -> Built {
     }
 }
 
-fn insert(
-    g: &BuildGraph,
-    st: &Store,
-    p: &BuildParams,
-    entry: &Mutex<(u32, usize)>,
-    q: u32,
-    w: &mut Worker,
-) {
+fn insert(g: &BuildGraph, st: &Store, p: &BuildParams, entry: &Mutex<(u32, usize)>, q: u32, w: &mut Worker) {
     let level = g.levels[q as usize] as usize;
     let mut guard = Some(entry.lock().unwrap());
     let (ep, max_level) = **guard.as_ref().unwrap();
@@ -502,10 +448,7 @@ fn insert(
         st.with_row(q as usize, &mut w.tmp, |v| qv.copy_from_slice(v));
     }
     let qv = &w.qv;
-    let mut cur = Scored {
-        s: st.score(qv, ep as usize),
-        id: ep,
-    };
+    let mut cur = Scored { s: st.score(qv, ep as usize), id: ep };
     if max_level > level {
         cur = greedy(g, st, qv, cur, max_level, level, &mut w.sc.buf);
     }
@@ -541,17 +484,7 @@ fn insert(
 /// Add `q` (score `s_eq` to `e`) to `e`'s list at `level`, shrinking with the heuristic on
 /// overflow.
 #[allow(clippy::too_many_arguments)]
-fn add_link(
-    g: &BuildGraph,
-    st: &Store,
-    e: u32,
-    q: u32,
-    s_eq: f32,
-    level: usize,
-    tmp: &mut Vec<f32>,
-    tmp2: &mut Vec<f32>,
-    buf: &mut Vec<u32>,
-) {
+fn add_link(g: &BuildGraph, st: &Store, e: u32, q: u32, s_eq: f32, level: usize, tmp: &mut Vec<f32>, tmp2: &mut Vec<f32>, buf: &mut Vec<u32>) {
     let cap = if level == 0 { g.m0 } else { g.m };
     let _lk = g.locks[e as usize].lock().unwrap();
     let cur = g.neighbors(e, level, buf);
@@ -564,14 +497,7 @@ fn add_link(
         rec[0].store(cur.len() as u32 + 1, AO::Release);
         return;
     }
-    let mut cands: Vec<Scored> = st.with_row(e as usize, tmp, |ev| {
-        cur.iter()
-            .map(|&x| Scored {
-                s: st.score(ev, x as usize),
-                id: x,
-            })
-            .collect()
-    });
+    let mut cands: Vec<Scored> = st.with_row(e as usize, tmp, |ev| cur.iter().map(|&x| Scored { s: st.score(ev, x as usize), id: x }).collect());
     cands.push(Scored { s: s_eq, id: q });
     cands.sort_unstable_by(|a, b| b.cmp(a));
     let sel = heuristic(st, &cands, cap, tmp2);

@@ -51,10 +51,7 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions {
-            expected_fingerprint: None,
-            verify_meta: true,
-        }
+        OpenOptions { expected_fingerprint: None, verify_meta: true }
     }
 }
 
@@ -117,12 +114,7 @@ impl Info {
                 .iter()
                 .map(|&s| {
                     let e = h.sections[s as usize];
-                    SectionInfo {
-                        name: s.name(),
-                        offset: e.offset,
-                        len: e.len,
-                        checksum: e.checksum,
-                    }
+                    SectionInfo { name: s.name(), offset: e.offset, len: e.len, checksum: e.checksum }
                 })
                 .collect(),
             file_size: h.file_len,
@@ -154,11 +146,7 @@ impl std::fmt::Display for Info {
         writeln!(f, "file size    {} bytes", self.file_size)?;
         writeln!(f, "sections     header at 0, {} bytes", self.header_len)?;
         for s in &self.sections {
-            writeln!(
-                f,
-                "             {:<19} at {:>12}, {:>12} bytes, xxh64 {:016x}",
-                s.name, s.offset, s.len, s.checksum
-            )?;
+            writeln!(f, "             {:<19} at {:>12}, {:>12} bytes, xxh64 {:016x}", s.name, s.offset, s.len, s.checksum)?;
         }
         Ok(())
     }
@@ -187,10 +175,7 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> Self {
-        TopK {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
     }
     #[inline]
     fn push(&mut self, s: Scored) {
@@ -205,12 +190,7 @@ impl TopK {
     fn into_hits(self) -> Vec<Hit> {
         let mut v: Vec<Scored> = self.heap.into_iter().map(|r| r.0).collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
-        v.into_iter()
-            .map(|s| Hit {
-                row: s.id as usize,
-                score: s.s,
-            })
-            .collect()
+        v.into_iter().map(|s| Hit { row: s.id as usize, score: s.s }).collect()
     }
 }
 
@@ -223,13 +203,7 @@ impl Index {
     /// Open `dir`, failing with [`Error::ModelMismatch`] unless it was built by the encoder
     /// with this `fingerprint`.
     pub fn open_expecting(dir: impl AsRef<Path>, fingerprint: &str) -> Result<Index> {
-        Self::open_with(
-            dir,
-            &OpenOptions {
-                expected_fingerprint: Some(fingerprint.to_string()),
-                ..OpenOptions::default()
-            },
-        )
+        Self::open_with(dir, &OpenOptions { expected_fingerprint: Some(fingerprint.to_string()), ..OpenOptions::default() })
     }
 
     /// Open with explicit [`OpenOptions`].
@@ -254,20 +228,10 @@ impl Index {
         // leave the mapping. (External in-place modification while mapped is unsupported.)
         let map = unsafe { Mmap::map(&f) }.map_err(io(&file))?;
         let h = Header::decode(&file, &map)?;
-        let idx = Index {
-            dir,
-            file,
-            map,
-            h,
-            pool: Mutex::new(Vec::new()),
-        };
+        let idx = Index { dir, file, map, h, pool: Mutex::new(Vec::new()) };
         if let Some(exp) = &opts.expected_fingerprint {
             if *exp != idx.h.fingerprint {
-                return Err(Error::ModelMismatch {
-                    path: idx.dir.clone(),
-                    index: idx.h.fingerprint.clone(),
-                    expected: exp.clone(),
-                });
+                return Err(Error::ModelMismatch { path: idx.dir.clone(), index: idx.h.fingerprint.clone(), expected: exp.clone() });
             }
         }
         // Typed views must be aligned (the mapping is page-aligned and sections 64-aligned,
@@ -294,11 +258,7 @@ impl Index {
     }
 
     fn corrupt(&self, s: Section, reason: impl Into<String>) -> Error {
-        Error::Corrupt {
-            path: self.file.clone(),
-            section: s.name(),
-            reason: reason.into(),
-        }
+        Error::Corrupt { path: self.file.clone(), section: s.name(), reason: reason.into() }
     }
 
     fn bytes(&self, s: Section) -> &[u8] {
@@ -332,10 +292,7 @@ impl Index {
         let e = self.h.sections[s as usize];
         let got = xxh64(self.bytes(s), CHECKSUM_SEED);
         if got != e.checksum {
-            return Err(self.corrupt(
-                s,
-                format!("checksum mismatch (stored {:016x}, computed {got:016x})", e.checksum),
-            ));
+            return Err(self.corrupt(s, format!("checksum mismatch (stored {:016x}, computed {got:016x})", e.checksum)));
         }
         Ok(())
     }
@@ -393,11 +350,7 @@ impl Index {
             let (a, b) = (usize::try_from(a).ok()?, usize::try_from(b).ok()?);
             std::str::from_utf8(heap.get(a..b)?).ok()
         };
-        Some(Relation {
-            id: get(o[0], o[1])?,
-            name: get(o[1], o[2])?,
-            meta: get(o[2], o[3])?,
-        })
+        Some(Relation { id: get(o[0], o[1])?, name: get(o[1], o[2])?, meta: get(o[2], o[3])? })
     }
 
     /// Row of the relation with this id (hash lookup in the mapped id table).
@@ -445,17 +398,10 @@ impl Index {
 
     fn check_query(&self, q: &[f32]) -> Result<()> {
         if q.len() != self.h.dim {
-            return Err(Error::DimMismatch {
-                what: "query".into(),
-                expected: self.h.dim,
-                got: q.len(),
-            });
+            return Err(Error::DimMismatch { what: "query".into(), expected: self.h.dim, got: q.len() });
         }
         if let Some(position) = q.iter().position(|x| !x.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "query".into(),
-                position,
-            });
+            return Err(Error::NonFinite { what: "query".into(), position });
         }
         Ok(())
     }
@@ -490,10 +436,7 @@ impl Index {
         let st = self.store();
         let mut top = TopK::new(k.min(n));
         for r in 0..n {
-            top.push(Scored {
-                s: st.score(q, r),
-                id: r as u32,
-            });
+            top.push(Scored { s: st.score(q, r), id: r as u32 });
         }
         top.into_hits()
     }
@@ -505,28 +448,13 @@ impl Index {
         let st = self.store();
         let g = self.graph();
         let mut sc = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None).unwrap_or_default();
-        let found = hnsw::search(
-            &g,
-            &st,
-            q,
-            self.h.hnsw.entry_point,
-            self.h.hnsw.max_level as usize,
-            ef,
-            &mut sc,
-        );
+        let found = hnsw::search(&g, &st, q, self.h.hnsw.entry_point, self.h.hnsw.max_level as usize, ef, &mut sc);
         if let Ok(mut p) = self.pool.lock() {
             p.push(sc);
         }
         // The candidates carry exact scores against the stored vectors; keep the k best in
         // the documented order (score desc, row asc).
-        found
-            .into_iter()
-            .take(k)
-            .map(|s| Hit {
-                row: s.id as usize,
-                score: s.s,
-            })
-            .collect()
+        found.into_iter().take(k).map(|s| Hit { row: s.id as usize, score: s.s }).collect()
     }
 
     fn graph(&self) -> FlatGraph<'_> {
@@ -554,14 +482,9 @@ impl Index {
             return Err(self.corrupt(Section::MetaOffsets, "offsets not increasing within the heap"));
         }
         for r in 0..n {
-            let rel = self
-                .relation(r)
-                .ok_or_else(|| self.corrupt(Section::MetaHeap, format!("row {r}: not UTF-8")))?;
+            let rel = self.relation(r).ok_or_else(|| self.corrupt(Section::MetaHeap, format!("row {r}: not UTF-8")))?;
             if self.row_of(rel.id) != Some(r) {
-                return Err(self.corrupt(
-                    Section::IdTable,
-                    format!("row {r} (id {:?}) not found by id", rel.id),
-                ));
+                return Err(self.corrupt(Section::IdTable, format!("row {r} (id {:?}) not found by id", rel.id)));
             }
         }
         let t = self.u32s(Section::IdTable)?;

@@ -30,12 +30,7 @@ pub struct Kernels {
 static KERNELS: OnceLock<Kernels> = OnceLock::new();
 
 /// The scalar kernels (always available; also tested against the SIMD ones).
-pub const SCALAR: Kernels = Kernels {
-    level: Level::Scalar,
-    dot_f32: dot_f32_scalar,
-    dot_f16: dot_f16_scalar,
-    f16_to_f32: f16_to_f32_scalar,
-};
+pub const SCALAR: Kernels = Kernels { level: Level::Scalar, dot_f32: dot_f32_scalar, dot_f16: dot_f16_scalar, f16_to_f32: f16_to_f32_scalar };
 
 /// The best kernels for this CPU (detected once).
 #[inline]
@@ -140,16 +135,8 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     pub fn kernels() -> Option<Kernels> {
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            Some(Kernels {
-                level: Level::Avx2,
-                dot_f32,
-                dot_f16,
-                f16_to_f32,
-            })
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            Some(Kernels { level: Level::Avx2, dot_f32, dot_f16, f16_to_f32 })
         } else {
             None
         }
@@ -193,21 +180,9 @@ mod avx2 {
         let mut i = 0;
         while i + 32 <= n {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-            acc2 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 16)),
-                _mm256_loadu_ps(pb.add(i + 16)),
-                acc2,
-            );
-            acc3 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 24)),
-                _mm256_loadu_ps(pb.add(i + 24)),
-                acc3,
-            );
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+            acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), _mm256_loadu_ps(pb.add(i + 16)), acc2);
+            acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), _mm256_loadu_ps(pb.add(i + 24)), acc3);
             i += 32;
         }
         while i + 8 <= n {
@@ -266,10 +241,7 @@ mod avx2 {
         let pd = dst.as_mut_ptr();
         let mut i = 0;
         while i + 8 <= n {
-            _mm256_storeu_ps(
-                pd.add(i),
-                _mm256_cvtph_ps(_mm_loadu_si128(ps.add(i) as *const __m128i)),
-            );
+            _mm256_storeu_ps(pd.add(i), _mm256_cvtph_ps(_mm_loadu_si128(ps.add(i) as *const __m128i)));
             i += 8;
         }
         while i < n {

@@ -46,11 +46,7 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams {
-            m: 16,
-            ef_construction: 200,
-            ef_search: 128,
-        }
+        HnswParams { m: 16, ef_construction: 200, ef_search: 128 }
     }
 }
 
@@ -128,10 +124,7 @@ impl IndexWriter {
             return Err(Error::Invalid(format!("dim {dim} not in 1..={MAX_DIM}")));
         }
         if opts.fingerprint.len() > MAX_FINGERPRINT {
-            return Err(Error::Invalid(format!(
-                "fingerprint of {} bytes (max {MAX_FINGERPRINT})",
-                opts.fingerprint.len()
-            )));
+            return Err(Error::Invalid(format!("fingerprint of {} bytes (max {MAX_FINGERPRINT})", opts.fingerprint.len())));
         }
         let h = &opts.hnsw;
         if h.m < 2 || h.m > MAX_M || h.ef_construction == 0 || h.ef_search == 0 {
@@ -143,20 +136,13 @@ impl IndexWriter {
         if dest.exists() && !(dest.is_dir() && (is_index_dir(&dest) || dir_is_empty(&dest))) {
             return Err(Error::DestinationOccupied { path: dest });
         }
-        let name = dest
-            .file_name()
-            .ok_or_else(|| Error::Invalid(format!("{}: not a directory name", dest.display())))?
-            .to_string_lossy()
-            .into_owned();
+        let name = dest.file_name().ok_or_else(|| Error::Invalid(format!("{}: not a directory name", dest.display())))?.to_string_lossy().into_owned();
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let tmp_dir = parent.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
         fs::create_dir(&tmp_dir).map_err(io(&tmp_dir))?;
         let file_path = tmp_dir.join(DATA_FILE);
@@ -176,12 +162,7 @@ impl IndexWriter {
             scratch: Vec::new(),
             done: false,
         };
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&file_path)
-            .map_err(io(&file_path))?;
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(&file_path).map_err(io(&file_path))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
         // Header placeholder; the real header is written last.
         out.write_all(&vec![0u8; w.header_len]).map_err(io(&file_path))?;
@@ -202,27 +183,16 @@ impl IndexWriter {
     /// Append a relation; returns its row. `meta_json` is stored verbatim (opaque).
     pub fn add(&mut self, id: &str, name: &str, meta_json: &str, vector: &[f32]) -> Result<usize> {
         if vector.len() != self.dim {
-            return Err(Error::DimMismatch {
-                what: format!("relation {id:?}"),
-                expected: self.dim,
-                got: vector.len(),
-            });
+            return Err(Error::DimMismatch { what: format!("relation {id:?}"), expected: self.dim, got: vector.len() });
         }
         if let Some(position) = vector.iter().position(|x| !x.is_finite()) {
-            return Err(Error::NonFinite {
-                what: format!("relation {id:?}"),
-                position,
-            });
+            return Err(Error::NonFinite { what: format!("relation {id:?}"), position });
         }
         if self.count >= u32::MAX as usize - 2 {
             return Err(Error::Invalid("too many relations (max 2^32 - 3)".into()));
         }
         if let Some(&first) = self.ids.get(id) {
-            return Err(Error::DuplicateId {
-                id: id.to_string(),
-                first,
-                second: self.count,
-            });
+            return Err(Error::DuplicateId { id: id.to_string(), first, second: self.count });
         }
         self.scratch.clear();
         match self.opts.precision {
@@ -269,17 +239,10 @@ impl IndexWriter {
             return Err(Error::Invalid("cannot build an HNSW graph over no vectors".into()));
         }
         let out = self.out.take().expect("writer open");
-        let mut file = out.into_inner().map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e.into_error(),
-        })?;
+        let mut file = out.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
         let mut sections = [SectionEntry::default(); NSECTIONS];
         let vec_len = (self.count * self.dim * self.opts.precision.bytes()) as u64;
-        sections[Section::Vectors as usize] = SectionEntry {
-            offset: self.header_len as u64,
-            len: vec_len,
-            checksum: self.vec_hash.finish(),
-        };
+        sections[Section::Vectors as usize] = SectionEntry { offset: self.header_len as u64, len: vec_len, checksum: self.vec_hash.finish() };
         let mut pos = self.header_len as u64 + vec_len;
 
         // The graph is built over the vectors just written, read back through a mapping.
@@ -296,21 +259,8 @@ impl IndexWriter {
             };
             let store = Store::new(v, self.dim);
             let hp = self.opts.hnsw;
-            let threads = if self.opts.threads == 0 {
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-            } else {
-                self.opts.threads
-            };
-            let b = hnsw::build(
-                &store,
-                BuildParams {
-                    m: hp.m,
-                    m0: 2 * hp.m,
-                    ef_construction: hp.ef_construction.max(hp.m),
-                    seed: self.opts.seed,
-                    threads,
-                },
-            );
+            let threads = if self.opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { self.opts.threads };
+            let b = hnsw::build(&store, BuildParams { m: hp.m, m0: 2 * hp.m, ef_construction: hp.ef_construction.max(hp.m), seed: self.opts.seed, threads });
             let ef_search = hp.ef_search;
             hnsw_hdr = HnswHeader {
                 m: hp.m as u32,
@@ -337,11 +287,7 @@ impl IndexWriter {
             let start = align_up(pos);
             out.write_all(&[0u8; ALIGN][..(start - pos) as usize]).map_err(io(&path))?;
             out.write_all(data).map_err(io(&path))?;
-            sections[s as usize] = SectionEntry {
-                offset: start,
-                len: data.len() as u64,
-                checksum: xxh64(data, CHECKSUM_SEED),
-            };
+            sections[s as usize] = SectionEntry { offset: start, len: data.len() as u64, checksum: xxh64(data, CHECKSUM_SEED) };
             pos = start + data.len() as u64;
             Ok(())
         };
@@ -358,10 +304,7 @@ impl IndexWriter {
         write(Section::GraphUpper, &le_bytes_u32(upper), &mut out)?;
         drop(built);
         let file_len = pos;
-        let mut file = out.into_inner().map_err(|er| Error::Io {
-            path: path.clone(),
-            source: er.into_error(),
-        })?;
+        let mut file = out.into_inner().map_err(|er| Error::Io { path: path.clone(), source: er.into_error() })?;
         let header = Header {
             version: FORMAT_VERSION,
             header_len: self.header_len,
@@ -441,9 +384,7 @@ fn install(tmp: &Path, dest: &Path) -> Result<()> {
         return fsync_dir(&parent);
     }
     if !(dest.is_dir() && (is_index_dir(dest) || dir_is_empty(dest))) {
-        return Err(Error::DestinationOccupied {
-            path: dest.to_path_buf(),
-        });
+        return Err(Error::DestinationOccupied { path: dest.to_path_buf() });
     }
     if exchange(tmp, dest) {
         // `tmp` now holds the old index.
@@ -455,10 +396,7 @@ fn install(tmp: &Path, dest: &Path) -> Result<()> {
     fs::rename(dest, &aside).map_err(io(dest))?;
     if let Err(err) = fs::rename(tmp, dest) {
         let _ = fs::rename(&aside, dest);
-        return Err(Error::Io {
-            path: dest.to_path_buf(),
-            source: err,
-        });
+        return Err(Error::Io { path: dest.to_path_buf(), source: err });
     }
     fsync_dir(&parent)?;
     let _ = fs::remove_dir_all(&aside);
@@ -469,25 +407,13 @@ fn install(tmp: &Path, dest: &Path) -> Result<()> {
 fn exchange(a: &Path, b: &Path) -> bool {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let (Ok(ca), Ok(cb)) = (
-        CString::new(a.as_os_str().as_bytes()),
-        CString::new(b.as_os_str().as_bytes()),
-    ) else {
+    let (Ok(ca), Ok(cb)) = (CString::new(a.as_os_str().as_bytes()), CString::new(b.as_os_str().as_bytes())) else {
         return false;
     };
     const RENAME_EXCHANGE: libc::c_uint = 2;
     // SAFETY: both paths are valid NUL-terminated C strings that outlive the call;
     // renameat2 only reads them.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            RENAME_EXCHANGE,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), RENAME_EXCHANGE) };
     r == 0
 }
 

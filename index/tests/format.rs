@@ -265,10 +265,7 @@ fn structural_checks_reject_resealed_bad_headers() {
         b[off..off + bytes.len()].copy_from_slice(&bytes);
         reseal(&mut b);
         write_data(&dir, &b);
-        assert!(
-            matches!(Index::open(&dir), Err(Error::Corrupt { .. })),
-            "{what}: accepted"
-        );
+        assert!(matches!(Index::open(&dir), Err(Error::Corrupt { .. })), "{what}: accepted");
     }
 }
 
@@ -357,10 +354,7 @@ fn refuses_to_replace_a_non_index_directory() {
     let dir = t.join("photos");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cat.jpg"), b"meow").unwrap();
-    assert!(matches!(
-        IndexWriter::create(&dir, 4, opts(Precision::F32, BuildMode::Exact)),
-        Err(Error::DestinationOccupied { .. })
-    ));
+    assert!(matches!(IndexWriter::create(&dir, 4, opts(Precision::F32, BuildMode::Exact)), Err(Error::DestinationOccupied { .. })));
     std::fs::write(t.join("file"), b"x").unwrap();
     assert!(IndexWriter::create(t.join("file"), 4, opts(Precision::F32, BuildMode::Exact)).is_err());
     assert_eq!(std::fs::read(dir.join("cat.jpg")).unwrap(), b"meow");

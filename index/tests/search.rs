@@ -38,9 +38,7 @@ fn exact_matches_oracle(vecs: &[Vec<f32>], queries: &[Vec<f32>], k: usize, preci
 fn arb_case() -> impl Strategy<Value = (Vec<Vec<f32>>, Vec<Vec<f32>>, usize)> {
     (1usize..40, 0usize..120, 0usize..15, 0u64..u64::MAX).prop_map(|(dim, n, k, seed)| {
         let mut rng = Rng(seed | 1);
-        let mut vecs: Vec<Vec<f32>> = (0..n)
-            .map(|_| (0..dim).map(|_| rng.normal()).collect())
-            .collect();
+        let mut vecs: Vec<Vec<f32>> = (0..n).map(|_| (0..dim).map(|_| rng.normal()).collect()).collect();
         // duplicates make exact ties: they must come out by row
         if n > 4 {
             for _ in 0..n / 4 {

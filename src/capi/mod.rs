@@ -165,9 +165,8 @@ pub unsafe extern "C" fn rmx_engine_open(model_dir: *const c_char, index_dir: *c
             Error::Input(m) => Failure::new(RMX_ERR_MODEL_MISMATCH, m),
             e => e.into(),
         })?;
-        let strings = StringTable::of(&engine.index).map_err(|row| {
-            Failure::new(RMX_ERR_INDEX_CORRUPT, format!("{}: relation row {row} is unreadable", engine.index.path().display()))
-        })?;
+        let strings = StringTable::of(&engine.index)
+            .map_err(|row| Failure::new(RMX_ERR_INDEX_CORRUPT, format!("{}: relation row {row} is unreadable", engine.index.path().display())))?;
         let handle = Box::into_raw(Box::new(rmx_engine { engine, strings }));
         // SAFETY: `out` is non-NULL and valid for writing by the caller's contract.
         unsafe { out.write(handle) };
@@ -300,9 +299,8 @@ pub unsafe extern "C" fn rmx_index_build_with(
 ) -> rmx_status {
     guard(|| {
         // SAFETY: the caller's contract on every argument.
-        let (model, input, output, options) = unsafe {
-            (model_path(model_dir)?, c_path(descriptions_jsonl, "descriptions_jsonl")?, c_path(index_dir, "index_dir")?, options.as_ref())
-        };
+        let (model, input, output, options) =
+            unsafe { (model_path(model_dir)?, c_path(descriptions_jsonl, "descriptions_jsonl")?, c_path(index_dir, "index_dir")?, options.as_ref()) };
         let settings = build_settings(options)?;
         let parsed = read_descriptions(input).map_err(|e| match e {
             Error::Input(m) => Failure::new(RMX_ERR_INVALID_INPUT, m),
@@ -392,9 +390,10 @@ fn answer(
         let converted = matches
             .iter()
             .map(|m| {
-                let (id, name) = engine.index.row_of(m.id).and_then(|row| handle.strings.get(row)).ok_or_else(|| {
-                    Failure::new(RMX_ERR_INDEX_CORRUPT, format!("{}: relation {:?} not found by id", engine.index.path().display(), m.id))
-                })?;
+                let (id, name) =
+                    engine.index.row_of(m.id).and_then(|row| handle.strings.get(row)).ok_or_else(|| {
+                        Failure::new(RMX_ERR_INDEX_CORRUPT, format!("{}: relation {:?} not found by id", engine.index.path().display(), m.id))
+                    })?;
                 Ok(rmx_match { id, name, score: m.score, context: m.parts.context, head: m.parts.head, tail: m.parts.tail })
             })
             .collect::<Result<Vec<_>, Failure>>()?;

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 /// Metrics follow the reference code: per-relation precision summed and divided by the number
 /// of distinct predicted relations, recall averaged over the gold relations, F1 = 2PR/(P+R).
 #[derive(Args)]
-#[command(after_help = "Example (reduced FewRel protocol, m = 5):\n  rmx eval --data ../shared/data/fewrel/val_wiki.json \\\n    --descriptions ../shared/data/rematching/fewrel/relation_description/relation_description_addsynonym_processed.json \\\n    --split ../shared/data/rematching/rel2id/fewrel_rel2id/fewrel_rel2id_5_ori.json")]
+#[command(
+    after_help = "Example (reduced FewRel protocol, m = 5):\n  rmx eval --data ../shared/data/fewrel/val_wiki.json \\\n    --descriptions ../shared/data/rematching/fewrel/relation_description/relation_description_addsynonym_processed.json \\\n    --split ../shared/data/rematching/rel2id/fewrel_rel2id/fewrel_rel2id_5_ori.json"
+)]
 pub struct EvalArgs {
     /// Model directory (trained checkpoint or plain sentence encoder); default: the default model.
     #[arg(long, value_name = "DIR")]
@@ -70,7 +72,8 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let total = examples.iter().filter(|e| relations.contains(&e.relation)).count();
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("evaluating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));
-    let scores = evaluate(&matcher, &examples, &descriptions.relations, &relations, args.all_candidates, args.batch_size, |done| bar.set_position(done as u64))?;
+    let scores =
+        evaluate(&matcher, &examples, &descriptions.relations, &relations, args.all_candidates, args.batch_size, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&scores).expect("scores serialise"));
@@ -79,7 +82,15 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         for c in &scores.per_relation {
             println!("{:<10} {:>9.4} {:>9.4} {:>9.4} {:>6} {:>9}", c.relation, c.precision, c.recall, c.f1, c.gold, c.predicted);
         }
-        println!("macro      P {:.4}  R {:.4}  F1 {:.4}  accuracy {:.4}  ({} sentences, {} relations)", scores.precision, scores.recall, scores.f1, scores.accuracy, total, relations.len());
+        println!(
+            "macro      P {:.4}  R {:.4}  F1 {:.4}  accuracy {:.4}  ({} sentences, {} relations)",
+            scores.precision,
+            scores.recall,
+            scores.f1,
+            scores.accuracy,
+            total,
+            relations.len()
+        );
     }
     Ok(Outcome { rejected: descriptions.rejected.len() })
 }

@@ -3,9 +3,9 @@ use super::Outcome;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rmx::data::descriptions::{parse_descriptions, Parsed};
+use rmx::engine::{build_index, BuildSettings};
 use rmx::model::rematch::Matcher;
 use rmx::{Error, Result};
-use rmx::engine::{build_index, BuildSettings};
 use rmx_index::{BuildMode, Index, Precision};
 use serde_json::json;
 use std::io::Read;
@@ -34,7 +34,9 @@ enum IndexCommand {
 /// The index is written to a temporary directory and renamed into place: an existing index at
 /// -o is replaced only when the new build succeeds.
 #[derive(Args)]
-#[command(after_help = "Example:\n  rmx index build relations.jsonl -o relations.rmx\n  cat relations.jsonl | rmx index build - -o relations.rmx --precision f16")]
+#[command(
+    after_help = "Example:\n  rmx index build relations.jsonl -o relations.rmx\n  cat relations.jsonl | rmx index build - -o relations.rmx --precision f16"
+)]
 struct BuildArgs {
     /// descriptions.jsonl (or RE-Matching's description JSON); `-` reads stdin.
     input: PathBuf,
@@ -126,10 +128,8 @@ fn build(args: BuildArgs) -> Result<Outcome> {
     let mut matcher = Matcher::load(&super::model_dir(args.model))?;
     matcher.set_precision(args.encoder_precision)?;
     let relations = &parsed.relations;
-    let bar = ProgressBar::new(relations.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} relations [{elapsed_precise}, eta {eta}]")
-            .expect("valid progress template"),
-    );
+    let bar = ProgressBar::new(relations.len() as u64)
+        .with_style(ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} relations [{elapsed_precise}, eta {eta}]").expect("valid progress template"));
     bar.set_message("encoding");
     let settings = BuildSettings {
         precision: match args.precision {

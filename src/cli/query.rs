@@ -22,7 +22,9 @@ use std::path::PathBuf;
 /// <stdin>:N: reason and skipped (exit code 1).
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
-#[command(after_help = "Examples:\n  rmx query --index relations.rmx --text 'Marie Curie married Pierre Curie.' --head 'Marie Curie' --tail 'Pierre Curie'\n  rmx query --index relations.rmx -k 3 < queries.jsonl")]
+#[command(
+    after_help = "Examples:\n  rmx query --index relations.rmx --text 'Marie Curie married Pierre Curie.' --head 'Marie Curie' --tail 'Pierre Curie'\n  rmx query --index relations.rmx -k 3 < queries.jsonl"
+)]
 pub struct QueryArgs {
     /// Index directory built by `rmx index build`.
     #[arg(long, value_name = "DIR")]

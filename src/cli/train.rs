@@ -7,16 +7,16 @@ use rmx::data::fewrel::{read_labelled, read_split};
 use rmx::model::bert::Bert;
 use rmx::model::description::{description_texts, encode_relations, DescriptionStyle};
 use rmx::model::heads::CheckpointSettings;
+use rmx::model::rematch::Matcher;
 use rmx::model::scoring::PartWeights;
 use rmx::model::sentence::SentenceEncoder;
+use rmx::text::tokenizer::TextTokenizer;
 use rmx::train::checkpoint::{save_checkpoint, DESCRIPTION_DIR};
 use rmx::train::dataset::prepare_training;
 use rmx::train::description_tower::DescriptionTower;
-use rmx::train::trainer::{Negatives, StepReport, TrainSettings, Trainer};
-use rmx::model::rematch::Matcher;
 use rmx::train::evaluate::evaluate;
 use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
-use rmx::text::tokenizer::TextTokenizer;
+use rmx::train::trainer::{Negatives, StepReport, TrainSettings, Trainer};
 use rmx::{Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,7 +35,9 @@ use std::time::Instant;
 /// `rmx index build --model DIR` and `rmx eval --model DIR`; its model.safetensors keeps
 /// Hugging Face names (PyTorch's BertModel loads it).
 #[derive(Args)]
-#[command(after_help = "Example (reduced FewRel protocol, m = 5):\n  rmx train --data ../shared/data/fewrel/val_wiki.json \\\n    --descriptions ../shared/data/rematching/fewrel/relation_description/relation_description_addsynonym_processed.json \\\n    --split ../shared/data/rematching/rel2id/fewrel_rel2id/fewrel_rel2id_5_ori.json --seed 42 -o fewrel-m5\n  rmx eval --model fewrel-m5 --data ../shared/data/fewrel/val_wiki.json --descriptions ... --split ...fewrel_rel2id_5_ori.json")]
+#[command(
+    after_help = "Example (reduced FewRel protocol, m = 5):\n  rmx train --data ../shared/data/fewrel/val_wiki.json \\\n    --descriptions ../shared/data/rematching/fewrel/relation_description/relation_description_addsynonym_processed.json \\\n    --split ../shared/data/rematching/rel2id/fewrel_rel2id/fewrel_rel2id_5_ori.json --seed 42 -o fewrel-m5\n  rmx eval --model fewrel-m5 --data ../shared/data/fewrel/val_wiki.json --descriptions ... --split ...fewrel_rel2id_5_ori.json"
+)]
 pub struct TrainArgs {
     /// Labelled sentences: FewRel's format, or RE-Matching's processed format (a JSON list or
     /// JSON Lines of {"token", "h": {"pos"}, "t": {"pos"}, "relation"}). Repeat for several files.
@@ -254,9 +256,8 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?)),
         None => None,
     };
-    let bar = ProgressBar::new((n.div_ceil(settings.batch_size) * settings.epochs) as u64).with_style(
-        ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]").expect("valid template"),
-    );
+    let bar = ProgressBar::new((n.div_ceil(settings.batch_size) * settings.epochs) as u64)
+        .with_style(ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]").expect("valid template"));
     let (mut epoch_losses, mut validation_scores) = (Vec::new(), Vec::new());
     let (mut sentences, mut seconds, mut peak_activations) = (0usize, 0.0f64, 0usize);
     let mut log_error = None;
@@ -269,7 +270,13 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
             sentences += s.sentences;
             seconds += s.seconds;
             peak_activations = peak_activations.max(s.activation_bytes);
-            bar.set_message(format!("loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s", s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds));
+            bar.set_message(format!(
+                "loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s",
+                s.matching + s.adversarial,
+                s.matching,
+                s.adversarial,
+                sentences as f64 / seconds
+            ));
             bar.inc(1);
             if let (Some(w), None) = (log.as_mut(), &log_error) {
                 if let Err(e) = writeln!(w, "{}", serde_json::to_string(s).expect("report serialises")).and_then(|()| w.flush()) {
@@ -277,7 +284,15 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
                 }
             }
             if bar.is_hidden() && s.step.is_multiple_of(10) {
-                eprintln!("epoch {epoch} step {}/{}: loss {:.4} (match {:.4}, adv {:.3}), {:.1} sent/s", s.step, s.total_steps, s.matching + s.adversarial, s.matching, s.adversarial, sentences as f64 / seconds);
+                eprintln!(
+                    "epoch {epoch} step {}/{}: loss {:.4} (match {:.4}, adv {:.3}), {:.1} sent/s",
+                    s.step,
+                    s.total_steps,
+                    s.matching + s.adversarial,
+                    s.matching,
+                    s.adversarial,
+                    sentences as f64 / seconds
+                );
             }
         });
         epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
@@ -298,8 +313,15 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
                 settings.zero_shot_weight,
             )?;
             let scores = evaluate(&matcher, examples, &descriptions.relations, &unseen, false, 64, |_| {})?;
-            bar.suspend(|| eprintln!("epoch {epoch}: validation macro F1 {:.4} (P {:.4}, R {:.4}), accuracy {:.4}", scores.f1, scores.precision, scores.recall, scores.accuracy));
-            validation_scores.push(serde_json::json!({"epoch": epoch, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "accuracy": scores.accuracy}));
+            bar.suspend(|| {
+                eprintln!(
+                    "epoch {epoch}: validation macro F1 {:.4} (P {:.4}, R {:.4}), accuracy {:.4}",
+                    scores.f1, scores.precision, scores.recall, scores.accuracy
+                )
+            });
+            validation_scores.push(
+                serde_json::json!({"epoch": epoch, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "accuracy": scores.accuracy}),
+            );
         }
     }
     bar.finish_and_clear();

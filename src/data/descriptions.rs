@@ -84,19 +84,17 @@ fn parse_jsonl(text: &str, name: &str) -> Parsed {
         if line.trim().is_empty() {
             continue;
         }
-        let result = serde_json::from_str::<JsonlRelation>(line)
-            .map_err(|e| format!("invalid relation: {e}"))
-            .and_then(|r| {
-                let relation = Relation {
-                    name: r.name.unwrap_or_else(|| r.id.clone()),
-                    id: r.id,
-                    description: r.description,
-                    head: clean_keywords(r.head.unwrap_or_default()),
-                    tail: clean_keywords(r.tail.unwrap_or_default()),
-                };
-                validate(&relation, &mut seen)?;
-                Ok(relation)
-            });
+        let result = serde_json::from_str::<JsonlRelation>(line).map_err(|e| format!("invalid relation: {e}")).and_then(|r| {
+            let relation = Relation {
+                name: r.name.unwrap_or_else(|| r.id.clone()),
+                id: r.id,
+                description: r.description,
+                head: clean_keywords(r.head.unwrap_or_default()),
+                tail: clean_keywords(r.tail.unwrap_or_default()),
+            };
+            validate(&relation, &mut seen)?;
+            Ok(relation)
+        });
         match result {
             Ok(r) => out.relations.push(r),
             Err(reason) => out.rejected.push(format!("{name}:{}: {reason}", i + 1)),
@@ -111,13 +109,8 @@ fn parse_rematching(text: &str, name: &str) -> Result<Parsed> {
     let mut out = Parsed::default();
     let mut seen = HashSet::new();
     for (i, r) in list.into_iter().enumerate() {
-        let relation = Relation {
-            name: r.relation.clone(),
-            id: r.relation,
-            description: r.description.join(" "),
-            head: clean_keywords(r.h),
-            tail: clean_keywords(r.t),
-        };
+        let relation =
+            Relation { name: r.relation.clone(), id: r.relation, description: r.description.join(" "), head: clean_keywords(r.h), tail: clean_keywords(r.t) };
         match validate(&relation, &mut seen) {
             Ok(()) => out.relations.push(relation),
             Err(reason) => out.rejected.push(format!("{name}: entry {}: {reason}", i + 1)),

@@ -108,7 +108,8 @@ mod tests {
         let write = |name: &str, text: &str| dir.write(name, text);
         let fewrel = write("fewrel.json", r#"{"P26": [{"tokens": ["Ann", "wed", "Bob"], "h": ["ann", "Q1", [[0]]], "t": ["bob", "Q2", [[2]]]}]}"#);
         let list = write("list.json", r#"[{"token": ["Ann", "wed", "Bob"], "h": {"pos": [0, 1]}, "t": {"pos": [2, 3]}, "relation": "P26"}]"#);
-        let lines = write("lines.jsonl", "{\"token\": [\"Ann\", \"wed\", \"Bob\"], \"h\": {\"pos\": [0, 1]}, \"t\": {\"pos\": [2, 3]}, \"relation\": \"P26\"}\n\n");
+        let lines =
+            write("lines.jsonl", "{\"token\": [\"Ann\", \"wed\", \"Bob\"], \"h\": {\"pos\": [0, 1]}, \"t\": {\"pos\": [2, 3]}, \"relation\": \"P26\"}\n\n");
         let read: Vec<Labelled> = [&fewrel, &list, &lines].iter().map(|p| read_labelled(p).unwrap()).collect();
         for l in &read {
             assert!(l.rejected.is_empty(), "{:?}", l.rejected);
@@ -122,7 +123,10 @@ mod tests {
     fn bad_records_are_rejected_with_their_place() {
         let dir = TempDir::new("labelled");
         let write = |name: &str, text: &str| dir.write(name, text);
-        let list = write("bad.json", r#"[{"token": ["a", "b"], "h": {"pos": [0, 1]}, "t": {"pos": [1, 2]}}, {"token": ["a"], "h": {"pos": [0, 1]}, "t": {"pos": [0, 1]}, "relation": "P1"}, {"token": ["a", "b"], "h": {"pos": [0, 1]}, "t": {"pos": [1, 2]}, "relation": "P1"}]"#);
+        let list = write(
+            "bad.json",
+            r#"[{"token": ["a", "b"], "h": {"pos": [0, 1]}, "t": {"pos": [1, 2]}}, {"token": ["a"], "h": {"pos": [0, 1]}, "t": {"pos": [0, 1]}, "relation": "P1"}, {"token": ["a", "b"], "h": {"pos": [0, 1]}, "t": {"pos": [1, 2]}, "relation": "P1"}]"#,
+        );
         let l = read_labelled(&list).unwrap();
         assert_eq!(l.examples.len(), 1);
         assert_eq!(l.rejected.len(), 2);

@@ -26,8 +26,7 @@ pub fn instance_from_value(value: &Value) -> Result<WordInstance> {
         return WordInstance::from_text(text, head, tail);
     }
     if let Some(tokens) = obj.get("tokens").or_else(|| obj.get("token")) {
-        let tokens: Vec<String> = serde_json::from_value(tokens.clone())
-            .map_err(|_| Error::Input("\"tokens\" must be a list of strings".into()))?;
+        let tokens: Vec<String> = serde_json::from_value(tokens.clone()).map_err(|_| Error::Input("\"tokens\" must be a list of strings".into()))?;
         let head = token_entity(obj.get("h"), "h")?;
         let tail = token_entity(obj.get("t"), "t")?;
         return WordInstance::from_words(tokens, head, tail);
@@ -89,7 +88,9 @@ mod tests {
         let by_string = parse_instance(r#"{"text":"Marie Curie married Pierre Curie.","head":"Marie Curie","tail":"Pierre Curie"}"#).unwrap();
         let by_span = parse_instance(r#"{"text":"Marie Curie married Pierre Curie.","head":[0,11],"tail":[20,32]}"#).unwrap();
         let by_tokens = parse_instance(r#"{"tokens":["Marie","Curie","married","Pierre","Curie","."],"h":{"pos":[0,2]},"t":{"pos":[3,5]}}"#).unwrap();
-        let fewrel = parse_instance(r#"{"tokens":["Marie","Curie","married","Pierre","Curie","."],"h":["marie curie","Q7186",[[0,1]]],"t":["p","Q1",[[3,4],[9]]]}"#).unwrap();
+        let fewrel =
+            parse_instance(r#"{"tokens":["Marie","Curie","married","Pierre","Curie","."],"h":["marie curie","Q7186",[[0,1]]],"t":["p","Q1",[[3,4],[9]]]}"#)
+                .unwrap();
         assert_eq!(by_string, by_span);
         assert_eq!(by_string.head, by_tokens.head);
         assert_eq!(by_tokens, fewrel);

@@ -311,7 +311,11 @@ impl Bert {
     /// An encoder from its tensors (shapes as in the fields' comments; e.g. a model being
     /// trained, copied out of the trainer's parameters).
     pub fn from_parts(
-        word_embeddings: Tensor, position_embeddings: Tensor, token_type_embeddings: Tensor, embeddings_norm: LayerNorm, layers: Vec<BertLayer>,
+        word_embeddings: Tensor,
+        position_embeddings: Tensor,
+        token_type_embeddings: Tensor,
+        embeddings_norm: LayerNorm,
+        layers: Vec<BertLayer>,
         config: BertConfig,
     ) -> Bert {
         Bert {
@@ -387,11 +391,9 @@ impl Bert {
         let packed = self.packed.for_forward(&self.layers, t, self.precision);
         for (i, layer) in self.layers.iter().enumerate() {
             let [pq, pk, pv, po, pi, pout] = packed.and_then(|p| p.get(i)).map_or([None; 6], |p| p.each_ref().map(Some));
-            let lin = |l: &Linear, p: Option<&PackedLinear>, x: &[f32], y: &mut [f32], act: Activation| {
-                match p.and_then(|p| p.of(l)) {
-                    Some(w) => linear_forward_packed(x, t, w, l.bias.data(), y, act),
-                    None => linear_forward(x, t, l.weight.data(), l.bias.data(), y, act),
-                }
+            let lin = |l: &Linear, p: Option<&PackedLinear>, x: &[f32], y: &mut [f32], act: Activation| match p.and_then(|p| p.of(l)) {
+                Some(w) => linear_forward_packed(x, t, w, l.bias.data(), y, act),
+                None => linear_forward(x, t, l.weight.data(), l.bias.data(), y, act),
             };
             lin(&layer.query, pq, x, q, Activation::Bias);
             lin(&layer.key, pk, x, k, Activation::Bias);

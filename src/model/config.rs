@@ -50,10 +50,7 @@ impl BertConfig {
             return Err(format!("position_embedding_type {:?} is not supported (only \"absolute\")", self.position_embedding_type));
         }
         if self.hidden_size == 0 || self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(format!(
-                "hidden_size {} is not a positive multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
+            return Err(format!("hidden_size {} is not a positive multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
         }
         if self.type_vocab_size == 0 || self.max_position_embeddings < 2 || self.vocab_size == 0 {
             return Err("vocab_size, type_vocab_size and max_position_embeddings must be positive".into());

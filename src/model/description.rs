@@ -43,7 +43,11 @@ pub fn description_texts(relation: &Relation, style: DescriptionStyle) -> [Optio
 /// Unit vectors `[3d]` of `relations`, encoded `batch` relations at a time; `progress(n)` is
 /// called after every batch with the number of relations done.
 pub fn encode_relations(
-    encoder: &SentenceEncoder, relations: &[Relation], style: DescriptionStyle, weights: PartWeights, batch: usize,
+    encoder: &SentenceEncoder,
+    relations: &[Relation],
+    style: DescriptionStyle,
+    weights: PartWeights,
+    batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
     let mut vectors = Vec::with_capacity(relations.len());

@@ -12,10 +12,10 @@ use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
+use super::zero_shot::{self, PlainQuery};
 use crate::backend::cpu::distill::{project_out_forward, query_attention_forward};
 use crate::backend::cpu::entity_pool::{entity_pool_forward, EntityRows};
 use crate::backend::cpu::linear::{linear_forward, Activation};
-use super::zero_shot::{self, PlainQuery};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::text::markers::{MarkedTokens, WordInstance};
@@ -103,7 +103,12 @@ impl Matcher {
     /// the pretrained encoder of the zero-training part when `description` was trained.
     #[allow(clippy::too_many_arguments)]
     pub fn from_trained(
-        bert: Bert, heads: Heads, description: SentenceEncoder, frozen: Option<SentenceEncoder>, alpha: f32, style: DescriptionStyle,
+        bert: Bert,
+        heads: Heads,
+        description: SentenceEncoder,
+        frozen: Option<SentenceEncoder>,
+        alpha: f32,
+        style: DescriptionStyle,
         zero_shot_weight: f32,
     ) -> Result<Matcher> {
         check_zero_shot_weight(zero_shot_weight)?;
@@ -186,14 +191,20 @@ impl Matcher {
         let foreign = || Error::Input("query inputs were prepared by another model".into());
         match &self.query {
             QuerySide::Trained { bert, heads, zero_shot_weight, .. } if *zero_shot_weight > 0.0 => {
-                let (marked, plain): (Vec<_>, Vec<_>) =
-                    inputs.iter().map(|i| if let QueryInput::Both(m, p) = i { Some((m, p)) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?.into_iter().unzip();
+                let (marked, plain): (Vec<_>, Vec<_>) = inputs
+                    .iter()
+                    .map(|i| if let QueryInput::Both(m, p) = i { Some((m, p)) } else { None })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(foreign)?
+                    .into_iter()
+                    .unzip();
                 let trained = trained_parts(bert, heads, &marked, self.blocks[0])?;
                 let zero = zero_shot::encode(self.zero_shot_encoder(), &plain, self.blocks[1])?;
                 Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
             }
             QuerySide::Trained { bert, heads, .. } => {
-                let marked = inputs.iter().map(|i| if let QueryInput::Marked(m) = i { Some(m) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
+                let marked =
+                    inputs.iter().map(|i| if let QueryInput::Marked(m) = i { Some(m) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
                 trained_parts(bert, heads, &marked, self.blocks[0])
             }
             QuerySide::ZeroShot => {
@@ -205,7 +216,8 @@ impl Matcher {
 
     /// Unit relation vectors, `batch` relations at a time, `progress(done)` after each.
     pub fn encode_relations(&self, relations: &[Relation], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
-        let encode = |encoder, style, weights, progress: &mut dyn FnMut(usize)| description::encode_relations(encoder, relations, style, weights, batch, progress);
+        let encode =
+            |encoder, style, weights, progress: &mut dyn FnMut(usize)| description::encode_relations(encoder, relations, style, weights, batch, progress);
         match self.query {
             QuerySide::Trained { style, zero_shot_weight, .. } if zero_shot_weight > 0.0 => {
                 let trained = encode(&self.description, style, self.blocks[0], &mut |_| {})?;
@@ -275,7 +287,5 @@ fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: 
     for v in context.iter_mut().chain(eh.iter_mut()).chain(et.iter_mut()) {
         *v = v.tanh();
     }
-    Ok((0..n)
-        .map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], weights))
-        .collect())
+    Ok((0..n).map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], weights)).collect())
 }

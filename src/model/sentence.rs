@@ -25,10 +25,7 @@ pub struct Tokenized {
 impl SentenceEncoder {
     pub fn load(dir: &Path) -> Result<SentenceEncoder> {
         if !dir.is_dir() {
-            return Err(Error::model(
-                dir,
-                "model directory not found (run scripts/fetch-model.sh for the default model, or pass --model DIR)",
-            ));
+            return Err(Error::model(dir, "model directory not found (run scripts/fetch-model.sh for the default model, or pass --model DIR)"));
         }
         let bert = Bert::load(dir)?;
         let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"))?;

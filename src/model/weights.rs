@@ -79,12 +79,8 @@ impl WeightFile {
                     TensorData::Mapped { map: Arc::clone(&map), offset: bytes.as_ptr() as usize - base, len }
                 }
                 Dtype::F32 => TensorData::Owned(Arc::new(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())),
-                Dtype::F16 => TensorData::Owned(Arc::new(
-                    bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                )),
-                Dtype::BF16 => TensorData::Owned(Arc::new(
-                    bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                )),
+                Dtype::F16 => TensorData::Owned(Arc::new(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())),
+                Dtype::BF16 => TensorData::Owned(Arc::new(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect())),
                 // Integer buffers (e.g. `position_ids`) are not parameters: skip them.
                 _ => continue,
             };

@@ -40,8 +40,7 @@ pub fn prepare(encoder: &SentenceEncoder, instance: &WordInstance, max_tokens: u
     if encoding.ids.len() > max_tokens {
         return Err(Error::Input(format!("text is {} tokens long; the model takes at most {max_tokens}", encoding.ids.len())));
     }
-    let (first, second) =
-        if instance.head.start < instance.tail.start { (&instance.head, &instance.tail) } else { (&instance.tail, &instance.head) };
+    let (first, second) = if instance.head.start < instance.tail.start { (&instance.head, &instance.tail) } else { (&instance.tail, &instance.head) };
     let select = |lo: usize, hi: usize| -> Vec<usize> {
         let in_range = |w: &Option<u32>| w.is_some_and(|w| (lo..hi).contains(&(w as usize)));
         encoding.word_ids.iter().enumerate().filter(|(_, w)| in_range(w)).map(|(i, _)| i).collect()
@@ -60,12 +59,8 @@ pub fn prepare(encoder: &SentenceEncoder, instance: &WordInstance, max_tokens: u
 /// Query vectors `[3d]` combined with `weights` (unit for [`WEIGHTS`]).
 pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
     let n = queries.len();
-    let sequences: Vec<&[u32]> = queries
-        .iter()
-        .map(|q| &q.sentence[..])
-        .chain(queries.iter().map(|q| &q.head[..]))
-        .chain(queries.iter().map(|q| &q.tail[..]))
-        .collect();
+    let sequences: Vec<&[u32]> =
+        queries.iter().map(|q| &q.sentence[..]).chain(queries.iter().map(|q| &q.head[..])).chain(queries.iter().map(|q| &q.tail[..])).collect();
     let batch = PackedBatch::new(&sequences);
     // hidden: [T × d]
     let hidden = encoder.bert.forward(&batch)?;

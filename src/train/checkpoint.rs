@@ -59,12 +59,7 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
     write_encoder(&dir.join(WEIGHTS_FILE), &trainer.params, &heads, &source.join(WEIGHTS_FILE))?;
 
     let p = &trainer.params;
-    let heads: Vec<(String, TensorView)> = trainer
-        .heads
-        .ids()
-        .into_iter()
-        .map(|id| (p.name(id).to_string(), f32_view(p.get(id), p.shape(id))))
-        .collect();
+    let heads: Vec<(String, TensorView)> = trainer.heads.ids().into_iter().map(|id| (p.name(id).to_string(), f32_view(p.get(id), p.shape(id)))).collect();
     write_safetensors(&dir.join(HEADS_FILE), heads)?;
 
     // A trained description side: its weights, and the frozen encoder beside them for the

@@ -17,9 +17,7 @@ pub struct Prepared {
 
 /// `unseen`: relations held out (never trained on). Every training relation needs a
 /// description. Sentences longer than `max_tokens` (with markers) are rejected.
-pub fn prepare_training(
-    examples: &[Example], descriptions: &[Relation], unseen: &[String], tokenizer: &TextTokenizer, max_tokens: usize,
-) -> Result<Prepared> {
+pub fn prepare_training(examples: &[Example], descriptions: &[Relation], unseen: &[String], tokenizer: &TextTokenizer, max_tokens: usize) -> Result<Prepared> {
     let mut ids: Vec<&str> = examples.iter().map(|e| e.relation.as_str()).filter(|r| !unseen.iter().any(|u| u == r)).collect();
     ids.sort_unstable();
     ids.dedup();

@@ -26,7 +26,12 @@ pub fn predict(matcher: &Matcher, examples: &[Example], candidates: &[Relation],
 /// Macro P/R/F1 and accuracy of `matcher` on the examples of `relations`, with those
 /// relations as the candidates, or with every described relation when `all_candidates`.
 pub fn evaluate(
-    matcher: &Matcher, examples: &[Example], descriptions: &[Relation], relations: &[String], all_candidates: bool, batch: usize,
+    matcher: &Matcher,
+    examples: &[Example],
+    descriptions: &[Relation],
+    relations: &[String],
+    all_candidates: bool,
+    batch: usize,
     progress: impl FnMut(usize),
 ) -> Result<Scores> {
     let candidate_ids: Vec<String> = if all_candidates { descriptions.iter().map(|r| r.id.clone()).collect() } else { relations.to_vec() };

@@ -14,18 +14,17 @@
 //! ```
 use super::params::{Grads, LinearIds, ParamId, ParamSet};
 use super::rng::Rng;
-use crate::model::bert::Linear;
-use crate::model::heads::Heads;
-use crate::model::weights::Tensor;
 use crate::backend::cpu::activation::{grl_backward, tanh_backward, tanh_forward};
 use crate::backend::cpu::cosine::{cosine_scores_backward, cosine_scores_forward};
 use crate::backend::cpu::distill::{project_out_backward, project_out_forward, query_attention_backward, query_attention_forward};
 use crate::backend::cpu::entity_pool::{entity_pool_backward, entity_pool_forward, EntityRows};
 use crate::backend::cpu::linear::{linear_backward, linear_forward, Activation};
 use crate::backend::cpu::loss::{
-    contrastive_loss_backward, contrastive_loss_forward, cross_entropy_backward, cross_entropy_forward, matching_loss_backward,
-    matching_loss_forward,
+    contrastive_loss_backward, contrastive_loss_forward, cross_entropy_backward, cross_entropy_forward, matching_loss_backward, matching_loss_forward,
 };
+use crate::model::bert::Linear;
+use crate::model::heads::Heads;
+use crate::model::weights::Tensor;
 
 /// The method's constants.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -172,9 +171,7 @@ impl HeadIds {
         [1.0 - 2.0 * settings.alpha, settings.alpha, settings.alpha]
     }
 
-    pub fn forward(
-        &self, p: &ParamSet, hidden: &[f32], starts: &[usize], targets: &Targets, settings: &ObjectiveSettings,
-    ) -> (Losses, ObjectiveCache) {
+    pub fn forward(&self, p: &ParamSet, hidden: &[f32], starts: &[usize], targets: &Targets, settings: &ObjectiveSettings) -> (Losses, ObjectiveCache) {
         let (d, b) = (self.d, targets.rows.len());
         let r = targets.descriptions.len() / (3 * d);
         let zeros = |n: usize| vec![0.0f32; n];
@@ -217,8 +214,16 @@ impl HeadIds {
     /// `d_descriptions: [R × 3d]`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
-        &self, p: &ParamSet, hidden: &[f32], starts: &[usize], targets: &Targets, settings: &ObjectiveSettings, cache: &ObjectiveCache,
-        grads: &mut Grads, d_hidden: &mut [f32], d_descriptions: Option<&mut [f32]>,
+        &self,
+        p: &ParamSet,
+        hidden: &[f32],
+        starts: &[usize],
+        targets: &Targets,
+        settings: &ObjectiveSettings,
+        cache: &ObjectiveCache,
+        grads: &mut Grads,
+        d_hidden: &mut [f32],
+        d_descriptions: Option<&mut [f32]>,
     ) {
         let (d, b) = (self.d, targets.rows.len());
         let r = targets.descriptions.len() / (3 * d);

@@ -9,8 +9,8 @@ use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
 use super::params::ParamSet;
 use super::rng::Rng;
 use crate::model::bert::Bert;
-use crate::model::rematch::pack_marked;
 use crate::model::description::DescriptionStyle;
+use crate::model::rematch::pack_marked;
 use crate::text::markers::MarkedTokens;
 use std::time::Instant;
 
@@ -228,7 +228,17 @@ impl Trainer {
         let mut d_hidden = vec![0.0f32; cache.hidden().len()];
         // d_descriptions: [(R + extra) × 3d]; only the batch relations' rows are used.
         let mut d_descriptions = tower_forward.as_ref().map(|_| vec![0.0f32; descriptions.len()]);
-        self.heads.backward(&self.params, cache.hidden(), &packed.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden, d_descriptions.as_deref_mut());
+        self.heads.backward(
+            &self.params,
+            cache.hidden(),
+            &packed.starts,
+            &targets,
+            &settings,
+            &head_cache,
+            &mut grads,
+            &mut d_hidden,
+            d_descriptions.as_deref_mut(),
+        );
         self.encoder.backward(&self.params, &packed, &cache, &d_hidden, dropout, &mut grads);
         let activation_bytes = cache.bytes();
         drop(cache);

@@ -11,11 +11,7 @@ pub struct TmpDir(pub PathBuf);
 impl TmpDir {
     pub fn new(tag: &str) -> TmpDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "rmx-index-test-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let p = std::env::temp_dir().join(format!("rmx-index-test-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TmpDir(p)
@@ -74,13 +70,7 @@ pub fn random_unit(rng: &mut Rng, n: usize, dim: usize) -> Vec<Vec<f32>> {
 
 /// `n` data and `nq` query unit vectors around the same `clusters` Gaussian centres (noise
 /// comparable to the centre).
-pub fn clustered_unit(
-    rng: &mut Rng,
-    n: usize,
-    nq: usize,
-    dim: usize,
-    clusters: usize,
-) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+pub fn clustered_unit(rng: &mut Rng, n: usize, nq: usize, dim: usize, clusters: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let centres = random_unit(rng, clusters, dim);
     let sigma = 1.0 / (dim as f32).sqrt();
     let mut all: Vec<Vec<f32>> = (0..n + nq)
@@ -96,14 +86,7 @@ pub fn clustered_unit(
 }
 
 pub fn opts(precision: Precision, mode: BuildMode) -> IndexOptions {
-    IndexOptions {
-        precision,
-        mode,
-        hnsw: HnswParams::default(),
-        fingerprint: "test-encoder v1".into(),
-        threads: 2,
-        seed: 1,
-    }
+    IndexOptions { precision, mode, hnsw: HnswParams::default(), fingerprint: "test-encoder v1".into(), threads: 2, seed: 1 }
 }
 
 pub fn id(i: usize) -> String {
@@ -129,9 +112,7 @@ pub fn build(dir: &Path, vecs: &[Vec<f32>], o: IndexOptions) -> rmx_index::Info 
 /// Exact top-k oracle on the index's own stored vectors and dot kernel (bit-identical
 /// scores): sort by score desc, row asc.
 pub fn oracle(idx: &Index, q: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut all: Vec<(usize, f32)> = (0..idx.len())
-        .map(|r| (r, rmx_index::simd::dot(q, &idx.vector(r).unwrap())))
-        .collect();
+    let mut all: Vec<(usize, f32)> = (0..idx.len()).map(|r| (r, rmx_index::simd::dot(q, &idx.vector(r).unwrap()))).collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     all.truncate(k);
     all
@@ -139,11 +120,7 @@ pub fn oracle(idx: &Index, q: &[f32], k: usize) -> Vec<(usize, f32)> {
 
 /// Exact top-k in f64 on the given (unquantised) vectors.
 pub fn oracle_f64(vecs: &[Vec<f32>], q: &[f32], k: usize) -> Vec<(usize, f64)> {
-    let mut all: Vec<(usize, f64)> = vecs
-        .iter()
-        .enumerate()
-        .map(|(r, v)| (r, v.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum()))
-        .collect();
+    let mut all: Vec<(usize, f64)> = vecs.iter().enumerate().map(|(r, v)| (r, v.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum())).collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     all.truncate(k);
     all

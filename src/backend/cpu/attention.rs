@@ -88,10 +88,7 @@ fn head_attention(q: &[f32], k: &[f32], v: &[f32], d: usize, start: usize, len: 
 /// Sequences run in parallel (each owns its rows of `dq, dk, dv`), heads one after another
 /// inside a sequence; the products are `gemm` calls on strided views of the head's columns.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward(
-    q: &[f32], k: &[f32], v: &[f32], starts: &[usize], heads: usize, d_ctx: &[f32], dq: &mut [f32], dk: &mut [f32],
-    dv: &mut [f32],
-) {
+pub fn attention_backward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], heads: usize, d_ctx: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
     let total = *starts.last().unwrap_or(&0);
     let Some(d) = q.len().checked_div(total) else { return };
     assert!(d % heads == 0 && q.len() == total * d && k.len() == q.len() && v.len() == q.len());
@@ -224,9 +221,8 @@ mod tests {
         for seq in starts.windows(2) {
             for h in 0..heads {
                 for i in seq[0]..seq[1] {
-                    let logits: Vec<f64> = (seq[0]..seq[1])
-                        .map(|j| (0..dh).map(|c| q[i * d + h * dh + c] * k[j * d + h * dh + c]).sum::<f64>() / (dh as f64).sqrt())
-                        .collect();
+                    let logits: Vec<f64> =
+                        (seq[0]..seq[1]).map(|j| (0..dh).map(|c| q[i * d + h * dh + c] * k[j * d + h * dh + c]).sum::<f64>() / (dh as f64).sqrt()).collect();
                     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
                     for (jj, j) in (seq[0]..seq[1]).enumerate() {

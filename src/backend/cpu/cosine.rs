@@ -12,16 +12,14 @@ use rayon::prelude::*;
 fn normalize_parts(x: &[f32], d: usize, weights: &[f32], out: &mut [f32]) -> Vec<f32> {
     let width = d * weights.len();
     let mut norms = vec![0.0f32; x.len() / width.max(1) * weights.len()];
-    out.par_chunks_mut(width.max(1)).zip(x.par_chunks(width.max(1))).zip(norms.par_chunks_mut(weights.len().max(1))).for_each(
-        |((o, x), norms)| {
-            for (p, (&w, norm)) in weights.iter().zip(norms.iter_mut()).enumerate() {
-                let part = &x[p * d..(p + 1) * d];
-                *norm = part.iter().map(|v| v * v).sum::<f32>().sqrt();
-                let scale = if *norm > 0.0 { w / *norm } else { 0.0 };
-                o[p * d..(p + 1) * d].iter_mut().zip(part).for_each(|(o, v)| *o = v * scale);
-            }
-        },
-    );
+    out.par_chunks_mut(width.max(1)).zip(x.par_chunks(width.max(1))).zip(norms.par_chunks_mut(weights.len().max(1))).for_each(|((o, x), norms)| {
+        for (p, (&w, norm)) in weights.iter().zip(norms.iter_mut()).enumerate() {
+            let part = &x[p * d..(p + 1) * d];
+            *norm = part.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let scale = if *norm > 0.0 { w / *norm } else { 0.0 };
+            o[p * d..(p + 1) * d].iter_mut().zip(part).for_each(|(o, v)| *o = v * scale);
+        }
+    });
     norms
 }
 
@@ -79,21 +77,19 @@ fn first_side_backward(a: &[f32], b: &[f32], d: usize, weights: &[f32], d_scores
     let mut g = vec![0.0f32; a.len()];
     gemm(MatRef::row_major(d_scores, n, m), MatRef::row_major(&bn, m, width), &mut g, width, false, &Plain);
     let parts = weights.len();
-    da.par_chunks_mut(width).zip(an.par_chunks(width)).zip(g.par_chunks(width)).zip(norms.par_chunks(parts)).for_each(
-        |(((da, an), g), norms)| {
-            for p in 0..parts {
-                if norms[p] > 0.0 {
-                    let r = p * d..(p + 1) * d;
-                    let (da, an, g) = (&mut da[r.clone()], &an[r.clone()], &g[r]);
-                    let proj: f32 = an.iter().zip(g).map(|(x, y)| x * y).sum();
-                    let k = weights[p] / norms[p];
-                    for c in 0..d {
-                        da[c] += k * (g[c] - an[c] * proj);
-                    }
+    da.par_chunks_mut(width).zip(an.par_chunks(width)).zip(g.par_chunks(width)).zip(norms.par_chunks(parts)).for_each(|(((da, an), g), norms)| {
+        for p in 0..parts {
+            if norms[p] > 0.0 {
+                let r = p * d..(p + 1) * d;
+                let (da, an, g) = (&mut da[r.clone()], &an[r.clone()], &g[r]);
+                let proj: f32 = an.iter().zip(g).map(|(x, y)| x * y).sum();
+                let k = weights[p] / norms[p];
+                for c in 0..d {
+                    da[c] += k * (g[c] - an[c] * proj);
                 }
             }
-        },
-    );
+        }
+    });
 }
 
 #[cfg(test)]
@@ -107,7 +103,11 @@ mod tests {
             let dot: f64 = x.iter().zip(y).map(|(a, &b)| a * b as f64).sum();
             let nx = x.iter().map(|v| v * v).sum::<f64>().sqrt();
             let ny = y.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-            if nx > 0.0 && ny > 0.0 { dot / (nx * ny) } else { 0.0 }
+            if nx > 0.0 && ny > 0.0 {
+                dot / (nx * ny)
+            } else {
+                0.0
+            }
         };
         let mut out = Vec::new();
         for ai in a.chunks(width) {

@@ -62,9 +62,7 @@ pub fn project_out_forward(x: &[f32], x_star: &[f32], d: usize, out: &mut [f32])
 ///
 /// `h, dh: [T × d]`, `q, dq: [d]`, `attn: [T]` (the forward's weights), `d_x_star: [n × d]`.
 /// The per-sequence contributions to `dq` are added in sequence order (deterministic).
-pub fn query_attention_backward(
-    h: &[f32], starts: &[usize], q: &[f32], attn: &[f32], d_x_star: &[f32], dq: &mut [f32], dh: Option<&mut [f32]>,
-) {
+pub fn query_attention_backward(h: &[f32], starts: &[usize], q: &[f32], attn: &[f32], d_x_star: &[f32], dq: &mut [f32], dh: Option<&mut [f32]>) {
     let d = q.len();
     let n = starts.len() - 1;
     let total = *starts.last().unwrap_or(&0);

@@ -30,9 +30,7 @@ pub fn embeddings_forward(ids: &[u32], starts: &[usize], word: &[f32], position:
 /// the batch are touched (`O(T·d)`, not `O(V·d)`), and their sorted, deduplicated list is
 /// returned so that an optimizer or the zeroing between steps can visit only those rows.
 /// Serial: duplicate ids would race, and `T·d` additions take about a millisecond.
-pub fn embeddings_backward(
-    ids: &[u32], starts: &[usize], d_out: &[f32], d_word: &mut [f32], d_position: &mut [f32], d_token_type0: &mut [f32],
-) -> Vec<u32> {
+pub fn embeddings_backward(ids: &[u32], starts: &[usize], d_out: &[f32], d_word: &mut [f32], d_position: &mut [f32], d_token_type0: &mut [f32]) -> Vec<u32> {
     let d = d_token_type0.len();
     assert_eq!(d_out.len(), ids.len() * d);
     assert_eq!(*starts.last().unwrap_or(&0), ids.len(), "sequence starts do not cover the ids");

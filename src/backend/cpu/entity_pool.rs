@@ -16,9 +16,7 @@ pub struct EntityRows {
 
 /// `heads, tails: [n × d]`, `markers: [n × 2d]`; `argmax: [n × 2 × d]` receives the row each
 /// max came from (head then tail), which the backward pass routes the gradient to.
-pub fn entity_pool_forward(
-    h: &[f32], d: usize, rows: &[EntityRows], heads: &mut [f32], tails: &mut [f32], markers: &mut [f32], argmax: &mut [u32],
-) {
+pub fn entity_pool_forward(h: &[f32], d: usize, rows: &[EntityRows], heads: &mut [f32], tails: &mut [f32], markers: &mut [f32], argmax: &mut [u32]) {
     let n = rows.len();
     assert!(heads.len() == n * d && tails.len() == n * d && markers.len() == n * 2 * d && argmax.len() == n * 2 * d);
     for r in rows {
@@ -26,19 +24,15 @@ pub fn entity_pool_forward(
         assert!(!r.head.is_empty() && !r.tail.is_empty() && r.head.end <= total && r.tail.end <= total);
         assert!(r.head_marker < total && r.tail_marker < total);
     }
-    heads
-        .par_chunks_mut(d)
-        .zip(tails.par_chunks_mut(d))
-        .zip(markers.par_chunks_mut(2 * d))
-        .zip(argmax.par_chunks_mut(2 * d))
-        .zip(rows.par_iter())
-        .for_each(|((((eh, et), m), arg), r)| {
+    heads.par_chunks_mut(d).zip(tails.par_chunks_mut(d)).zip(markers.par_chunks_mut(2 * d)).zip(argmax.par_chunks_mut(2 * d)).zip(rows.par_iter()).for_each(
+        |((((eh, et), m), arg), r)| {
             let (arg_h, arg_t) = arg.split_at_mut(d);
             max_rows(h, d, r.head.clone(), eh, arg_h);
             max_rows(h, d, r.tail.clone(), et, arg_t);
             m[..d].copy_from_slice(&h[r.head_marker * d..(r.head_marker + 1) * d]);
             m[d..].copy_from_slice(&h[r.tail_marker * d..(r.tail_marker + 1) * d]);
-        });
+        },
+    );
 }
 
 /// Column-wise max of rows `span` of `h`, and the row of each max (first on ties).
@@ -60,9 +54,7 @@ fn max_rows(h: &[f32], d: usize, span: Range<usize>, out: &mut [f32], arg: &mut 
 /// head then tail, as the forward wrote it), and `d_markers: [n × 2d]` to the two marker rows.
 /// Serial: instances may share rows (a marker may also be an argmax), so the adds would race;
 /// the work is `4·n·d` additions.
-pub fn entity_pool_backward(
-    d: usize, rows: &[EntityRows], argmax: &[u32], d_heads: &[f32], d_tails: &[f32], d_markers: &[f32], dh: &mut [f32],
-) {
+pub fn entity_pool_backward(d: usize, rows: &[EntityRows], argmax: &[u32], d_heads: &[f32], d_tails: &[f32], d_markers: &[f32], dh: &mut [f32]) {
     let n = rows.len();
     assert!(d_heads.len() == n * d && d_tails.len() == n * d && d_markers.len() == n * 2 * d && argmax.len() == n * 2 * d);
     let total = dh.len() / d.max(1);
@@ -90,10 +82,8 @@ mod tests {
         let mut rng = crate::testutil::Rng::new(11);
         let (t, d) = (12, 5);
         let h: Vec<f32> = (0..t * d).map(|_| rng.normal() - 2.0).collect(); // mostly negative: no ReLU
-        let rows = vec![
-            EntityRows { head: 1..4, tail: 6..7, head_marker: 0, tail_marker: 5 },
-            EntityRows { head: 9..11, tail: 8..9, head_marker: 8, tail_marker: 7 },
-        ];
+        let rows =
+            vec![EntityRows { head: 1..4, tail: 6..7, head_marker: 0, tail_marker: 5 }, EntityRows { head: 9..11, tail: 8..9, head_marker: 8, tail_marker: 7 }];
         let n = rows.len();
         let (mut eh, mut et, mut m, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; n * 2 * d], vec![0; n * 2 * d]);
         entity_pool_forward(&h, d, &rows, &mut eh, &mut et, &mut m, &mut arg);

@@ -87,15 +87,7 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool, e
 ///
 /// # Panics
 /// If the CPU cannot execute `isa`, or the shapes disagree or exceed their buffers.
-pub fn gemm_with_isa(
-    isa: Isa,
-    a: MatRef,
-    b: MatRef,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-    epilogue: &dyn Epilogue,
-) {
+pub fn gemm_with_isa(isa: Isa, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
     assert_eq!(b.rows, a.cols, "inner dimensions differ");
     b.check_bounds();
     launch(Kernels::F32(isa), a, BSource::View(b), b.cols, c, ldc, accumulate, epilogue);
@@ -251,16 +243,7 @@ fn panel_rows<K: MicroKernel>(kc: usize) -> usize {
 
 /// Checks the shapes shared by every entry point and runs the product on `isa`.
 #[allow(clippy::too_many_arguments)]
-fn launch(
-    kernels: Kernels,
-    a: MatRef,
-    b: BSource,
-    n: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-    epilogue: &dyn Epilogue,
-) {
+fn launch(kernels: Kernels, a: MatRef, b: BSource, n: usize, c: &mut [f32], ldc: usize, accumulate: bool, epilogue: &dyn Epilogue) {
     let (m, k) = (a.rows, a.cols);
     a.check_bounds();
     if m == 0 || n == 0 {
@@ -328,10 +311,7 @@ impl MatRef<'_> {
     /// through raw pointers, so views built field by field are checked here).
     fn check_bounds(&self) {
         if self.rows > 0 && self.cols > 0 {
-            let last = (self.rows - 1)
-                .checked_mul(self.rs)
-                .zip((self.cols - 1).checked_mul(self.cs))
-                .and_then(|(r, c)| r.checked_add(c));
+            let last = (self.rows - 1).checked_mul(self.rs).zip((self.cols - 1).checked_mul(self.cs)).and_then(|(r, c)| r.checked_add(c));
             assert!(last.is_some_and(|last| last < self.data.len()), "matrix view out of bounds");
         }
     }
@@ -420,10 +400,7 @@ impl Job<'_> {
         let threads = if 2 * m * n * k < PAR_MIN_FLOPS { 1 } else { rayon::current_num_threads() };
         let per_thread = if leads_team() { 1 } else { TASKS_PER_THREAD };
         let tasks = if threads == 1 { 1 } else { threads * per_thread };
-        let (tm, tn) = (1..=tasks.min(strips.count))
-            .map(|tm| (tm, tasks.div_ceil(tm).min(panels)))
-            .min_by_key(|&(tm, tn)| tm * n + tn * m)
-            .unwrap_or((1, 1));
+        let (tm, tn) = (1..=tasks.min(strips.count)).map(|tm| (tm, tasks.div_ceil(tm).min(panels))).min_by_key(|&(tm, tn)| tm * n + tn * m).unwrap_or((1, 1));
         let part = |t: usize| {
             let (i, j) = (t / tn, t % tn);
             let cols = (j * panels / tn * K::NR)..((j + 1) * panels / tn * K::NR).min(n);
@@ -487,15 +464,7 @@ impl Job<'_> {
                         for (q, j0) in (jc..jc + nc).step_by(K::NR).enumerate() {
                             let b_panel = &b_block[q * elems(kc) * K::NR..(q + 1) * elems(kc) * K::NR];
                             for (s, panel) in block.clone().zip(panels) {
-                                self.tile::<K>(
-                                    strips.get(s),
-                                    j0,
-                                    (jc + nc - j0).min(K::NR),
-                                    kc,
-                                    *panel,
-                                    b_panel,
-                                    accumulate,
-                                );
+                                self.tile::<K>(strips.get(s), j0, (jc + nc - j0).min(K::NR), kc, *panel, b_panel, accumulate);
                             }
                         }
                         if kb + 1 == k_blocks {
@@ -508,7 +477,7 @@ impl Job<'_> {
                     }
                 }
             }
-       
+
             // SAFETY: the kernel ISA was checked by `launch`.
             unsafe { K::release() };
         });
@@ -518,16 +487,7 @@ impl Job<'_> {
     /// panel narrower than NR is computed into a scratch tile and then merged into C.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn tile<K: MicroKernel>(
-        &self,
-        (r0, rows): (usize, usize),
-        j0: usize,
-        width: usize,
-        kc: usize,
-        a: APanel<K::Elem>,
-        b_panel: &[K::Elem],
-        accumulate: bool,
-    ) {
+    fn tile<K: MicroKernel>(&self, (r0, rows): (usize, usize), j0: usize, width: usize, kc: usize, a: APanel<K::Elem>, b_panel: &[K::Elem], accumulate: bool) {
         debug_assert!(b_panel.len() >= panel_rows::<K>(kc) * K::NR && rows <= K::MR);
         if width == K::NR {
             // SAFETY: the kernel ISA was checked by `launch`; `a` points at a strip of
@@ -595,16 +555,7 @@ mod tests {
                 let mut want = vec![1.0f32; m * n];
                 gemm_reference(a, b, &mut want, n, true, &Plain);
                 let mut got = vec![1.0f32; m * n];
-                let job = Job {
-                    a,
-                    b: BSource::View(b),
-                    n,
-                    c: CPtr(got.as_mut_ptr()),
-                    ldc: n,
-                    accumulate: true,
-                    epilogue: &Plain,
-                    vector_b_pack: false,
-                };
+                let job = Job { a, b: BSource::View(b), n, c: CPtr(got.as_mut_ptr()), ldc: n, accumulate: true, epilogue: &Plain, vector_b_pack: false };
                 job.run::<Portable<12, 8>>();
                 // Small integers: every partial sum is exact in f32, whatever the order.
                 assert_eq!(got, want, "m={m} k={k} n={n} transposed_b={transposed_b}");

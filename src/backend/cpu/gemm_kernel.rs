@@ -176,12 +176,7 @@ unsafe fn store<V: Vector, const R: usize, const NV: usize>(acc: &[[V; NV]; R], 
 /// # Safety
 /// As [`tile`], for this `p < s`.
 #[inline(always)]
-unsafe fn step<M: Multiply, const R: usize, const NV: usize, const PACKED: bool>(
-    acc: &mut [[M::Acc; NV]; R],
-    a: APanel<M::Elem>,
-    b: *const M::Elem,
-    p: usize,
-) {
+unsafe fn step<M: Multiply, const R: usize, const NV: usize, const PACKED: bool>(acc: &mut [[M::Acc; NV]; R], a: APanel<M::Elem>, b: *const M::Elem, p: usize) {
     // SAFETY: forwarded contract.
     unsafe {
         let bv: [M::Operand; NV] = std::array::from_fn(|v| M::load(b.add((p * NV + v) * M::Acc::LANES)));
@@ -281,9 +276,7 @@ impl<const MR: usize, const NV: usize> MicroKernel for Portable<MR, NV> {
     unsafe fn tile(rows: usize, kc: usize, a: APanel<f32>, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         debug_assert!(rows <= MR);
         // SAFETY: forwarded contract; portable code needs no particular ISA.
-        unsafe {
-            dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV, 4>(kc, a, b, c, ldc, accumulate))
-        }
+        unsafe { dispatch_rows!(rows, [1 2 3 4 5 6 7 8 9 10 11 12], R => tile_any::<F32x4, R, NV, 4>(kc, a, b, c, ldc, accumulate)) }
     }
 }
 
@@ -376,14 +369,7 @@ mod x86 {
     /// # Safety
     /// As [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_tile<const R: usize>(
-        kc: usize,
-        a: APanel<f32>,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn avx2_tile<const R: usize>(kc: usize, a: APanel<f32>, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
         unsafe { tile_any::<F32x8, R, 2, 4>(kc, a, b, c, ldc, accumulate) }
     }
@@ -405,14 +391,7 @@ mod x86 {
     /// # Safety
     /// As [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_tile<const R: usize>(
-        kc: usize,
-        a: APanel<f32>,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn avx512_tile<const R: usize>(kc: usize, a: APanel<f32>, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
         unsafe { tile_any::<F32x16, R, 2, 1>(kc, a, b, c, ldc, accumulate) }
     }
@@ -474,14 +453,7 @@ mod x86 {
     /// As [`MicroKernel::tile`] with `rows = R`, `s` pairs of depth, on a CPU with
     /// AVX512-BF16.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn avx512bf16_tile<const R: usize>(
-        s: usize,
-        a: APanel<Bf16Pair>,
-        b: *const Bf16Pair,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn avx512bf16_tile<const R: usize>(s: usize, a: APanel<Bf16Pair>, b: *const Bf16Pair, c: *mut f32, ldc: usize, accumulate: bool) {
         // SAFETY: forwarded contract; this function enables the ISA the vectors need.
         unsafe { tile_any::<Bf16x16, R, 2, 1>(s, a, b, c, ldc, accumulate) }
     }
@@ -507,44 +479,108 @@ mod x86 {
     macro_rules! avx512_step_12 {
         ($bcast:literal, $madd:literal, $a:literal, $b0:literal, $b1:literal) => {
             concat!(
-                "vmovups {b0}, [{b} + ", $b0, "]\n",
-                "vmovups {b1}, [{b} + ", $b1, "]\n",
-                $bcast, " {x0}, [{a0} + ", $a, "]\n",
-                $madd, " {c0}, {b0}, {x0}\n",
-                $madd, " {c1}, {b1}, {x0}\n",
-                $bcast, " {x1}, [{a0} + {rs} + ", $a, "]\n",
-                $madd, " {c2}, {b0}, {x1}\n",
-                $madd, " {c3}, {b1}, {x1}\n",
-                $bcast, " {x0}, [{a0} + {rs} * 2 + ", $a, "]\n",
-                $madd, " {c4}, {b0}, {x0}\n",
-                $madd, " {c5}, {b1}, {x0}\n",
-                $bcast, " {x1}, [{a3} + ", $a, "]\n",
-                $madd, " {c6}, {b0}, {x1}\n",
-                $madd, " {c7}, {b1}, {x1}\n",
-                $bcast, " {x0}, [{a3} + {rs} + ", $a, "]\n",
-                $madd, " {c8}, {b0}, {x0}\n",
-                $madd, " {c9}, {b1}, {x0}\n",
-                $bcast, " {x1}, [{a3} + {rs} * 2 + ", $a, "]\n",
-                $madd, " {c10}, {b0}, {x1}\n",
-                $madd, " {c11}, {b1}, {x1}\n",
-                $bcast, " {x0}, [{a6} + ", $a, "]\n",
-                $madd, " {c12}, {b0}, {x0}\n",
-                $madd, " {c13}, {b1}, {x0}\n",
-                $bcast, " {x1}, [{a6} + {rs} + ", $a, "]\n",
-                $madd, " {c14}, {b0}, {x1}\n",
-                $madd, " {c15}, {b1}, {x1}\n",
-                $bcast, " {x0}, [{a6} + {rs} * 2 + ", $a, "]\n",
-                $madd, " {c16}, {b0}, {x0}\n",
-                $madd, " {c17}, {b1}, {x0}\n",
-                $bcast, " {x1}, [{a9} + ", $a, "]\n",
-                $madd, " {c18}, {b0}, {x1}\n",
-                $madd, " {c19}, {b1}, {x1}\n",
-                $bcast, " {x0}, [{a9} + {rs} + ", $a, "]\n",
-                $madd, " {c20}, {b0}, {x0}\n",
-                $madd, " {c21}, {b1}, {x0}\n",
-                $bcast, " {x1}, [{a9} + {rs} * 2 + ", $a, "]\n",
-                $madd, " {c22}, {b0}, {x1}\n",
-                $madd, " {c23}, {b1}, {x1}\n",
+                "vmovups {b0}, [{b} + ",
+                $b0,
+                "]\n",
+                "vmovups {b1}, [{b} + ",
+                $b1,
+                "]\n",
+                $bcast,
+                " {x0}, [{a0} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c0}, {b0}, {x0}\n",
+                $madd,
+                " {c1}, {b1}, {x0}\n",
+                $bcast,
+                " {x1}, [{a0} + {rs} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c2}, {b0}, {x1}\n",
+                $madd,
+                " {c3}, {b1}, {x1}\n",
+                $bcast,
+                " {x0}, [{a0} + {rs} * 2 + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c4}, {b0}, {x0}\n",
+                $madd,
+                " {c5}, {b1}, {x0}\n",
+                $bcast,
+                " {x1}, [{a3} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c6}, {b0}, {x1}\n",
+                $madd,
+                " {c7}, {b1}, {x1}\n",
+                $bcast,
+                " {x0}, [{a3} + {rs} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c8}, {b0}, {x0}\n",
+                $madd,
+                " {c9}, {b1}, {x0}\n",
+                $bcast,
+                " {x1}, [{a3} + {rs} * 2 + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c10}, {b0}, {x1}\n",
+                $madd,
+                " {c11}, {b1}, {x1}\n",
+                $bcast,
+                " {x0}, [{a6} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c12}, {b0}, {x0}\n",
+                $madd,
+                " {c13}, {b1}, {x0}\n",
+                $bcast,
+                " {x1}, [{a6} + {rs} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c14}, {b0}, {x1}\n",
+                $madd,
+                " {c15}, {b1}, {x1}\n",
+                $bcast,
+                " {x0}, [{a6} + {rs} * 2 + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c16}, {b0}, {x0}\n",
+                $madd,
+                " {c17}, {b1}, {x0}\n",
+                $bcast,
+                " {x1}, [{a9} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c18}, {b0}, {x1}\n",
+                $madd,
+                " {c19}, {b1}, {x1}\n",
+                $bcast,
+                " {x0}, [{a9} + {rs} + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c20}, {b0}, {x0}\n",
+                $madd,
+                " {c21}, {b1}, {x0}\n",
+                $bcast,
+                " {x1}, [{a9} + {rs} * 2 + ",
+                $a,
+                "]\n",
+                $madd,
+                " {c22}, {b0}, {x1}\n",
+                $madd,
+                " {c23}, {b1}, {x1}\n",
             )
         };
     }

@@ -315,12 +315,7 @@ mod x86 {
         let t1 = _mm256_unpackhi_ps(x[0], x[1]);
         let t2 = _mm256_unpacklo_ps(x[2], x[3]);
         let t3 = _mm256_unpackhi_ps(x[2], x[3]);
-        [
-            _mm256_shuffle_ps::<0x44>(t0, t2),
-            _mm256_shuffle_ps::<0xEE>(t0, t2),
-            _mm256_shuffle_ps::<0x44>(t1, t3),
-            _mm256_shuffle_ps::<0xEE>(t1, t3),
-        ]
+        [_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2), _mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3)]
     }
 }
 

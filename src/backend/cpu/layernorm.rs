@@ -8,7 +8,6 @@ use super::parallel::for_each_row;
 use super::simd::multiversion;
 use rayon::prelude::*;
 
-
 /// Normalises every row of `x: [rows × d]` in place. `gamma, beta: [d]`.
 pub fn layernorm_forward(x: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     assert_eq!(gamma.len(), d);
@@ -41,22 +40,16 @@ fn rows_per_task(d: usize) -> usize {
 /// Training forward: `y = LayerNorm(x)` for `x, y: [rows × d]`, saving `mean, rstd: [rows]`.
 /// `y` equals [`layernorm_forward`]'s result bit for bit.
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_forward_saving(
-    x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32, mean: &mut [f32], rstd: &mut [f32],
-) {
+pub fn layernorm_forward_saving(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32, mean: &mut [f32], rstd: &mut [f32]) {
     assert!(gamma.len() == d && beta.len() == d && d > 0);
     let rows = x.len() / d;
     assert!(x.len() == rows * d && y.len() == x.len() && mean.len() == rows && rstd.len() == rows);
     let per = rows_per_task(d);
-    y.par_chunks_mut(per * d)
-        .zip(x.par_chunks(per * d))
-        .zip(mean.par_chunks_mut(per))
-        .zip(rstd.par_chunks_mut(per))
-        .for_each(|(((y, x), mean), rstd)| {
-            for (((y, x), m), r) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(mean).zip(rstd) {
-                (*m, *r) = layernorm_row_saving(x, y, gamma, beta, eps);
-            }
-        });
+    y.par_chunks_mut(per * d).zip(x.par_chunks(per * d)).zip(mean.par_chunks_mut(per)).zip(rstd.par_chunks_mut(per)).for_each(|(((y, x), mean), rstd)| {
+        for (((y, x), m), r) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(mean).zip(rstd) {
+            (*m, *r) = layernorm_row_saving(x, y, gamma, beta, eps);
+        }
+    });
 }
 
 multiversion!(
@@ -88,10 +81,7 @@ fn layernorm_row_saving_generic(x: &[f32], y: &mut [f32], gamma: &[f32], beta: &
 /// `gamma, dgamma, dbeta: [d]`. The parameter sums are added block by block in a fixed
 /// order (deterministic).
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_backward(
-    x: &[f32], d: usize, gamma: &[f32], mean: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dgamma: &mut [f32],
-    dbeta: &mut [f32],
-) {
+pub fn layernorm_backward(x: &[f32], d: usize, gamma: &[f32], mean: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) {
     assert!(gamma.len() == d && dgamma.len() == d && dbeta.len() == d && d > 0);
     let rows = x.len() / d;
     assert!(x.len() == rows * d && dy.len() == x.len() && dx.len() == x.len() && mean.len() == rows && rstd.len() == rows);
@@ -124,9 +114,7 @@ multiversion!(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn layernorm_backward_rows_generic(
-    x: &[f32], dy: &[f32], mean: &[f32], rstd: &[f32], gamma: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32],
-) {
+fn layernorm_backward_rows_generic(x: &[f32], dy: &[f32], mean: &[f32], rstd: &[f32], gamma: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32]) {
     let d = gamma.len();
     let n = d as f32;
     for (r, ((x, dy), dx)) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)).enumerate() {
@@ -169,10 +157,7 @@ mod tests {
         let n = row.len() as f64;
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        row.iter()
-            .zip(gamma.iter().zip(beta))
-            .map(|(&v, (&g, &b))| ((v as f64 - mean) / (var + eps).sqrt() * g as f64 + b as f64) as f32)
-            .collect()
+        row.iter().zip(gamma.iter().zip(beta)).map(|(&v, (&g, &b))| ((v as f64 - mean) / (var + eps).sqrt() * g as f64 + b as f64) as f32).collect()
     }
 
     proptest! {

@@ -48,9 +48,7 @@ pub fn linear_forward(x: &[f32], rows: usize, w: &[f32], b: &[f32], y: &mut [f32
     let n = b.len();
     let k = w.len() / n;
     assert_eq!(w.len(), n * k, "weight is not [out × in]");
-    fused_product(x, rows, k, b, y, activation, |x, y, epilogue| {
-        gemm(x, MatRef::transposed(w, n, k), y, n, false, epilogue)
-    });
+    fused_product(x, rows, k, b, y, activation, |x, y, epilogue| gemm(x, MatRef::transposed(w, n, k), y, n, false, epilogue));
 }
 
 /// [`linear_forward`] with the weight packed once for every call:
@@ -64,10 +62,7 @@ pub fn linear_forward_packed(x: &[f32], rows: usize, w: &PackedB, b: &[f32], y: 
 
 /// Checks the shapes of `y = act(x·Wᵀ + b)` and runs `product(x, y, epilogue)`, which
 /// multiplies by `Wᵀ` with the activation as its epilogue.
-fn fused_product(
-    x: &[f32], rows: usize, k: usize, b: &[f32], y: &mut [f32], activation: Activation,
-    product: impl FnOnce(MatRef, &mut [f32], &dyn Epilogue),
-) {
+fn fused_product(x: &[f32], rows: usize, k: usize, b: &[f32], y: &mut [f32], activation: Activation, product: impl FnOnce(MatRef, &mut [f32], &dyn Epilogue)) {
     let n = b.len();
     assert_eq!(x.len(), rows * k, "input is not [rows × in]");
     assert_eq!(y.len(), rows * n, "output is not [rows × out]");
@@ -93,9 +88,7 @@ pub fn linear_gelu_forward_saving(x: &[f32], rows: usize, w: &[f32], b: &[f32], 
 /// - `db += Σ_rows dY`.
 ///
 /// Shapes: `x, dx: [rows × in]`, `w, dw: [out × in]`, `dy: [rows × out]`, `db: [out]`.
-pub fn linear_backward(
-    x: &[f32], rows: usize, w: &[f32], dy: &[f32], dx: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32],
-) {
+pub fn linear_backward(x: &[f32], rows: usize, w: &[f32], dy: &[f32], dx: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32]) {
     let n = db.len();
     let k = w.len().checked_div(n).unwrap_or(0);
     assert_eq!(w.len(), n * k, "weight is not [out × in]");

@@ -69,10 +69,7 @@ fn check_scores(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool])
     assert!(m > 0 && scores.len() == positives.len() * m, "scores are not [n × m]");
     assert_eq!(negatives.len(), scores.len(), "negative mask is not [n × m]");
     assert!(positives.iter().all(|&p| (p as usize) < m), "positive column out of range");
-    assert!(
-        positives.iter().zip(negatives.chunks_exact(m)).all(|(&p, neg)| !neg[p as usize]),
-        "a sample's positive is marked as its negative"
-    );
+    assert!(positives.iter().zip(negatives.chunks_exact(m)).all(|(&p, neg)| !neg[p as usize]), "a sample's positive is marked as its negative");
     positives.len()
 }
 
@@ -96,9 +93,7 @@ pub fn matching_loss_forward(scores: &[f32], m: usize, positives: &[u32], negati
 /// Backward of [`matching_loss_forward`], `d_scores += d_loss · ∂L/∂scores`: for a sample
 /// whose term is positive, `−1/n` to its positive's score and, when the hardest negative's
 /// score is positive, `+1/n` to that negative only (the subgradient 0 at the kinks).
-pub fn matching_loss_backward(
-    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], gamma: f32, d_loss: f32, d_scores: &mut [f32],
-) {
+pub fn matching_loss_backward(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], gamma: f32, d_loss: f32, d_scores: &mut [f32]) {
     for_each_row_gradient(scores, m, positives, negatives, d_scores, |row, p, neg, ds, n| {
         let g = d_loss / n as f32;
         let (term, hardest) = matching_term(row, p, neg, gamma);
@@ -127,9 +122,7 @@ pub fn contrastive_loss_forward(scores: &[f32], m: usize, positives: &[u32], neg
 
 /// Backward of [`contrastive_loss_forward`]: `d_scores += d_loss · (softmax − onehot) / (n τ)`
 /// over each row's candidates (0 outside them).
-pub fn contrastive_loss_backward(
-    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32, d_loss: f32, d_scores: &mut [f32],
-) {
+pub fn contrastive_loss_backward(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], temperature: f32, d_loss: f32, d_scores: &mut [f32]) {
     for_each_row_gradient(scores, m, positives, negatives, d_scores, |row, p, neg, ds, n| {
         let g = d_loss / (n as f32 * temperature);
         let (max, sum) = candidate_softmax_norm(row, p, neg, temperature);
@@ -149,19 +142,18 @@ fn mean_of_rows(scores: &[f32], m: usize, positives: &[u32], negatives: &[bool],
     if n == 0 {
         return 0.0;
     }
-    let total: f64 = scores
-        .chunks_exact(m)
-        .zip(positives)
-        .zip(negatives.chunks_exact(m))
-        .map(|((row, &p), neg)| term(row, p as usize, neg) as f64)
-        .sum();
+    let total: f64 = scores.chunks_exact(m).zip(positives).zip(negatives.chunks_exact(m)).map(|((row, &p), neg)| term(row, p as usize, neg) as f64).sum();
     (total / n as f64) as f32
 }
 
 /// Calls `gradient(row, positive, negatives, d_row, n)` for every row of the batch of `n`,
 /// after checking the shapes: the backward of every matching loss adds into `d_row`.
 fn for_each_row_gradient(
-    scores: &[f32], m: usize, positives: &[u32], negatives: &[bool], d_scores: &mut [f32],
+    scores: &[f32],
+    m: usize,
+    positives: &[u32],
+    negatives: &[bool],
+    d_scores: &mut [f32],
     mut gradient: impl FnMut(&[f32], usize, &[bool], &mut [f32], usize),
 ) {
     let n = check_scores(scores, m, positives, negatives);
@@ -342,7 +334,8 @@ mod tests {
             let mut s64 = vec![0.0f64; n * m];
             for i in 0..n {
                 for j in 0..m {
-                    s64[i * m + j] = (0..3).map(|p| weights[p] as f64 * cos(&a[(i * 3 + p) * d..(i * 3 + p + 1) * d], &b[(j * 3 + p) * d..(j * 3 + p + 1) * d])).sum();
+                    s64[i * m + j] =
+                        (0..3).map(|p| weights[p] as f64 * cos(&a[(i * 3 + p) * d..(i * 3 + p + 1) * d], &b[(j * 3 + p) * d..(j * 3 + p + 1) * d])).sum();
                 }
             }
             matching64(&s64, m, &positives, &negatives, MATCHING_MARGIN as f64)

@@ -137,9 +137,7 @@ impl Bf16Kernel {
         static CHOSEN: OnceLock<Option<Bf16Kernel>> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
             let amx_off = std::env::var("RMX_AMX").is_ok_and(|v| v == "0");
-            [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
-                .into_iter()
-                .find(|k| !(amx_off && *k == Bf16Kernel::Amx) && k.is_supported())
+            [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16].into_iter().find(|k| !(amx_off && *k == Bf16Kernel::Amx) && k.is_supported())
         })
     }
 
