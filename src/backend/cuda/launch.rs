@@ -1,0 +1,238 @@
+//! The launch layer shared by every device that runs our kernels: device address ranges,
+//! launch shapes and the `void**` argument array `cuLaunchKernel` takes. The emulator
+//! (`emu`) and the CUDA runtime (`runtime`) take the very same arrays, so the launchers'
+//! argument lists are what a GPU gets.
+use super::blas::Gemm;
+use std::any::Any;
+use std::ffi::c_void;
+use std::marker::PhantomData;
+
+/// Why a device operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    /// No usable CUDA: no driver, no device, or kernels not built.
+    #[error("CUDA is unavailable: {0}")]
+    Unavailable(String),
+    /// A kernel launch was refused or failed.
+    #[error("kernel {kernel}: {reason}")]
+    Launch { kernel: String, reason: String },
+    /// A GEMM call broke cuBLAS's contract, or cuBLAS failed.
+    #[error("gemm: {0}")]
+    Gemm(String),
+    /// Device memory could not be allocated or copied.
+    #[error("device memory: {0}")]
+    Memory(String),
+}
+
+/// `len` values of `T` at device address `addr`, readable for `'a`.
+#[derive(Debug, Clone, Copy)]
+pub struct DevSlice<'a, T> {
+    addr: u64,
+    len: usize,
+    _borrow: PhantomData<&'a [T]>,
+}
+
+/// `len` values of `T` at device address `addr`, writable for `'a`.
+#[derive(Debug)]
+pub struct DevSliceMut<'a, T> {
+    addr: u64,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+impl<'a, T> DevSlice<'a, T> {
+    /// # Safety
+    /// `addr .. addr + len·size_of::<T>()` must be device memory of one allocation, holding
+    /// initialised `T`s, not written through another view for `'a`.
+    pub unsafe fn from_raw(addr: u64, len: usize) -> Self {
+        DevSlice { addr, len, _borrow: PhantomData }
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The values from `start` on.
+    pub fn offset(self, start: usize) -> Self {
+        assert!(start <= self.len, "device slice offset {start} past its length {}", self.len);
+        DevSlice { addr: self.addr + (start * size_of::<T>()) as u64, len: self.len - start, _borrow: PhantomData }
+    }
+}
+
+impl<'a, T> DevSliceMut<'a, T> {
+    /// # Safety
+    /// As [`DevSlice::from_raw`], and no other view of the range may exist for `'a`.
+    pub unsafe fn from_raw(addr: u64, len: usize) -> Self {
+        DevSliceMut { addr, len, _borrow: PhantomData }
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A shorter-lived mutable view of the same range.
+    pub fn reborrow(&mut self) -> DevSliceMut<'_, T> {
+        DevSliceMut { addr: self.addr, len: self.len, _borrow: PhantomData }
+    }
+
+    /// A read-only view of the same range.
+    pub fn as_const(&self) -> DevSlice<'_, T> {
+        DevSlice { addr: self.addr, len: self.len, _borrow: PhantomData }
+    }
+
+    /// The values from `start` on.
+    pub fn offset(self, start: usize) -> Self {
+        assert!(start <= self.len, "device slice offset {start} past its length {}", self.len);
+        DevSliceMut { addr: self.addr + (start * size_of::<T>()) as u64, len: self.len - start, _borrow: PhantomData }
+    }
+}
+
+/// Device memory owned by whoever allocated it (`owner` frees it when dropped).
+pub struct DeviceBuffer<T> {
+    addr: u64,
+    len: usize,
+    _owner: Box<dyn Any>,
+    _values: PhantomData<T>,
+}
+
+impl<T> DeviceBuffer<T> {
+    /// # Safety
+    /// `addr` must address `len` initialised `T`s of device memory that stay valid, and are
+    /// reached through nothing else, until `owner` is dropped.
+    pub unsafe fn from_owner(addr: u64, len: usize, owner: Box<dyn Any>) -> Self {
+        DeviceBuffer { addr, len, _owner: owner, _values: PhantomData }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn slice(&self) -> DevSlice<'_, T> {
+        DevSlice { addr: self.addr, len: self.len, _borrow: PhantomData }
+    }
+
+    pub fn slice_mut(&mut self) -> DevSliceMut<'_, T> {
+        DevSliceMut { addr: self.addr, len: self.len, _borrow: PhantomData }
+    }
+}
+
+/// Grid and block shape and dynamic shared memory of one launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub shared_bytes: u32,
+}
+
+impl LaunchConfig {
+    /// A one-dimensional grid of `blocks` blocks of `threads` threads.
+    pub fn linear(blocks: usize, threads: u32, shared_bytes: usize) -> Self {
+        let blocks = u32::try_from(blocks.max(1)).expect("grid larger than 2³² blocks");
+        LaunchConfig { grid: [blocks, 1, 1], block: [threads, 1, 1], shared_bytes: shared_bytes as u32 }
+    }
+
+    /// Enough blocks of `threads` threads for one thread per element of `n` (grid-stride
+    /// kernels cope with any count; the grid is capped at 65 535 blocks).
+    pub fn elementwise(n: usize, threads: u32) -> Self {
+        Self::linear(n.div_ceil(threads as usize).clamp(1, 65_535), threads, 0)
+    }
+}
+
+/// A kernel's arguments, in order, as `cuLaunchKernel` takes them: [`KernelArgs::pointers`]
+/// gives `args[i]` pointing at the i-th value (8-byte slots, little-endian, so a 4-byte
+/// parameter reads the slot's first four bytes).
+#[derive(Debug, Default)]
+pub struct KernelArgs {
+    slots: Vec<u64>,
+}
+
+impl KernelArgs {
+    pub fn new() -> Self {
+        KernelArgs::default()
+    }
+
+    /// A `const T*` parameter.
+    pub fn input<T>(mut self, s: DevSlice<'_, T>) -> Self {
+        self.slots.push(s.addr);
+        self
+    }
+
+    /// A `T*` parameter.
+    pub fn output<T>(mut self, s: &mut DevSliceMut<'_, T>) -> Self {
+        self.slots.push(s.addr);
+        self
+    }
+
+    /// A `T*` parameter that may be null.
+    pub fn optional_output<T>(mut self, s: Option<&mut DevSliceMut<'_, T>>) -> Self {
+        self.slots.push(s.map_or(0, |s| s.addr));
+        self
+    }
+
+    /// A `const T*` parameter that may be null.
+    pub fn optional_input<T>(mut self, s: Option<DevSlice<'_, T>>) -> Self {
+        self.slots.push(s.map_or(0, |s| s.addr));
+        self
+    }
+
+    /// An `int` parameter; panics when `v` does not fit (the launchers' shapes are checked).
+    pub fn int(mut self, v: usize) -> Self {
+        self.slots.push(i32::try_from(v).expect("kernel size argument exceeds i32") as u32 as u64);
+        self
+    }
+
+    pub fn f32(mut self, v: f32) -> Self {
+        self.slots.push(v.to_bits() as u64);
+        self
+    }
+
+    pub fn u64(mut self, v: u64) -> Self {
+        self.slots.push(v);
+        self
+    }
+
+    /// `args[i] = &slot[i]`, valid while `self` is neither moved nor changed.
+    pub fn pointers(&mut self) -> Vec<*mut c_void> {
+        self.slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect()
+    }
+}
+
+/// What runs our kernels and GEMMs: the emulator, or a CUDA context.
+pub trait Device {
+    /// Launches the `extern "C"` kernel `kernel` and waits for it.
+    fn launch(&self, kernel: &'static str, config: LaunchConfig, args: KernelArgs) -> Result<(), CudaError>;
+    /// `cublasSgemmStridedBatched` with the arguments of `call` (see [`Gemm`]).
+    fn sgemm(&self, call: Gemm<'_>) -> Result<(), CudaError>;
+    /// `bytes` of zeroed device memory.
+    fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError>;
+    /// A device copy of `data`.
+    fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer<u32>, CudaError>;
+}
+
+/// `len` zeroed f32s on `dev`.
+pub fn alloc_f32<D: Device + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
+    let b = dev.alloc_zeroed(len * 4)?;
+    // SAFETY: the allocation holds `4·len` zero bytes, i.e. `len` valid f32 zeros; the
+    // owner moves into the new buffer.
+    Ok(unsafe { DeviceBuffer::from_owner(b.addr, len, b._owner) })
+}

@@ -1,0 +1,20 @@
+//! The CUDA backend's ops: one launcher per op (`layernorm.rs` launches
+//! `kernels/layernorm.cu`), with the CPU ops' names and llm.c's argument order (outputs first,
+//! then inputs, shapes last), on device slices. They run on any [`Device`]: the emulator
+//! (feature `cuda-emu`, the tests) or a CUDA context (feature `cuda`, [`runtime`]).
+//! GEMMs go through cuBLAS's contract ([`blas`]).
+//!
+//! Each launcher's tests run the kernel emulated against the CPU op of the same name
+//! (`crate::backend::cpu`) on seeded random inputs, ragged shapes and every block size the
+//! launcher can pick.
+pub mod blas;
+#[cfg(feature = "cuda-emu")]
+pub mod emu;
+pub mod launch;
+
+pub mod layernorm;
+
+#[cfg(all(test, feature = "cuda-emu"))]
+mod testing;
+
+pub use launch::{CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
