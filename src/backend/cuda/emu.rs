@@ -96,9 +96,13 @@ impl Device for EmuDevice {
     }
 
     fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer<u32>, CudaError> {
-        let storage: Box<[u32]> = data.into();
+        // u64 storage, as cudaMalloc's alignment lets kernels read u32 pairs as u64.
+        let mut storage = vec![0u64; data.len().div_ceil(2)].into_boxed_slice();
+        for (i, &v) in data.iter().enumerate() {
+            storage[i / 2] |= (v as u64) << (32 * (i % 2));
+        }
         let addr = storage.as_ptr() as u64;
-        // SAFETY: as in `alloc_zeroed`, with `data.len()` initialised u32s.
+        // SAFETY: as in `alloc_zeroed`: the little-endian u64s hold `data`'s u32s in order.
         Ok(unsafe { DeviceBuffer::from_owner(addr, data.len(), Box::new(storage)) })
     }
 }

@@ -158,6 +158,45 @@ impl LaunchConfig {
     }
 }
 
+/// The block sizes a row-per-block launcher picks from.
+pub const ROW_BLOCKS: [u32; 4] = [32, 64, 128, 256];
+
+/// Threads per row of `d` columns: about four columns per thread, at most 256.
+pub fn row_block(d: usize) -> u32 {
+    ROW_BLOCKS.into_iter().find(|&b| b as usize * 4 >= d).unwrap_or(256)
+}
+
+/// Threads per block of the element-wise (grid-stride) kernels.
+pub const ELEMENTWISE_BLOCK: u32 = 256;
+
+/// Packed sequences (`starts[s]..starts[s+1]` are the rows of sequence `s`) as the launchers
+/// need them: on the host for shapes and per-sequence GEMMs, on the device (`u32`) for the
+/// kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct Packed<'a> {
+    pub starts: &'a [usize],
+    pub device: DevSlice<'a, u32>,
+}
+
+impl<'a> Packed<'a> {
+    /// `starts`: `[n_seqs + 1]`, increasing from 0; `device`: the same values.
+    pub fn new(starts: &'a [usize], device: DevSlice<'a, u32>) -> Self {
+        assert!(!starts.is_empty() && starts[0] == 0 && starts.windows(2).all(|w| w[0] <= w[1]), "sequence starts must increase from 0");
+        assert!(u32::try_from(*starts.last().unwrap()).is_ok(), "more than 2³² tokens");
+        assert_eq!(device.len(), starts.len(), "device starts differ in length");
+        Packed { starts, device }
+    }
+
+    pub fn sequences(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Tokens of all sequences, `T`.
+    pub fn tokens(&self) -> usize {
+        *self.starts.last().unwrap()
+    }
+}
+
 /// A kernel's arguments, in order, as `cuLaunchKernel` takes them: [`KernelArgs::pointers`]
 /// gives `args[i]` pointing at the i-th value (8-byte slots, little-endian, so a 4-byte
 /// parameter reads the slot's first four bytes).

@@ -1,13 +1,5 @@
 //! LayerNorm on the device (`kernels/layernorm.cu`); the math of `cpu::layernorm`.
-use super::launch::{CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig};
-
-/// The block sizes the launchers pick from.
-pub const BLOCKS: [u32; 4] = [32, 64, 128, 256];
-
-/// Threads per row: about four columns per thread, at most 256.
-fn block_for(d: usize) -> u32 {
-    BLOCKS.into_iter().find(|&b| b as usize * 4 >= d).unwrap_or(256)
-}
+use super::launch::{row_block as block_for, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig};
 
 /// Blocks of the backward pass: each sums the parameter gradients of its share of rows.
 fn backward_grid(rows: usize) -> usize {
@@ -141,6 +133,7 @@ fn check(x_len: usize, d: usize, gamma: DevSlice<'_, f32>, beta: DevSlice<'_, f3
 #[cfg(all(test, feature = "cuda-emu"))]
 mod tests {
     use super::super::emu::{host, host_mut, EmuDevice};
+    use super::super::launch::ROW_BLOCKS;
     use super::super::testing::{assert_near, RAGGED};
     use super::*;
     use crate::backend::cpu::layernorm as cpu;
@@ -157,7 +150,7 @@ mod tests {
             cpu::layernorm_forward_saving(&x, &mut y, d, &gamma, &beta, eps, &mut mean, &mut rstd);
             let (mut dx, mut dg, mut db) = (vec![0.5f32; rows * d], vec![0.25f32; d], vec![-0.25f32; d]);
             cpu::layernorm_backward(&x, d, &gamma, &mean, &rstd, &dy, &mut dx, &mut dg, &mut db);
-            for block in BLOCKS {
+            for block in ROW_BLOCKS {
                 let (mut gy, mut gm, mut gr) = (vec![0.0; rows * d], vec![0.0; rows], vec![0.0; rows]);
                 let (hx, hg, hb) = (host(&x), host(&gamma), host(&beta));
                 layernorm_forward_saving_with(&EmuDevice, &mut host_mut(&mut gy), host_mut(&mut gm), host_mut(&mut gr), hx, hg, hb, d, eps, block).unwrap();

@@ -12,9 +12,15 @@ pub mod blas;
 pub mod emu;
 pub mod launch;
 
+pub mod attention;
+pub mod dropout;
+pub mod embedding;
+pub mod entity_pool;
+pub mod gelu;
 pub mod layernorm;
+pub mod pooling;
 
 #[cfg(all(test, feature = "cuda-emu"))]
 mod testing;
 
-pub use launch::{CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+pub use launch::{CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig, Packed};

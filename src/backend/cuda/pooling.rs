@@ -1,0 +1,73 @@
+//! Mean pooling of packed sequences on the device (`kernels/pooling.cu`): `cpu::pooling`'s
+//! sums in its order, so the same result.
+use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, Packed};
+
+/// `out: [n_seqs × d]` = the mean of each sequence's rows of `h: [T × d]`.
+pub fn mean_pool_forward<D: Device + ?Sized>(dev: &D, out: DevSliceMut<'_, f32>, h: DevSlice<'_, f32>, seqs: Packed<'_>, d: usize) -> Result<(), CudaError> {
+    mean_pool_forward_with(dev, out, h, seqs, d, row_block(d))
+}
+
+fn mean_pool_forward_with<D: Device + ?Sized>(
+    dev: &D,
+    mut out: DevSliceMut<'_, f32>,
+    h: DevSlice<'_, f32>,
+    seqs: Packed<'_>,
+    d: usize,
+    block: u32,
+) -> Result<(), CudaError> {
+    assert!(out.len() == seqs.sequences() * d && h.len() == seqs.tokens() * d, "mean pool: out is not [n × d] or h not [T × d]");
+    if out.is_empty() {
+        return Ok(());
+    }
+    let args = KernelArgs::new().output(&mut out).input(h).input(seqs.device).int(d);
+    dev.launch("mean_pool_forward", LaunchConfig::linear(seqs.sequences(), block, 0), args)
+}
+
+/// Backward: `dh[t] += d_out[s] / len(s)` for every row `t` of sequence `s`.
+pub fn mean_pool_backward<D: Device + ?Sized>(
+    dev: &D,
+    mut dh: DevSliceMut<'_, f32>,
+    d_out: DevSlice<'_, f32>,
+    seqs: Packed<'_>,
+    d: usize,
+) -> Result<(), CudaError> {
+    assert!(d_out.len() == seqs.sequences() * d && dh.len() == seqs.tokens() * d, "mean pool backward: wrong lengths");
+    if dh.is_empty() {
+        return Ok(());
+    }
+    let args = KernelArgs::new().output(&mut dh).input(d_out).input(seqs.device).int(seqs.sequences()).int(d);
+    dev.launch("mean_pool_backward", LaunchConfig::linear(seqs.tokens(), row_block(d), 0), args)
+}
+
+#[cfg(all(test, feature = "cuda-emu"))]
+mod tests {
+    use super::super::emu::{host, host_mut, EmuDevice};
+    use super::super::launch::ROW_BLOCKS;
+    use super::super::testing::{starts_u32, RAGGED};
+    use super::*;
+    use crate::backend::cpu::pooling as cpu;
+    use crate::testutil::{starts_of, Rng};
+
+    #[test]
+    fn forward_and_backward_equal_the_cpu() {
+        let starts = starts_of(&[3, 1, 6]);
+        let dev_starts = starts_u32(&starts);
+        let seqs = Packed::new(&starts, host(&dev_starts));
+        for d in RAGGED {
+            let mut rng = Rng::new(d as u64);
+            let (h, g) = (rng.normals(10 * d, 1.0), rng.normals(3 * d, 1.0));
+            let mut want = vec![0.0; 3 * d];
+            cpu::mean_pool_forward(&h, &starts, d, &mut want);
+            for block in ROW_BLOCKS {
+                let mut got = vec![0.0; 3 * d];
+                mean_pool_forward_with(&EmuDevice, host_mut(&mut got), host(&h), seqs, d, block).unwrap();
+                assert_eq!(got, want, "d={d} block={block}");
+            }
+            let mut want_dh = vec![0.5f32; 10 * d];
+            cpu::mean_pool_backward(&g, &starts, d, &mut want_dh);
+            let mut dh = vec![0.5f32; 10 * d];
+            mean_pool_backward(&EmuDevice, host_mut(&mut dh), host(&g), seqs, d).unwrap();
+            assert_eq!(dh, want_dh, "backward d={d}");
+        }
+    }
+}
