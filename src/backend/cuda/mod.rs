@@ -12,12 +12,16 @@ pub mod blas;
 pub mod emu;
 pub mod launch;
 
+pub mod adamw;
 pub mod attention;
+pub mod cosine;
+pub mod distill;
 pub mod dropout;
 pub mod embedding;
 pub mod entity_pool;
 pub mod gelu;
 pub mod layernorm;
+pub mod loss;
 pub mod pooling;
 
 #[cfg(all(test, feature = "cuda-emu"))]
