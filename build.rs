@@ -168,9 +168,14 @@ fn build_emulated(root: &Path, kernels: &[PathBuf], out: &Path) {
     let mut build = cc::Build::new();
     build.cpp(true).std("c++20").include(root.join("kernels")).define("RMX_CUDA_EMU", None).flag("-pthread").opt_level(2).warnings(false);
     build.file(&unit_path).file(root.join("kernels/emu/cuda_emu.cpp"));
-    if let Ok(sanitizer) = env::var("RMX_EMU_SANITIZE") {
-        build.flag(format!("-fsanitize={sanitizer}")).flag("-fno-omit-frame-pointer").debug(true);
-        println!("cargo:rustc-link-arg=-fsanitize={sanitizer}");
+    match env::var("RMX_EMU_SANITIZE").as_deref() {
+        Ok(sanitizer @ ("thread" | "address")) => {
+            build.flag(format!("-fsanitize={sanitizer}")).flag("-fno-omit-frame-pointer").debug(true);
+            // rustc links with -nodefaultlibs, so the runtime is named explicitly.
+            println!("cargo:rustc-link-lib=dylib={}", if sanitizer == "thread" { "tsan" } else { "asan" });
+        }
+        Ok(other) => println!("cargo:warning=rmx: RMX_EMU_SANITIZE={other:?} ignored (thread or address)"),
+        Err(_) => {}
     }
     build.compile("rmx_cuda_emu");
 }

@@ -36,7 +36,9 @@ struct Block {
     unsigned threads;
     std::chrono::seconds timeout;
     std::mutex m;
-    std::condition_variable cv;
+    std::condition_variable cv;  // block barrier and end of block
+    std::unique_ptr<std::condition_variable[]> warp_cv;  // one per warp: a warp's barrier wakes only its lanes
+    unsigned warps = 0;
     dim3 index;
     unsigned arrived = 0;   // threads waiting in __syncthreads
     uint64_t generation = 0;
@@ -59,14 +61,15 @@ struct Block {
             error = "kernel " + std::string(kernel) + ": " + why + where;
         }
         cv.notify_all();
+        for (unsigned w = 0; w < warps; ++w) warp_cv[w].notify_all();
     }
 
-    // Waits on `cv` until `done()`, the launch fails (throws Abort) or the timeout passes.
+    // Waits on `on` until `done()`, the launch fails (throws Abort) or the timeout passes.
     template <typename Done>
-    void wait(std::unique_lock<std::mutex>& lock, Done done, const char* what) {
+    void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& on, Done done, const char* what) {
         auto deadline = std::chrono::steady_clock::now() + timeout;
         while (!done() && !failed) {
-            if (cv.wait_until(lock, deadline) == std::cv_status::timeout && !done() && !failed) {
+            if (on.wait_until(lock, deadline) == std::cv_status::timeout && !done() && !failed) {
                 fail(std::string(what) + " timed out: a thread never reached it");
             }
         }
@@ -94,10 +97,10 @@ void syncthreads() {
         b.cv.notify_all();
         return;
     }
-    b.wait(lock, [&] { return b.generation != gen; }, "__syncthreads");
+    b.wait(lock, b.cv, [&] { return b.generation != gen; }, "__syncthreads");
 }
 
-// A warp barrier; `between` runs under the lock once every lane has arrived.
+// A barrier of the calling thread's warp.
 static void warp_barrier(Block& b, unsigned warp) {
     std::unique_lock lock(b.m);
     if (b.failed) throw Abort{};
@@ -106,10 +109,10 @@ static void warp_barrier(Block& b, unsigned warp) {
     if (++b.warp_arrived[warp] == b.warp_size(warp)) {
         b.warp_arrived[warp] = 0;
         ++b.warp_generation[warp];
-        b.cv.notify_all();
+        b.warp_cv[warp].notify_all();
         return;
     }
-    b.wait(lock, [&] { return b.warp_generation[warp] != gen; }, "warp barrier");
+    b.wait(lock, b.warp_cv[warp], [&] { return b.warp_generation[warp] != gen; }, "warp barrier");
 }
 
 void syncwarp() {
@@ -152,7 +155,7 @@ void finish_block(Block& b) {
         b.cv.notify_all();
         return;
     }
-    b.wait(lock, [&] { return b.block_generation != gen; }, "the end of the block");
+    b.wait(lock, b.cv, [&] { return b.block_generation != gen; }, "the end of the block");
 }
 
 std::mutex launch_mutex;
@@ -192,6 +195,8 @@ extern "C" int rmx_emu_launch(const char* name, const unsigned* grid, const unsi
     b.threads = threads;
     b.timeout = emu::barrier_timeout();
     unsigned warps = (threads + 31) / 32;
+    b.warps = warps;
+    b.warp_cv = std::make_unique<std::condition_variable[]>(warps);
     b.warp_arrived.assign(warps, 0);
     b.warp_finished.assign(warps, 0);
     b.warp_generation.assign(warps, 0);

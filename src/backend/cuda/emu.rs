@@ -132,6 +132,28 @@ mod tests {
         assert!(err.contains("invalid launch shape"), "{err}");
     }
 
+    /// A block of 64 threads reversing through shared memory without a barrier: run by
+    /// scripts/cuda-emu-check.sh under ThreadSanitizer, which must report the race.
+    #[test]
+    #[ignore = "a planted data race, for scripts/cuda-emu-check.sh under ThreadSanitizer"]
+    fn planted_missing_sync() {
+        let x: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let mut out = vec![0.0f32; 64];
+        let args = KernelArgs::new().output(&mut host_mut(&mut out)).input(host(&x));
+        EmuDevice.launch("planted_missing_sync", LaunchConfig::linear(1, 64, 0), args).unwrap();
+    }
+
+    /// Reads one element past a 64-element buffer: run by scripts/cuda-emu-check.sh under
+    /// AddressSanitizer, which must report it.
+    #[test]
+    #[ignore = "a planted out-of-bounds read, for scripts/cuda-emu-check.sh under AddressSanitizer"]
+    fn planted_oob_read() {
+        let x = vec![1.0f32; 64];
+        let mut out = vec![0.0f32; 64];
+        let args = KernelArgs::new().output(&mut host_mut(&mut out)).input(host(&x)).int(64);
+        EmuDevice.launch("planted_oob_read", LaunchConfig::linear(1, 64, 0), args).unwrap();
+    }
+
     /// The textbook product in f64 over the column-major contract, for any op and layout.
     #[allow(clippy::too_many_arguments)]
     fn reference(ta: Op, tb: Op, m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize) -> Vec<f64> {
