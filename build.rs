@@ -43,7 +43,7 @@ fn main() {
             Ok(built) => embed_fatbins(&built),
             Err(why) => {
                 println!("cargo:warning=rmx: CUDA kernels not built: {why}");
-                format!("/// Why no kernels were built.\npub const BUILD_PROBLEM: Option<&str> = Some({why:?});\npub static FATBINS: &[(&str, &[u8])] = &[];\n")
+                format!("/// Why no kernels were built.\npub const BUILD_PROBLEM: Option<&str> = Some({why:?});\npub static FATBINS: &[(&str, &[u8], &[&str])] = &[];\n")
             }
         };
         write_or_warn(&out.join("fatbins.rs"), &generated);
@@ -108,9 +108,15 @@ fn archs() -> Result<Vec<u32>, String> {
     }
 }
 
-/// Compiles every kernel file to `OUT_DIR/<stem>.fatbin`; returns `(stem, path)` pairs and
-/// writes ptxas's resource report to `OUT_DIR/ptxas.txt`.
-fn compile_fatbins(nvcc: &Path, kernels: &[PathBuf], out: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+/// A compiled kernel file: its stem, fatbin path and entry points.
+struct Fatbin {
+    stem: String,
+    path: PathBuf,
+    entries: Vec<String>,
+}
+
+/// Compiles every kernel file to `OUT_DIR/<stem>.fatbin` and writes ptxas's resource report to `OUT_DIR/ptxas.txt`.
+fn compile_fatbins(nvcc: &Path, kernels: &[PathBuf], out: &Path) -> Result<Vec<Fatbin>, String> {
     let archs = archs()?;
     let mut built = Vec::new();
     let mut report = String::new();
@@ -130,16 +136,17 @@ fn compile_fatbins(nvcc: &Path, kernels: &[PathBuf], out: &Path) -> Result<Vec<(
         }
         let _ = writeln!(report, "== {stem}.cu");
         report.push_str(&stderr);
-        built.push((stem, fatbin));
+        let entries = entry_points(&fs::read_to_string(src).map_err(|e| format!("{}: {e}", src.display()))?);
+        built.push(Fatbin { stem, path: fatbin, entries });
     }
     write_or_warn(&out.join("ptxas.txt"), &report);
     Ok(built)
 }
 
-fn embed_fatbins(built: &[(String, PathBuf)]) -> String {
-    let mut s = String::from("/// Why no kernels were built.\npub const BUILD_PROBLEM: Option<&str> = None;\n/// `(kernel file stem, fatbin)`.\npub static FATBINS: &[(&str, &[u8])] = &[\n");
-    for (stem, path) in built {
-        let _ = writeln!(s, "    ({stem:?}, include_bytes!({:?})),", path.display().to_string());
+fn embed_fatbins(built: &[Fatbin]) -> String {
+    let mut s = String::from("/// Why no kernels were built.\npub const BUILD_PROBLEM: Option<&str> = None;\n/// `(kernel file stem, fatbin, entry points)`.\npub static FATBINS: &[(&str, &[u8], &[&str])] = &[\n");
+    for f in built {
+        let _ = writeln!(s, "    ({:?}, include_bytes!({:?}), &{:?}),", f.stem, f.path.display().to_string(), f.entries);
     }
     s.push_str("];\n");
     s

@@ -11,6 +11,8 @@ pub mod blas;
 #[cfg(feature = "cuda-emu")]
 pub mod emu;
 pub mod launch;
+#[cfg(feature = "cuda")]
+pub mod runtime;
 
 pub mod adamw;
 pub mod attention;
