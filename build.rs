@@ -173,7 +173,15 @@ fn build_emulated(root: &Path, kernels: &[PathBuf], out: &Path) {
     write_or_warn(&unit_path, &unit);
 
     let mut build = cc::Build::new();
-    build.cpp(true).std("c++20").include(root.join("kernels")).define("RMX_CUDA_EMU", None).flag("-pthread").opt_level(2).warnings(false);
+    build
+        .cpp(true)
+        .std("c++20")
+        .include(root.join("kernels"))
+        .define("RMX_CUDA_EMU", None)
+        .flag("-pthread")
+        .flag("-ffp-contract=off")
+        .opt_level(2)
+        .warnings(false);
     build.file(&unit_path).file(root.join("kernels/emu/cuda_emu.cpp"));
     match env::var("RMX_EMU_SANITIZE").as_deref() {
         Ok(sanitizer @ ("thread" | "address")) => {

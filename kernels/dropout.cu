@@ -22,6 +22,7 @@ extern "C" __global__ void dropout_forward(float* x, long long n, unsigned long 
 extern "C" __global__ void dropout_backward(float* dx, const float* dy, long long n, unsigned long long threshold, float scale,
                                             unsigned long long key) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        dx[i] += dropout_hash(key, (unsigned long long)i) >= threshold ? dy[i] * scale : 0.0f;
+        // __fmul_rn: rounded product, never fused into the add (the CPU rounds it first).
+        dx[i] += dropout_hash(key, (unsigned long long)i) >= threshold ? __fmul_rn(dy[i], scale) : 0.0f;
     }
 }

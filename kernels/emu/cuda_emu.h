@@ -126,3 +126,4 @@ T atomicMax(T* p, T v) {
 
 // expf, erff, sqrtf, fmaxf, … come from <math.h>, as on the device (no fast-math intrinsics).
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline float __fmul_rn(float a, float b) { return a * b; }

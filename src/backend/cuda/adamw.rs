@@ -42,10 +42,10 @@ pub fn adamw_step<D: Device + ?Sized>(
     dev.launch("adamw_step", LaunchConfig::elementwise(n, ELEMENTWISE_BLOCK), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::testing::assert_near;
+    use super::super::testing::bench;
     use super::*;
     use crate::testutil::Rng;
     use crate::train::adamw::AdamW;
@@ -53,6 +53,7 @@ mod tests {
 
     #[test]
     fn three_steps_match_the_cpu_optimizer() {
+        let Some(on) = bench() else { return };
         let n = 1000;
         let mut rng = Rng::new(5);
         let mut params = ParamSet::default();
@@ -64,7 +65,8 @@ mod tests {
         for (step, lr) in [(1u64, 0.0), (2, 1e-2), (3, 5e-3)] {
             grads.0[0] = rng.normals(n, 0.1);
             cpu.step(&mut params, &grads, lr);
-            adamw_step(&EmuDevice, host_mut(&mut p), host_mut(&mut m), host_mut(&mut v), host(&grads.0[0]), &settings, lr, step).unwrap();
+            adamw_step(on.dev(), on.output(&mut p).slice(), on.output(&mut m).slice(), on.output(&mut v).slice(), on.input(&grads.0[0]), &settings, lr, step)
+                .unwrap();
             assert_near(&format!("step {step}"), &p, &params.values[0], 1e-6, 1e-7);
         }
     }

@@ -9,7 +9,7 @@
 //!
 //! Training: [`attention_backward`] recomputes the probabilities, as the CPU op does.
 use super::blas::{Gemm, Op};
-use super::launch::{alloc_f32, row_block, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig, Packed};
+use super::launch::{alloc_f32, row_block, upload, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig, Packed};
 
 /// Where each sequence's `[heads × len × len]` block of probabilities starts.
 fn offsets(seqs: &Packed<'_>, heads: usize) -> Vec<u64> {
@@ -50,7 +50,7 @@ fn probabilities<D: Device + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: usize) -
     let total = host_offsets.last().copied().unwrap_or(0) as usize + heads * seqs.starts.windows(2).last().map_or(0, |w| (w[1] - w[0]).pow(2));
     // u64 offsets travel as u32 pairs (little-endian), as the kernel reads them.
     let pairs: Vec<u32> = host_offsets.iter().flat_map(|&o| [o as u32, (o >> 32) as u32]).collect();
-    Ok(Probabilities { p: alloc_f32(dev, total)?, host_offsets, offsets: dev.upload_u32(&pairs)? })
+    Ok(Probabilities { p: alloc_f32(dev, total)?, host_offsets, offsets: upload(dev, &pairs)? })
 }
 
 /// `S_h = Q_h K_hᵀ` (or any `X_h Y_hᵀ`) of every sequence into `p`'s blocks.
@@ -183,21 +183,21 @@ pub fn attention_backward<D: Device + ?Sized>(
     Ok(())
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
-    use super::super::testing::{assert_near, starts_u32};
+    use super::super::testing::{assert_near, bench, starts_u32};
     use super::*;
     use crate::backend::cpu::attention as cpu;
     use crate::testutil::{starts_of, Rng};
 
     #[test]
     fn forward_and_backward_match_the_cpu() {
+        let Some(on) = bench() else { return };
         // Ragged sequences (one of length 1, one past a warp); 1 and 3 heads; odd head widths.
         for (lens, heads, dh) in [(vec![1usize], 1usize, 1usize), (vec![7, 1, 33], 3, 5), (vec![2, 9], 2, 16)] {
             let starts = starts_of(&lens);
             let dev_starts = starts_u32(&starts);
-            let seqs = Packed::new(&starts, host(&dev_starts));
+            let seqs = Packed::new(&starts, on.input(&dev_starts));
             let total = *starts.last().unwrap();
             let d = heads * dh;
             let mut rng = Rng::new((total * 10 + d) as u64);
@@ -205,14 +205,25 @@ mod tests {
             let mut want = vec![0.0; total * d];
             cpu::attention_forward(&q, &k, &v, &starts, heads, &mut want);
             let mut got = vec![f32::NAN; total * d];
-            attention_forward(&EmuDevice, host_mut(&mut got), host(&q), host(&k), host(&v), seqs, heads).unwrap();
+            attention_forward(on.dev(), on.output(&mut got).slice(), on.input(&q), on.input(&k), on.input(&v), seqs, heads).unwrap();
             let at = format!("lens={lens:?} heads={heads} dh={dh}");
             assert_near(&format!("ctx {at}"), &got, &want, 1e-5, 1e-5);
             let (mut wq, mut wk, mut wv) = (vec![0.5f32; total * d], vec![0.0f32; total * d], vec![0.0f32; total * d]);
             cpu::attention_backward(&q, &k, &v, &starts, heads, &g, &mut wq, &mut wk, &mut wv);
             let (mut gq, mut gk, mut gv) = (vec![0.5f32; total * d], vec![0.0f32; total * d], vec![0.0f32; total * d]);
-            attention_backward(&EmuDevice, host_mut(&mut gq), host_mut(&mut gk), host_mut(&mut gv), host(&q), host(&k), host(&v), host(&g), seqs, heads)
-                .unwrap();
+            attention_backward(
+                on.dev(),
+                on.output(&mut gq).slice(),
+                on.output(&mut gk).slice(),
+                on.output(&mut gv).slice(),
+                on.input(&q),
+                on.input(&k),
+                on.input(&v),
+                on.input(&g),
+                seqs,
+                heads,
+            )
+            .unwrap();
             assert_near(&format!("dq {at}"), &gq, &wq, 1e-4, 1e-5);
             assert_near(&format!("dk {at}"), &gk, &wk, 1e-4, 1e-5);
             assert_near(&format!("dv {at}"), &gv, &wv, 1e-4, 1e-5);

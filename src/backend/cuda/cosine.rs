@@ -172,17 +172,17 @@ fn parts_backward<D: Device + ?Sized>(
     dev.launch("cosine_parts_backward", LaunchConfig { grid: [rows as u32, weights.len() as u32, 1], block: [block, 1, 1], shared_bytes: 0 }, args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::launch::ROW_BLOCKS;
-    use super::super::testing::{assert_near, RAGGED};
+    use super::super::testing::{assert_near, bench, RAGGED};
     use super::*;
     use crate::backend::cpu::cosine as cpu;
     use crate::testutil::*;
 
     #[test]
     fn forward_and_backward_match_the_cpu() {
+        let Some(on) = bench() else { return };
         let weights = [0.5f32, 0.2, 0.3];
         let (n, m) = (3, 5);
         for d in RAGGED {
@@ -193,13 +193,23 @@ mod tests {
             cpu::cosine_scores_forward(&a, &b, d, &weights, &mut want);
             for block in ROW_BLOCKS {
                 let mut got = vec![0.0; n * m];
-                cosine_scores_forward_with(&EmuDevice, host_mut(&mut got), host(&a), host(&b), host(&weights), d, block).unwrap();
+                cosine_scores_forward_with(on.dev(), on.output(&mut got).slice(), on.input(&a), on.input(&b), on.input(&weights), d, block).unwrap();
                 assert_near(&format!("scores d={d} block={block}"), &got, &want, 1e-5, 1e-5);
             }
             let (mut da, mut db) = (vec![0.25f32; a.len()], vec![0.5f32; b.len()]);
             cpu::cosine_scores_backward(&a, &b, d, &weights, &r, &mut da, Some(&mut db));
             let (mut gda, mut gdb) = (vec![0.25f32; a.len()], vec![0.5f32; b.len()]);
-            cosine_scores_backward(&EmuDevice, host_mut(&mut gda), Some(host_mut(&mut gdb)), host(&a), host(&b), host(&weights), host(&r), d).unwrap();
+            cosine_scores_backward(
+                on.dev(),
+                on.output(&mut gda).slice(),
+                Some(on.output(&mut gdb).slice()),
+                on.input(&a),
+                on.input(&b),
+                on.input(&weights),
+                on.input(&r),
+                d,
+            )
+            .unwrap();
             assert_near(&format!("da d={d}"), &gda, &da, 1e-4, 1e-5);
             assert_near(&format!("db d={d}"), &gdb, &db, 1e-4, 1e-5);
         }
@@ -207,6 +217,7 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences() {
+        let Some(on) = bench() else { return };
         let (n, m, d, weights) = (4, 3, 7, [0.6f32, 0.2, 0.2]);
         let mut rng = Rng::new(12);
         let (a, b, r) = (rng.normals(n * 3 * d, 1.0), rng.normals(m * 3 * d, 1.0), rng.normals(n * m, 1.0));
@@ -226,7 +237,17 @@ mod tests {
         let want_a = numeric_grad(&a64, FD_STEP, |a| dot(&r, &scores64(a, &b64)));
         let want_b = numeric_grad(&b64, FD_STEP, |b| dot(&r, &scores64(&a64, b)));
         let (mut da, mut db) = (vec![0.0f32; a.len()], vec![0.0f32; b.len()]);
-        cosine_scores_backward(&EmuDevice, host_mut(&mut da), Some(host_mut(&mut db)), host(&a), host(&b), host(&weights), host(&r), d).unwrap();
+        cosine_scores_backward(
+            on.dev(),
+            on.output(&mut da).slice(),
+            Some(on.output(&mut db).slice()),
+            on.input(&a),
+            on.input(&b),
+            on.input(&weights),
+            on.input(&r),
+            d,
+        )
+        .unwrap();
         assert_grad("da", &da, &want_a);
         assert_grad("db", &db, &want_b);
     }

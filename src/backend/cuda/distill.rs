@@ -119,21 +119,21 @@ pub fn project_out_backward<D: Device + ?Sized>(
     dev.launch("project_out_backward", LaunchConfig::linear(x.len() / d, row_block(d), 0), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::launch::ROW_BLOCKS;
-    use super::super::testing::{assert_near, starts_u32, RAGGED};
+    use super::super::testing::{assert_near, bench, starts_u32, RAGGED};
     use super::*;
     use crate::backend::cpu::distill as cpu;
     use crate::testutil::*;
 
     #[test]
     fn query_attention_matches_the_cpu() {
+        let Some(on) = bench() else { return };
         let lens = [3, 1, 12];
         let starts = starts_of(&lens);
         let dev_starts = starts_u32(&starts);
-        let seqs = Packed::new(&starts, host(&dev_starts));
+        let seqs = Packed::new(&starts, on.input(&dev_starts));
         let total = *starts.last().unwrap();
         for d in RAGGED {
             let mut rng = Rng::new(d as u64);
@@ -142,24 +142,36 @@ mod tests {
             cpu::query_attention_forward(&h, &starts, &q, &mut xs, &mut attn);
             for block in ROW_BLOCKS {
                 let (mut gxs, mut gattn) = (vec![0.0; lens.len() * d], vec![0.0; total]);
-                query_attention_forward_with(&EmuDevice, host_mut(&mut gxs), host_mut(&mut gattn), host(&h), seqs, host(&q), block).unwrap();
+                query_attention_forward_with(on.dev(), on.output(&mut gxs).slice(), on.output(&mut gattn).slice(), on.input(&h), seqs, on.input(&q), block)
+                    .unwrap();
                 assert_near(&format!("x* d={d} block={block}"), &gxs, &xs, 1e-5, 1e-5);
                 assert_near(&format!("attn d={d} block={block}"), &gattn, &attn, 1e-5, 1e-6);
             }
             let (mut dq, mut dh) = (vec![0.5f32; d], vec![0.25f32; total * d]);
             cpu::query_attention_backward(&h, &starts, &q, &attn, &g, &mut dq, Some(&mut dh));
             let (mut gdq, mut gdh) = (vec![0.5f32; d], vec![0.25f32; total * d]);
-            query_attention_backward(&EmuDevice, host_mut(&mut gdq), Some(host_mut(&mut gdh)), host(&h), seqs, host(&q), host(&attn), host(&g)).unwrap();
+            query_attention_backward(
+                on.dev(),
+                on.output(&mut gdq).slice(),
+                Some(on.output(&mut gdh).slice()),
+                on.input(&h),
+                seqs,
+                on.input(&q),
+                on.input(&attn),
+                on.input(&g),
+            )
+            .unwrap();
             assert_near(&format!("dq d={d}"), &gdq, &dq, 1e-4, 1e-5);
             assert_near(&format!("dh d={d}"), &gdh, &dh, 1e-4, 1e-5);
             let mut gdq2 = vec![0.5f32; d];
-            query_attention_backward(&EmuDevice, host_mut(&mut gdq2), None, host(&h), seqs, host(&q), host(&attn), host(&g)).unwrap();
+            query_attention_backward(on.dev(), on.output(&mut gdq2).slice(), None, on.input(&h), seqs, on.input(&q), on.input(&attn), on.input(&g)).unwrap();
             assert_near(&format!("dq without dh d={d}"), &gdq2, &dq, 1e-4, 1e-5);
         }
     }
 
     #[test]
     fn project_out_matches_the_cpu() {
+        let Some(on) = bench() else { return };
         let n = 4;
         for d in RAGGED {
             let mut rng = Rng::new(d as u64 + 50);
@@ -169,13 +181,13 @@ mod tests {
             cpu::project_out_forward(&x, &s, d, &mut want);
             for block in ROW_BLOCKS {
                 let mut got = vec![0.0; n * d];
-                project_out_forward_with(&EmuDevice, host_mut(&mut got), host(&x), host(&s), d, block).unwrap();
+                project_out_forward_with(on.dev(), on.output(&mut got).slice(), on.input(&x), on.input(&s), d, block).unwrap();
                 assert_near(&format!("out d={d} block={block}"), &got, &want, 1e-5, 1e-5);
             }
             let (mut dx, mut ds) = (vec![0.5f32; n * d], vec![0.25f32; n * d]);
             cpu::project_out_backward(&x, &s, d, &g, &mut dx, &mut ds);
             let (mut gdx, mut gds) = (vec![0.5f32; n * d], vec![0.25f32; n * d]);
-            project_out_backward(&EmuDevice, host_mut(&mut gdx), host_mut(&mut gds), host(&x), host(&s), host(&g), d).unwrap();
+            project_out_backward(on.dev(), on.output(&mut gdx).slice(), on.output(&mut gds).slice(), on.input(&x), on.input(&s), on.input(&g), d).unwrap();
             assert_near(&format!("dx d={d}"), &gdx, &dx, 1e-4, 1e-5);
             assert_near(&format!("dx* d={d}"), &gds, &ds, 1e-4, 1e-5);
         }
@@ -186,10 +198,11 @@ mod tests {
     /// stop-gradient on `H`).
     #[test]
     fn distillation_matches_finite_differences() {
+        let Some(on) = bench() else { return };
         let (lens, d) = ([4usize, 1, 6], 9);
         let starts = starts_of(&lens);
         let dev_starts = starts_u32(&starts);
-        let seqs = Packed::new(&starts, host(&dev_starts));
+        let seqs = Packed::new(&starts, on.input(&dev_starts));
         let (n, total) = (lens.len(), *starts.last().unwrap());
         let mut rng = Rng::new(77);
         let (h, q, x, r) = (rng.normals(total * d, 1.0), rng.normals(d, 1.0), rng.normals(n * d, 1.0), rng.normals(n * d, 1.0));
@@ -212,12 +225,12 @@ mod tests {
         let want_dx = numeric_grad(&x64, FD_STEP, |x| dot(&r, &forward64(&q64, x)));
 
         let (mut xs, mut attn, mut out) = (vec![0.0; n * d], vec![0.0; total], vec![0.0; n * d]);
-        query_attention_forward(&EmuDevice, host_mut(&mut xs), host_mut(&mut attn), host(&h), seqs, host(&q)).unwrap();
-        project_out_forward(&EmuDevice, host_mut(&mut out), host(&x), host(&xs), d).unwrap();
+        query_attention_forward(on.dev(), on.output(&mut xs).slice(), on.output(&mut attn).slice(), on.input(&h), seqs, on.input(&q)).unwrap();
+        project_out_forward(on.dev(), on.output(&mut out).slice(), on.input(&x), on.input(&xs), d).unwrap();
         assert_close("x^p", &out, &forward64(&q64, &x64), 1e-5, 1e-5);
         let (mut dx, mut dxs, mut dq) = (vec![0.0f32; n * d], vec![0.0f32; n * d], vec![0.0f32; d]);
-        project_out_backward(&EmuDevice, host_mut(&mut dx), host_mut(&mut dxs), host(&x), host(&xs), host(&r), d).unwrap();
-        query_attention_backward(&EmuDevice, host_mut(&mut dq), None, host(&h), seqs, host(&q), host(&attn), host(&dxs)).unwrap();
+        project_out_backward(on.dev(), on.output(&mut dx).slice(), on.output(&mut dxs).slice(), on.input(&x), on.input(&xs), on.input(&r), d).unwrap();
+        query_attention_backward(on.dev(), on.output(&mut dq).slice(), None, on.input(&h), seqs, on.input(&q), on.input(&attn), on.input(&dxs)).unwrap();
         assert_grad("dx", &dx, &want_dx);
         assert_grad("dq", &dq, &want_dq);
     }

@@ -34,15 +34,16 @@ pub fn dropout_backward<D: Device + ?Sized>(dev: &D, mut dx: DevSliceMut<'_, f32
     dev.launch("dropout_backward", LaunchConfig::elementwise(dy.len(), ELEMENTWISE_BLOCK), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
+    use super::super::testing::bench;
     use super::*;
     use crate::backend::cpu::dropout as cpu;
     use crate::testutil::Rng;
 
     #[test]
     fn the_mask_and_values_are_the_cpus_bit_for_bit() {
+        let Some(on) = bench() else { return };
         let mut rng = Rng::new(1);
         for (n, p, key) in [(1usize, 0.5f32, 3u64), (385, 0.1, 7), (5000, 0.3, u64::MAX), (64, 0.0, 9)] {
             let x = rng.normals(n, 1.0);
@@ -50,13 +51,13 @@ mod tests {
             cpu::dropout_forward(&mut want, p, key);
             for block in [32, ELEMENTWISE_BLOCK] {
                 let mut got = x.clone();
-                dropout_forward_with(&EmuDevice, host_mut(&mut got), p, key, block).unwrap();
+                dropout_forward_with(on.dev(), on.output(&mut got).slice(), p, key, block).unwrap();
                 assert_eq!(got, want, "n={n} p={p} block={block}");
             }
             let mut want_dx = vec![0.5f32; n];
             cpu::dropout_backward(&x, p, key, &mut want_dx);
             let mut dx = vec![0.5f32; n];
-            dropout_backward(&EmuDevice, host_mut(&mut dx), host(&x), p, key).unwrap();
+            dropout_backward(on.dev(), on.output(&mut dx).slice(), on.input(&x), p, key).unwrap();
             assert_eq!(dx, want_dx, "backward n={n} p={p}");
         }
     }

@@ -78,17 +78,17 @@ fn check(ids: DevSlice<'_, u32>, seqs: Packed<'_>, position: DevSlice<'_, f32>, 
     d
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::launch::ROW_BLOCKS;
-    use super::super::testing::{assert_near, starts_u32, RAGGED};
+    use super::super::testing::{assert_near, bench, starts_u32, RAGGED};
     use super::*;
     use crate::backend::cpu::embedding as cpu;
     use crate::testutil::{starts_of, Rng};
 
     #[test]
     fn forward_and_backward_match_the_cpu() {
+        let Some(on) = bench() else { return };
         let lens = [3, 1, 5];
         let starts = starts_of(&lens);
         let dev_starts = starts_u32(&starts);
@@ -99,16 +99,35 @@ mod tests {
             let (word, position, tt, g) = (rng.normals(v * d, 1.0), rng.normals(pmax * d, 1.0), rng.normals(d, 1.0), rng.normals(ids.len() * d, 1.0));
             let mut want = vec![0.0; ids.len() * d];
             cpu::embeddings_forward(&ids, &starts, &word, &position, &tt, &mut want);
-            let seqs = Packed::new(&starts, host(&dev_starts));
+            let seqs = Packed::new(&starts, on.input(&dev_starts));
             for block in ROW_BLOCKS {
                 let mut got = vec![0.0; ids.len() * d];
-                embeddings_forward_with(&EmuDevice, host_mut(&mut got), host(&ids), seqs, host(&word), host(&position), host(&tt), block).unwrap();
+                embeddings_forward_with(
+                    on.dev(),
+                    on.output(&mut got).slice(),
+                    on.input(&ids),
+                    seqs,
+                    on.input(&word),
+                    on.input(&position),
+                    on.input(&tt),
+                    block,
+                )
+                .unwrap();
                 assert_eq!(got, want, "d={d} block={block}: the same three additions in the same order");
             }
             let (mut dw, mut dp, mut dt) = (vec![0.5f32; v * d], vec![0.0f32; pmax * d], vec![0.25f32; d]);
             cpu::embeddings_backward(&ids, &starts, &g, &mut dw, &mut dp, &mut dt);
             let (mut gw, mut gp, mut gt) = (vec![0.5f32; v * d], vec![0.0f32; pmax * d], vec![0.25f32; d]);
-            embeddings_backward(&EmuDevice, host_mut(&mut gw), host_mut(&mut gp), host_mut(&mut gt), host(&g), host(&ids), seqs).unwrap();
+            embeddings_backward(
+                on.dev(),
+                on.output(&mut gw).slice(),
+                on.output(&mut gp).slice(),
+                on.output(&mut gt).slice(),
+                on.input(&g),
+                on.input(&ids),
+                seqs,
+            )
+            .unwrap();
             assert_near("d_word", &gw, &dw, 1e-5, 1e-5);
             assert_near("d_position", &gp, &dp, 1e-5, 1e-5);
             assert_near("d_token_type0", &gt, &dt, 1e-5, 1e-5);

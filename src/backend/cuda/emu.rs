@@ -95,15 +95,18 @@ impl Device for EmuDevice {
         Ok(unsafe { DeviceBuffer::from_owner(addr, bytes, Box::new(storage)) })
     }
 
-    fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer<u32>, CudaError> {
-        // u64 storage, as cudaMalloc's alignment lets kernels read u32 pairs as u64.
-        let mut storage = vec![0u64; data.len().div_ceil(2)].into_boxed_slice();
-        for (i, &v) in data.iter().enumerate() {
-            storage[i / 2] |= (v as u64) << (32 * (i % 2));
-        }
-        let addr = storage.as_ptr() as u64;
-        // SAFETY: as in `alloc_zeroed`: the little-endian u64s hold `data`'s u32s in order.
-        Ok(unsafe { DeviceBuffer::from_owner(addr, data.len(), Box::new(storage)) })
+    fn upload_bytes(&self, data: &[u8]) -> Result<DeviceBuffer<u8>, CudaError> {
+        let buffer = self.alloc_zeroed(data.len())?;
+        // SAFETY: the fresh allocation holds `data.len()` bytes and nothing else refers to it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buffer.slice().addr() as *mut u8, data.len()) };
+        Ok(buffer)
+    }
+
+    fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError> {
+        assert_eq!(src.len(), dst.len(), "download: lengths differ");
+        // SAFETY: `src` is borrowed host memory of `dst.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(src.addr() as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
     }
 }
 

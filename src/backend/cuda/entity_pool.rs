@@ -1,6 +1,6 @@
 //! RE-Matching's fused entity max-pool and marker gather on the device
 //! (`kernels/entity_pool.cu`): `cpu::entity_pool`'s results, argmax included, bit for bit.
-use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+use super::launch::{row_block, upload, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
 use crate::backend::cpu::entity_pool::EntityRows;
 
 /// The instances' rows as the kernels read them, `[n × 6]`: head start, head end, tail start,
@@ -12,7 +12,7 @@ pub fn upload_rows<D: Device + ?Sized>(dev: &D, rows: &[EntityRows], tokens: usi
         assert!(r.head_marker < tokens && r.tail_marker < tokens, "entity marker outside the batch");
         table.extend([r.head.start, r.head.end, r.tail.start, r.tail.end, r.head_marker, r.tail_marker].map(|v| v as u32));
     }
-    dev.upload_u32(&table)
+    upload(dev, &table)
 }
 
 /// `heads, tails: [n × d]`, `markers: [n × 2d]`, `argmax: [n × 2 × d]` from `h: [T × d]` and
@@ -82,10 +82,10 @@ pub fn entity_pool_backward<D: Device + ?Sized>(
     dev.launch("entity_pool_backward", LaunchConfig::linear(d.div_ceil(block as usize), block, 0), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::launch::ROW_BLOCKS;
+    use super::super::testing::bench;
     use super::*;
     use crate::backend::cpu::entity_pool as cpu;
     use crate::testutil::*;
@@ -102,6 +102,7 @@ mod tests {
 
     #[test]
     fn forward_and_backward_equal_the_cpu() {
+        let Some(on) = bench() else { return };
         let (t, rows) = (14, instances());
         let n = rows.len();
         for d in [1, 7, 31, 385] {
@@ -110,16 +111,16 @@ mod tests {
             h[3 * d] = h[2 * d]; // a tie: the first row wins
             let (mut eh, mut et, mut m, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; 2 * n * d], vec![0; 2 * n * d]);
             cpu::entity_pool_forward(&h, d, &rows, &mut eh, &mut et, &mut m, &mut arg);
-            let table = upload_rows(&EmuDevice, &rows, t).unwrap();
+            let table = upload_rows(on.dev(), &rows, t).unwrap();
             for block in ROW_BLOCKS {
                 let (mut geh, mut get, mut gm, mut garg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; 2 * n * d], vec![0; 2 * n * d]);
                 entity_pool_forward_with(
-                    &EmuDevice,
-                    host_mut(&mut geh),
-                    host_mut(&mut get),
-                    host_mut(&mut gm),
-                    host_mut(&mut garg),
-                    host(&h),
+                    on.dev(),
+                    on.output(&mut geh).slice(),
+                    on.output(&mut get).slice(),
+                    on.output(&mut gm).slice(),
+                    on.output(&mut garg).slice(),
+                    on.input(&h),
                     table.slice(),
                     d,
                     block,
@@ -133,13 +134,14 @@ mod tests {
             let mut want = vec![0.5f32; t * d];
             cpu::entity_pool_backward(d, &rows, &arg, rh, rt, rm, &mut want);
             let mut got = vec![0.5f32; t * d];
-            entity_pool_backward(&EmuDevice, host_mut(&mut got), host(&arg), host(rh), host(rt), host(rm), table.slice(), d).unwrap();
+            entity_pool_backward(on.dev(), on.output(&mut got).slice(), on.input(&arg), on.input(rh), on.input(rt), on.input(rm), table.slice(), d).unwrap();
             assert_eq!(got, want, "backward d={d}");
         }
     }
 
     #[test]
     fn backward_matches_finite_differences() {
+        let Some(on) = bench() else { return };
         // Distinct values 1e-3 apart (no ties; a ±1e-6 step never moves an argmax).
         let (t, d, rows) = (14, 7, instances());
         let n = rows.len();
@@ -162,13 +164,23 @@ mod tests {
             out
         };
         let want = numeric_grad(&to_f64(&h), FD_STEP, |h| dot(&r, &forward64(h)));
-        let table = upload_rows(&EmuDevice, &rows, t).unwrap();
+        let table = upload_rows(on.dev(), &rows, t).unwrap();
         let (mut eh, mut et, mut m, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; 2 * n * d], vec![0; 2 * n * d]);
-        entity_pool_forward(&EmuDevice, host_mut(&mut eh), host_mut(&mut et), host_mut(&mut m), host_mut(&mut arg), host(&h), table.slice(), d).unwrap();
+        entity_pool_forward(
+            on.dev(),
+            on.output(&mut eh).slice(),
+            on.output(&mut et).slice(),
+            on.output(&mut m).slice(),
+            on.output(&mut arg).slice(),
+            on.input(&h),
+            table.slice(),
+            d,
+        )
+        .unwrap();
         let (rh, rest) = r.split_at(n * d);
         let (rt, rm) = rest.split_at(n * d);
         let mut dh = vec![0.0f32; t * d];
-        entity_pool_backward(&EmuDevice, host_mut(&mut dh), host(&arg), host(rh), host(rt), host(rm), table.slice(), d).unwrap();
+        entity_pool_backward(on.dev(), on.output(&mut dh).slice(), on.input(&arg), on.input(rh), on.input(rt), on.input(rm), table.slice(), d).unwrap();
         assert_grad("dh", &dh, &want);
     }
 }

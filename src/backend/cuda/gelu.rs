@@ -52,16 +52,16 @@ fn gelu_backward_with<D: Device + ?Sized>(
     dev.launch("gelu_backward", LaunchConfig::elementwise(z.len(), block), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
-    use super::super::testing::{assert_near, RAGGED};
+    use super::super::testing::{assert_near, bench, RAGGED};
     use super::*;
     use crate::backend::cpu::gelu as cpu;
     use crate::testutil::Rng;
 
     #[test]
     fn forward_and_backward_match_the_cpu() {
+        let Some(on) = bench() else { return };
         let rows = 3;
         for cols in RAGGED {
             let mut rng = Rng::new(cols as u64);
@@ -69,19 +69,19 @@ mod tests {
             let mut want = x.clone();
             cpu::bias_gelu_forward(&mut want, &bias.repeat(rows));
             let mut got = x.clone();
-            bias_gelu_forward(&EmuDevice, host_mut(&mut got), host(&bias)).unwrap();
+            bias_gelu_forward(on.dev(), on.output(&mut got).slice(), on.input(&bias)).unwrap();
             assert_near("bias_gelu", &got, &want, 2e-6, 2e-6);
             let mut want_y = vec![0.0; x.len()];
             cpu::gelu_forward(&x, &mut want_y);
             let mut y = vec![0.0; x.len()];
-            gelu_forward(&EmuDevice, host_mut(&mut y), host(&x)).unwrap();
+            gelu_forward(on.dev(), on.output(&mut y).slice(), on.input(&x)).unwrap();
             assert_near("gelu", &y, &want_y, 2e-6, 2e-6);
             let mut want_dz = vec![0.5f32; x.len()];
             cpu::gelu_backward(&x, &dy, &mut want_dz);
             // Grid-stride: a small block and a full one (one launch may cover several passes).
             for block in [32, ELEMENTWISE_BLOCK] {
                 let mut dz = vec![0.5f32; x.len()];
-                gelu_backward_with(&EmuDevice, host_mut(&mut dz), host(&x), host(&dy), block).unwrap();
+                gelu_backward_with(on.dev(), on.output(&mut dz).slice(), on.input(&x), on.input(&dy), block).unwrap();
                 assert_near("dz", &dz, &want_dz, 2e-6, 2e-6);
             }
         }

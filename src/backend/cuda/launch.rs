@@ -262,16 +262,60 @@ pub trait Device {
     fn launch(&self, kernel: &'static str, config: LaunchConfig, args: KernelArgs) -> Result<(), CudaError>;
     /// `cublasSgemmStridedBatched` with the arguments of `call` (see [`Gemm`]).
     fn sgemm(&self, call: Gemm<'_>) -> Result<(), CudaError>;
-    /// `bytes` of zeroed device memory.
+    /// `bytes` of zeroed device memory (8-byte aligned at least).
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError>;
-    /// A device copy of `data`.
-    fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer<u32>, CudaError>;
+    /// A device copy of `data` (8-byte aligned at least).
+    fn upload_bytes(&self, data: &[u8]) -> Result<DeviceBuffer<u8>, CudaError>;
+    /// Copies device memory `src` into `dst` (same length).
+    fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError>;
+}
+
+/// Values that go to the device as their bytes: no padding, every value's bytes valid.
+pub trait Upload: Copy + 'static {}
+impl Upload for f32 {}
+impl Upload for u32 {}
+impl Upload for u64 {}
+impl Upload for bool {}
+
+/// Values that come back from the device as bytes: every bit pattern is a valid value.
+pub trait Download: Upload {}
+impl Download for f32 {}
+impl Download for u32 {}
+impl Download for u64 {}
+
+fn bytes_of<T: Upload>(x: &[T]) -> &[u8] {
+    // SAFETY: `Upload` types have no padding, so their memory is initialised bytes.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
+}
+
+impl DeviceBuffer<u8> {
+    /// The same memory as `len` values of `T`.
+    ///
+    /// # Safety
+    /// The buffer must hold `len·size_of::<T>()` bytes forming valid `T`s.
+    unsafe fn retype<T>(self, len: usize) -> DeviceBuffer<T> {
+        DeviceBuffer { addr: self.addr, len, _owner: self._owner, _values: PhantomData }
+    }
 }
 
 /// `len` zeroed f32s on `dev`.
 pub fn alloc_f32<D: Device + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
-    let b = dev.alloc_zeroed(len * 4)?;
-    // SAFETY: the allocation holds `4·len` zero bytes, i.e. `len` valid f32 zeros; the
-    // owner moves into the new buffer.
-    Ok(unsafe { DeviceBuffer::from_owner(b.addr, len, b._owner) })
+    // SAFETY: `4·len` zero bytes are `len` f32 zeros.
+    Ok(unsafe { dev.alloc_zeroed(len * 4)?.retype(len) })
+}
+
+/// A device copy of `data`.
+pub fn upload<T: Upload, D: Device + ?Sized>(dev: &D, data: &[T]) -> Result<DeviceBuffer<T>, CudaError> {
+    // SAFETY: the bytes were copied from `data.len()` valid `T`s.
+    Ok(unsafe { dev.upload_bytes(bytes_of(data))?.retype(data.len()) })
+}
+
+/// Copies `src` back into `dst` (same length).
+pub fn download<T: Download, D: Device + ?Sized>(dev: &D, src: DevSlice<'_, T>, dst: &mut [T]) -> Result<(), CudaError> {
+    assert_eq!(src.len(), dst.len(), "download: lengths differ");
+    // SAFETY: `Download` types accept every bit pattern, so `dst` may be written as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst)) };
+    // SAFETY: the same device range, seen as bytes.
+    let src = unsafe { DevSlice::from_raw(src.addr, bytes.len()) };
+    dev.download_bytes(src, bytes)
 }

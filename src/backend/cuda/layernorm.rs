@@ -130,17 +130,17 @@ fn check(x_len: usize, d: usize, gamma: DevSlice<'_, f32>, beta: DevSlice<'_, f3
     x_len / d
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::launch::ROW_BLOCKS;
-    use super::super::testing::{assert_near, RAGGED};
+    use super::super::testing::{assert_near, bench, RAGGED};
     use super::*;
     use crate::backend::cpu::layernorm as cpu;
     use crate::testutil::Rng;
 
     #[test]
     fn forward_and_backward_match_the_cpu_for_every_block_size() {
+        let Some(on) = bench() else { return };
         let rows = 3;
         for d in RAGGED {
             let mut rng = Rng::new(d as u64);
@@ -152,17 +152,42 @@ mod tests {
             cpu::layernorm_backward(&x, d, &gamma, &mean, &rstd, &dy, &mut dx, &mut dg, &mut db);
             for block in ROW_BLOCKS {
                 let (mut gy, mut gm, mut gr) = (vec![0.0; rows * d], vec![0.0; rows], vec![0.0; rows]);
-                let (hx, hg, hb) = (host(&x), host(&gamma), host(&beta));
-                layernorm_forward_saving_with(&EmuDevice, &mut host_mut(&mut gy), host_mut(&mut gm), host_mut(&mut gr), hx, hg, hb, d, eps, block).unwrap();
+                let (hx, hg, hb) = (on.input(&x), on.input(&gamma), on.input(&beta));
+                layernorm_forward_saving_with(
+                    on.dev(),
+                    &mut on.output(&mut gy).slice(),
+                    on.output(&mut gm).slice(),
+                    on.output(&mut gr).slice(),
+                    hx,
+                    hg,
+                    hb,
+                    d,
+                    eps,
+                    block,
+                )
+                .unwrap();
                 let at = format!("d={d} block={block}");
                 assert_near(&format!("y {at}"), &gy, &y, 1e-5, 1e-5);
                 assert_near(&format!("mean {at}"), &gm, &mean, 1e-5, 1e-6);
                 assert_near(&format!("rstd {at}"), &gr, &rstd, 1e-5, 1e-6);
                 for grid in [1, rows] {
                     let (mut gdx, mut gdg, mut gdb) = (vec![0.5f32; rows * d], vec![0.25f32; d], vec![-0.25f32; d]);
-                    let (hdy, hm, hr) = (host(&dy), host(&mean), host(&rstd));
-                    layernorm_backward_with(&EmuDevice, host_mut(&mut gdx), host_mut(&mut gdg), host_mut(&mut gdb), hx, hdy, hg, hm, hr, d, block, grid)
-                        .unwrap();
+                    let (hdy, hm, hr) = (on.input(&dy), on.input(&mean), on.input(&rstd));
+                    layernorm_backward_with(
+                        on.dev(),
+                        on.output(&mut gdx).slice(),
+                        on.output(&mut gdg).slice(),
+                        on.output(&mut gdb).slice(),
+                        hx,
+                        hdy,
+                        hg,
+                        hm,
+                        hr,
+                        d,
+                        block,
+                        grid,
+                    )
+                    .unwrap();
                     let at = format!("{at} grid={grid}");
                     assert_near(&format!("dx {at}"), &gdx, &dx, 1e-4, 1e-5);
                     assert_near(&format!("dgamma {at}"), &gdg, &dg, 1e-4, 1e-5);
@@ -171,7 +196,7 @@ mod tests {
             }
             // The in-place inference form equals the saving form.
             let mut inplace = x.clone();
-            layernorm_forward(&EmuDevice, host_mut(&mut inplace), host(&gamma), host(&beta), d, eps).unwrap();
+            layernorm_forward(on.dev(), on.output(&mut inplace).slice(), on.input(&gamma), on.input(&beta), d, eps).unwrap();
             assert_near(&format!("in place d={d}"), &inplace, &y, 1e-5, 1e-5);
         }
     }

@@ -88,10 +88,10 @@ pub fn cross_entropy_backward<D: Device + ?Sized>(
     dev.launch("cross_entropy_backward", LaunchConfig::elementwise(n, BLOCK), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::testing::assert_near;
+    use super::super::testing::bench;
     use super::*;
     use crate::backend::cpu::loss as cpu;
     use crate::testutil::*;
@@ -111,17 +111,37 @@ mod tests {
 
     #[test]
     fn matching_loss_equals_the_cpu() {
+        let Some(on) = bench() else { return };
         for (n, m) in [(1, 1), (6, 2), (12, 5), (300, 7)] {
             for sparse in [false, true] {
                 let (s, positives, negatives) = batch(n, m, sparse, (n * 10 + m) as u64);
                 let want = cpu::matching_loss_forward(&s, m, &positives, &negatives, cpu::MATCHING_MARGIN);
                 let mut loss = [f32::NAN];
-                matching_loss_forward(&EmuDevice, host_mut(&mut loss), host(&s), m, host(&positives), host(&negatives), cpu::MATCHING_MARGIN).unwrap();
+                matching_loss_forward(
+                    on.dev(),
+                    on.output(&mut loss).slice(),
+                    on.input(&s),
+                    m,
+                    on.input(&positives),
+                    on.input(&negatives),
+                    cpu::MATCHING_MARGIN,
+                )
+                .unwrap();
                 assert_eq!(loss[0], want, "n={n} m={m} sparse={sparse}: the same terms summed in the same order");
                 let mut want_ds = vec![0.5f32; s.len()];
                 cpu::matching_loss_backward(&s, m, &positives, &negatives, cpu::MATCHING_MARGIN, 2.0, &mut want_ds);
                 let mut ds = vec![0.5f32; s.len()];
-                matching_loss_backward(&EmuDevice, host_mut(&mut ds), host(&s), m, host(&positives), host(&negatives), cpu::MATCHING_MARGIN, 2.0).unwrap();
+                matching_loss_backward(
+                    on.dev(),
+                    on.output(&mut ds).slice(),
+                    on.input(&s),
+                    m,
+                    on.input(&positives),
+                    on.input(&negatives),
+                    cpu::MATCHING_MARGIN,
+                    2.0,
+                )
+                .unwrap();
                 assert_eq!(ds, want_ds, "backward n={n} m={m} sparse={sparse}");
             }
         }
@@ -129,6 +149,7 @@ mod tests {
 
     #[test]
     fn matching_loss_backward_matches_finite_differences() {
+        let Some(on) = bench() else { return };
         // Away from the kinks: every term and every hardest negative at least 1e-3 from 0.
         let (n, m) = (9, 4);
         let (s, positives, negatives) = (0..)
@@ -155,24 +176,26 @@ mod tests {
         };
         let want = numeric_grad(&to_f64(&s), FD_STEP, loss64);
         let mut ds = vec![0.0f32; s.len()];
-        matching_loss_backward(&EmuDevice, host_mut(&mut ds), host(&s), m, host(&positives), host(&negatives), cpu::MATCHING_MARGIN, 1.0).unwrap();
+        matching_loss_backward(on.dev(), on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), cpu::MATCHING_MARGIN, 1.0)
+            .unwrap();
         assert_grad("dscores", &ds, &want);
     }
 
     #[test]
     fn cross_entropy_matches_the_cpu() {
+        let Some(on) = bench() else { return };
         for (n, classes) in [(1, 1), (5, 3), (300, 17)] {
             let mut rng = Rng::new((n + classes) as u64);
             let logits = rng.normals(n * classes, 3.0);
             let labels: Vec<u32> = (0..n).map(|i| ((i * 7) % classes) as u32).collect();
             let want = cpu::cross_entropy_forward(&logits, classes, &labels);
             let mut loss = [f32::NAN];
-            cross_entropy_forward(&EmuDevice, host_mut(&mut loss), host(&logits), classes, host(&labels)).unwrap();
+            cross_entropy_forward(on.dev(), on.output(&mut loss).slice(), on.input(&logits), classes, on.input(&labels)).unwrap();
             assert_near("loss", &loss, &[want], 1e-6, 1e-6);
             let mut want_d = vec![0.5f32; logits.len()];
             cpu::cross_entropy_backward(&logits, classes, &labels, 0.5, &mut want_d);
             let mut got = vec![0.5f32; logits.len()];
-            cross_entropy_backward(&EmuDevice, host_mut(&mut got), host(&logits), classes, host(&labels), 0.5).unwrap();
+            cross_entropy_backward(on.dev(), on.output(&mut got).slice(), on.input(&logits), classes, on.input(&labels), 0.5).unwrap();
             assert_near("d_logits", &got, &want_d, 1e-5, 1e-6);
         }
     }

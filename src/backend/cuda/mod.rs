@@ -26,7 +26,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod pooling;
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod testing;
 
 pub use launch::{CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig, Packed};

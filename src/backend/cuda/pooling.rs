@@ -39,20 +39,20 @@ pub fn mean_pool_backward<D: Device + ?Sized>(
     dev.launch("mean_pool_backward", LaunchConfig::linear(seqs.tokens(), row_block(d), 0), args)
 }
 
-#[cfg(all(test, feature = "cuda-emu"))]
+#[cfg(test)]
 mod tests {
-    use super::super::emu::{host, host_mut, EmuDevice};
     use super::super::launch::ROW_BLOCKS;
-    use super::super::testing::{starts_u32, RAGGED};
+    use super::super::testing::{bench, starts_u32, RAGGED};
     use super::*;
     use crate::backend::cpu::pooling as cpu;
     use crate::testutil::{starts_of, Rng};
 
     #[test]
     fn forward_and_backward_equal_the_cpu() {
+        let Some(on) = bench() else { return };
         let starts = starts_of(&[3, 1, 6]);
         let dev_starts = starts_u32(&starts);
-        let seqs = Packed::new(&starts, host(&dev_starts));
+        let seqs = Packed::new(&starts, on.input(&dev_starts));
         for d in RAGGED {
             let mut rng = Rng::new(d as u64);
             let (h, g) = (rng.normals(10 * d, 1.0), rng.normals(3 * d, 1.0));
@@ -60,13 +60,13 @@ mod tests {
             cpu::mean_pool_forward(&h, &starts, d, &mut want);
             for block in ROW_BLOCKS {
                 let mut got = vec![0.0; 3 * d];
-                mean_pool_forward_with(&EmuDevice, host_mut(&mut got), host(&h), seqs, d, block).unwrap();
+                mean_pool_forward_with(on.dev(), on.output(&mut got).slice(), on.input(&h), seqs, d, block).unwrap();
                 assert_eq!(got, want, "d={d} block={block}");
             }
             let mut want_dh = vec![0.5f32; 10 * d];
             cpu::mean_pool_backward(&g, &starts, d, &mut want_dh);
             let mut dh = vec![0.5f32; 10 * d];
-            mean_pool_backward(&EmuDevice, host_mut(&mut dh), host(&g), seqs, d).unwrap();
+            mean_pool_backward(on.dev(), on.output(&mut dh).slice(), on.input(&g), seqs, d).unwrap();
             assert_eq!(dh, want_dh, "backward d={d}");
         }
     }

@@ -7,7 +7,7 @@
 //! driver, no device, no cuBLAS). Each launch and GEMM waits for the GPU, so a device error
 //! surfaces at the call that caused it and buffers may be freed as soon as a call returns.
 use super::blas::{Gemm, Op};
-use super::launch::{CudaError, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+use super::launch::{CudaError, DevSlice, Device, DeviceBuffer, KernelArgs, LaunchConfig};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
 use std::collections::HashMap;
@@ -174,14 +174,17 @@ impl Device for CudaDevice {
         Ok(unsafe { DeviceBuffer::from_owner(ptr, bytes, Box::new(owner)) })
     }
 
-    fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer<u32>, CudaError> {
-        // SAFETY: a fresh allocation of at least `4·len` bytes, filled from `data` before use.
-        let ptr = unsafe { driver::malloc_sync((data.len() * 4).max(1)) }.map_err(memory)?;
-        let owner = Allocation(ptr);
-        // SAFETY: `ptr` has room for `data`.
-        unsafe { driver::memcpy_htod_sync(ptr, data) }.map_err(memory)?;
-        // SAFETY: `data.len()` initialised u32s, freed when the owner drops.
-        Ok(unsafe { DeviceBuffer::from_owner(ptr, data.len(), Box::new(owner)) })
+    fn upload_bytes(&self, data: &[u8]) -> Result<DeviceBuffer<u8>, CudaError> {
+        let buffer = self.alloc_zeroed(data.len())?;
+        // SAFETY: the fresh allocation has room for `data`.
+        unsafe { driver::memcpy_htod_sync(buffer.slice().addr(), data) }.map_err(memory)?;
+        Ok(buffer)
+    }
+
+    fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError> {
+        assert_eq!(src.len(), dst.len(), "download: lengths differ");
+        // SAFETY: `src` is borrowed device memory of `dst.len()` bytes; launches have waited.
+        unsafe { driver::memcpy_dtoh_sync(dst, src.addr()) }.map_err(memory)
     }
 }
 
