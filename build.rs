@@ -38,6 +38,7 @@ fn main() {
         }
     };
     if cuda {
+        let stems: Vec<String> = kernels.iter().filter_map(|k| k.file_stem().and_then(|s| s.to_str()).map(str::to_string)).collect();
         let outcome = find_nvcc(&root).and_then(|nvcc| compile_fatbins(&nvcc, &kernels, &out));
         let generated = match outcome {
             Ok(built) => embed_fatbins(&built),
@@ -46,7 +47,8 @@ fn main() {
                 format!("/// Why no kernels were built.\npub const BUILD_PROBLEM: Option<&str> = Some({why:?});\npub static FATBINS: &[(&str, &[u8], &[&str])] = &[];\n")
             }
         };
-        write_or_warn(&out.join("fatbins.rs"), &generated);
+        let sources = format!("/// Every kernel file's stem (`kernels/*.cu`).\npub static KERNEL_SOURCES: &[&str] = &{stems:?};\n");
+        write_or_warn(&out.join("fatbins.rs"), &(generated + &sources));
     }
     if emu {
         build_emulated(&root, &kernels, &out);
