@@ -121,7 +121,7 @@ pub fn project_out_backward<D: Device + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::launch::ROW_BLOCKS;
+    use super::super::launch::{with_row_block, ROW_BLOCKS};
     use super::super::testing::{assert_near, bench, starts_u32, RAGGED};
     use super::*;
     use crate::backend::cpu::distill as cpu;
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn query_attention_matches_the_cpu() {
         let Some(on) = bench() else { return };
-        let lens = [3, 1, 12];
+        let lens = [3, 1, 6];
         let starts = starts_of(&lens);
         let dev_starts = starts_u32(&starts);
         let seqs = Packed::new(&starts, on.input(&dev_starts));
@@ -149,23 +149,28 @@ mod tests {
             }
             let (mut dq, mut dh) = (vec![0.5f32; d], vec![0.25f32; total * d]);
             cpu::query_attention_backward(&h, &starts, &q, &attn, &g, &mut dq, Some(&mut dh));
-            let (mut gdq, mut gdh) = (vec![0.5f32; d], vec![0.25f32; total * d]);
-            query_attention_backward(
-                on.dev(),
-                on.output(&mut gdq).slice(),
-                Some(on.output(&mut gdh).slice()),
-                on.input(&h),
-                seqs,
-                on.input(&q),
-                on.input(&attn),
-                on.input(&g),
-            )
-            .unwrap();
-            assert_near(&format!("dq d={d}"), &gdq, &dq, 1e-4, 1e-5);
-            assert_near(&format!("dh d={d}"), &gdh, &dh, 1e-4, 1e-5);
-            let mut gdq2 = vec![0.5f32; d];
-            query_attention_backward(on.dev(), on.output(&mut gdq2).slice(), None, on.input(&h), seqs, on.input(&q), on.input(&attn), on.input(&g)).unwrap();
-            assert_near(&format!("dq without dh d={d}"), &gdq2, &dq, 1e-4, 1e-5);
+            for block in ROW_BLOCKS {
+                with_row_block(block, || {
+                    let (mut gdq, mut gdh) = (vec![0.5f32; d], vec![0.25f32; total * d]);
+                    query_attention_backward(
+                        on.dev(),
+                        on.output(&mut gdq).slice(),
+                        Some(on.output(&mut gdh).slice()),
+                        on.input(&h),
+                        seqs,
+                        on.input(&q),
+                        on.input(&attn),
+                        on.input(&g),
+                    )
+                    .unwrap();
+                    assert_near(&format!("dq d={d} block={block}"), &gdq, &dq, 1e-4, 1e-5);
+                    assert_near(&format!("dh d={d} block={block}"), &gdh, &dh, 1e-4, 1e-5);
+                    let mut gdq2 = vec![0.5f32; d];
+                    query_attention_backward(on.dev(), on.output(&mut gdq2).slice(), None, on.input(&h), seqs, on.input(&q), on.input(&attn), on.input(&g))
+                        .unwrap();
+                    assert_near(&format!("dq without dh d={d}"), &gdq2, &dq, 1e-4, 1e-5);
+                });
+            }
         }
     }
 
@@ -186,10 +191,15 @@ mod tests {
             }
             let (mut dx, mut ds) = (vec![0.5f32; n * d], vec![0.25f32; n * d]);
             cpu::project_out_backward(&x, &s, d, &g, &mut dx, &mut ds);
-            let (mut gdx, mut gds) = (vec![0.5f32; n * d], vec![0.25f32; n * d]);
-            project_out_backward(on.dev(), on.output(&mut gdx).slice(), on.output(&mut gds).slice(), on.input(&x), on.input(&s), on.input(&g), d).unwrap();
-            assert_near(&format!("dx d={d}"), &gdx, &dx, 1e-4, 1e-5);
-            assert_near(&format!("dx* d={d}"), &gds, &ds, 1e-4, 1e-5);
+            for block in ROW_BLOCKS {
+                with_row_block(block, || {
+                    let (mut gdx, mut gds) = (vec![0.5f32; n * d], vec![0.25f32; n * d]);
+                    project_out_backward(on.dev(), on.output(&mut gdx).slice(), on.output(&mut gds).slice(), on.input(&x), on.input(&s), on.input(&g), d)
+                        .unwrap();
+                    assert_near(&format!("dx d={d}"), &gdx, &dx, 1e-4, 1e-5);
+                    assert_near(&format!("dx* d={d}"), &gds, &ds, 1e-4, 1e-5);
+                });
+            }
         }
     }
 

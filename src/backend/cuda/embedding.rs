@@ -80,7 +80,7 @@ fn check(ids: DevSlice<'_, u32>, seqs: Packed<'_>, position: DevSlice<'_, f32>, 
 
 #[cfg(test)]
 mod tests {
-    use super::super::launch::ROW_BLOCKS;
+    use super::super::launch::{with_row_block, ROW_BLOCKS};
     use super::super::testing::{assert_near, bench, starts_u32, RAGGED};
     use super::*;
     use crate::backend::cpu::embedding as cpu;
@@ -117,20 +117,24 @@ mod tests {
             }
             let (mut dw, mut dp, mut dt) = (vec![0.5f32; v * d], vec![0.0f32; pmax * d], vec![0.25f32; d]);
             cpu::embeddings_backward(&ids, &starts, &g, &mut dw, &mut dp, &mut dt);
-            let (mut gw, mut gp, mut gt) = (vec![0.5f32; v * d], vec![0.0f32; pmax * d], vec![0.25f32; d]);
-            embeddings_backward(
-                on.dev(),
-                on.output(&mut gw).slice(),
-                on.output(&mut gp).slice(),
-                on.output(&mut gt).slice(),
-                on.input(&g),
-                on.input(&ids),
-                seqs,
-            )
-            .unwrap();
-            assert_near("d_word", &gw, &dw, 1e-5, 1e-5);
-            assert_near("d_position", &gp, &dp, 1e-5, 1e-5);
-            assert_near("d_token_type0", &gt, &dt, 1e-5, 1e-5);
+            for block in ROW_BLOCKS {
+                with_row_block(block, || {
+                    let (mut gw, mut gp, mut gt) = (vec![0.5f32; v * d], vec![0.0f32; pmax * d], vec![0.25f32; d]);
+                    embeddings_backward(
+                        on.dev(),
+                        on.output(&mut gw).slice(),
+                        on.output(&mut gp).slice(),
+                        on.output(&mut gt).slice(),
+                        on.input(&g),
+                        on.input(&ids),
+                        seqs,
+                    )
+                    .unwrap();
+                    assert_near("d_word", &gw, &dw, 1e-5, 1e-5);
+                    assert_near("d_position", &gp, &dp, 1e-5, 1e-5);
+                    assert_near("d_token_type0", &gt, &dt, 1e-5, 1e-5);
+                });
+            }
         }
     }
 }

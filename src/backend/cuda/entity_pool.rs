@@ -84,7 +84,7 @@ pub fn entity_pool_backward<D: Device + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::launch::ROW_BLOCKS;
+    use super::super::launch::{with_row_block, ROW_BLOCKS};
     use super::super::testing::bench;
     use super::*;
     use crate::backend::cpu::entity_pool as cpu;
@@ -133,9 +133,14 @@ mod tests {
             let (rt, rm) = rest.split_at(n * d);
             let mut want = vec![0.5f32; t * d];
             cpu::entity_pool_backward(d, &rows, &arg, rh, rt, rm, &mut want);
-            let mut got = vec![0.5f32; t * d];
-            entity_pool_backward(on.dev(), on.output(&mut got).slice(), on.input(&arg), on.input(rh), on.input(rt), on.input(rm), table.slice(), d).unwrap();
-            assert_eq!(got, want, "backward d={d}");
+            for block in ROW_BLOCKS {
+                with_row_block(block, || {
+                    let mut got = vec![0.5f32; t * d];
+                    entity_pool_backward(on.dev(), on.output(&mut got).slice(), on.input(&arg), on.input(rh), on.input(rt), on.input(rm), table.slice(), d)
+                        .unwrap();
+                    assert_eq!(got, want, "backward d={d}");
+                });
+            }
         }
     }
 

@@ -163,7 +163,26 @@ pub const ROW_BLOCKS: [u32; 4] = [32, 64, 128, 256];
 
 /// Threads per row of `d` columns: about four columns per thread, at most 256.
 pub fn row_block(d: usize) -> u32 {
+    #[cfg(test)]
+    if let Some(block) = FORCED_ROW_BLOCK.with(std::cell::Cell::get) {
+        return block;
+    }
     ROW_BLOCKS.into_iter().find(|&b| b as usize * 4 >= d).unwrap_or(256)
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORCED_ROW_BLOCK: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with [`row_block`] answering `block` on this thread: the tests' way to run a
+/// launcher at every block size it can pick.
+#[cfg(test)]
+pub fn with_row_block<R>(block: u32, f: impl FnOnce() -> R) -> R {
+    FORCED_ROW_BLOCK.with(|b| b.set(Some(block)));
+    let r = f();
+    FORCED_ROW_BLOCK.with(|b| b.set(None));
+    r
 }
 
 /// Threads per block of the element-wise (grid-stride) kernels.

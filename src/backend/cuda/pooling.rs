@@ -41,7 +41,7 @@ pub fn mean_pool_backward<D: Device + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::launch::ROW_BLOCKS;
+    use super::super::launch::{with_row_block, ROW_BLOCKS};
     use super::super::testing::{bench, starts_u32, RAGGED};
     use super::*;
     use crate::backend::cpu::pooling as cpu;
@@ -65,9 +65,13 @@ mod tests {
             }
             let mut want_dh = vec![0.5f32; 10 * d];
             cpu::mean_pool_backward(&g, &starts, d, &mut want_dh);
-            let mut dh = vec![0.5f32; 10 * d];
-            mean_pool_backward(on.dev(), on.output(&mut dh).slice(), on.input(&g), seqs, d).unwrap();
-            assert_eq!(dh, want_dh, "backward d={d}");
+            for block in ROW_BLOCKS {
+                with_row_block(block, || {
+                    let mut dh = vec![0.5f32; 10 * d];
+                    mean_pool_backward(on.dev(), on.output(&mut dh).slice(), on.input(&g), seqs, d).unwrap();
+                    assert_eq!(dh, want_dh, "backward d={d}");
+                });
+            }
         }
     }
 }
