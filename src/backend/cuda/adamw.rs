@@ -1,7 +1,15 @@
 //! One AdamW step on the device (`kernels/adamw.cu`), as `train::adamw::AdamW::step` applies
 //! it to one parameter tensor: the step's scalars are computed here in f64, as there.
 use super::launch::{CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
-use crate::train::adamw::AdamWSettings;
+
+/// AdamW's hyper-parameters (the trainer's `AdamWSettings`, which ops do not depend on).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWHyper {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
 
 /// Step `step` (1, 2, …) at learning rate `lr` (already scaled for this parameter) on
 /// `param, m, v, grad: [n]`.
@@ -12,7 +20,7 @@ pub fn adamw_step<D: Device + ?Sized>(
     mut m: DevSliceMut<'_, f32>,
     mut v: DevSliceMut<'_, f32>,
     grad: DevSlice<'_, f32>,
-    settings: &AdamWSettings,
+    settings: &AdamWHyper,
     lr: f64,
     step: u64,
 ) -> Result<(), CudaError> {
@@ -48,7 +56,7 @@ mod tests {
     use super::super::testing::bench;
     use super::*;
     use crate::testutil::Rng;
-    use crate::train::adamw::AdamW;
+    use crate::train::adamw::{AdamW, AdamWSettings};
     use crate::train::params::ParamSet;
 
     #[test]
@@ -60,12 +68,13 @@ mod tests {
         params.push("w", &[n], rng.normals(n, 1.0));
         let settings = AdamWSettings::default();
         let mut cpu = AdamW::new(&params, settings);
+        let hyper = AdamWHyper { beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps, weight_decay: settings.weight_decay };
         let mut grads = params.zero_grads();
         let (mut p, mut m, mut v) = (params.values[0].clone(), vec![0.0f32; n], vec![0.0f32; n]);
         for (step, lr) in [(1u64, 0.0), (2, 1e-2), (3, 5e-3)] {
             grads.0[0] = rng.normals(n, 0.1);
             cpu.step(&mut params, &grads, lr);
-            adamw_step(on.dev(), on.output(&mut p).slice(), on.output(&mut m).slice(), on.output(&mut v).slice(), on.input(&grads.0[0]), &settings, lr, step)
+            adamw_step(on.dev(), on.output(&mut p).slice(), on.output(&mut m).slice(), on.output(&mut v).slice(), on.input(&grads.0[0]), &hyper, lr, step)
                 .unwrap();
             assert_near(&format!("step {step}"), &p, &params.values[0], 1e-6, 1e-7);
         }

@@ -54,6 +54,7 @@ fn probabilities<D: Device + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: usize) -
 }
 
 /// `S_h = Q_h K_hᵀ` (or any `X_h Y_hᵀ`) of every sequence into `p`'s blocks.
+#[allow(clippy::too_many_arguments)]
 fn scores_into<D: Device + ?Sized>(
     dev: &D,
     p: &mut DeviceBuffer<f32>,

@@ -22,6 +22,9 @@ mod embedded {
 pub fn kernels_built() -> Result<(), CudaError> {
     match embedded::BUILD_PROBLEM {
         Some(why) => Err(CudaError::Unavailable(format!("kernels not built: {why}"))),
+        None if embedded::FATBINS.len() != embedded::KERNEL_SOURCES.len() => {
+            Err(CudaError::Unavailable(format!("kernels not built: {} of {} kernel files embedded", embedded::FATBINS.len(), embedded::KERNEL_SOURCES.len())))
+        }
         None => Ok(()),
     }
 }
