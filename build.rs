@@ -23,8 +23,8 @@ fn main() {
     for var in ["NVCC", "CUDA_HOME", "RMX_CUDA_ARCHS", "RMX_EMU_SANITIZE", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    let cuda = env::var_os("CARGO_FEATURE_CUDA").is_some();
-    let emu = env::var_os("CARGO_FEATURE_CUDA_EMU").is_some();
+    let cuda = cfg!(feature = "cuda");
+    let emu = cfg!(feature = "cuda-emu");
     if !cuda && !emu {
         return;
     }
@@ -50,9 +50,8 @@ fn main() {
         let sources = format!("/// Every kernel file's stem (`kernels/*.cu`).\npub static KERNEL_SOURCES: &[&str] = &{stems:?};\n");
         write_or_warn(&out.join("fatbins.rs"), &(generated + &sources));
     }
-    if emu {
-        build_emulated(&root, &kernels, &out);
-    }
+    #[cfg(feature = "cuda-emu")]
+    build_emulated(&root, &kernels, &out);
 }
 
 /// `kernels/*.cu`, sorted.
@@ -156,6 +155,7 @@ fn embed_fatbins(built: &[Fatbin]) -> String {
 
 // ---- emulation --------------------------------------------------------------------------------
 
+#[cfg(feature = "cuda-emu")]
 /// One translation unit with every kernel source (and the emulator's planted-bug kernels),
 /// plus the name → entry table `rmx_emu_launch` looks kernels up in.
 fn build_emulated(root: &Path, kernels: &[PathBuf], out: &Path) {

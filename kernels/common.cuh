@@ -20,25 +20,25 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// The sum of `v` over the block, returned to every thread. `scratch: [32]` in shared memory;
-// the leading barrier lets a block call it several times in a row with one scratch.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
-    v = warp_sum(v);
+// The reduction of `v` over the block (`reduce_warp` within each warp, then across warps),
+// returned to every thread; lanes past the last warp count as `identity`. `scratch: [32]` in
+// shared memory; the leading barrier lets a block reduce several times with one scratch.
+template <typename WarpReduce>
+__device__ __forceinline__ float block_reduce(float v, float* scratch, float identity, WarpReduce reduce_warp) {
+    v = reduce_warp(v);
     unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    return warp_sum(lane < blockDim.x / 32 ? scratch[lane] : 0.0f);
+    return reduce_warp(lane < blockDim.x / 32 ? scratch[lane] : identity);
 }
 
-// The maximum of `v` over the block, returned to every thread (−∞ for an empty block's share).
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    return block_reduce(v, scratch, 0.0f, [](float x) { return warp_sum(x); });
+}
+
 __device__ __forceinline__ float block_max(float v, float* scratch) {
-    v = warp_max(v);
-    unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    return warp_max(lane < blockDim.x / 32 ? scratch[lane] : -INFINITY);
+    return block_reduce(v, scratch, -INFINITY, [](float x) { return warp_max(x); });
 }
 
 // The packed sequence holding token row `t`: the largest `s` with `starts[s] <= t`.

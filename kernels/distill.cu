@@ -3,19 +3,24 @@
 // - Projection-subtraction: `x^p = x − (x·x* / ‖x*‖²) x*` (a zero `x*` removes nothing).
 #include "common.cuh"
 
+// `out[t] = h[t] · v` for the rows `a..b` of `h: [T × d]`, one block reduction per row.
+__device__ __forceinline__ void row_dots(float* out, const float* h, const float* v, uint32_t a, uint32_t b, int d, float* scratch) {
+    for (uint32_t t = a; t < b; ++t) {
+        float part = 0.0f;
+        for (int c = threadIdx.x; c < d; c += blockDim.x) part += h[(size_t)t * d + c] * v[c];
+        float dot = block_sum(part, scratch);
+        if (threadIdx.x == 0) out[t] = dot;
+    }
+    __syncthreads();
+}
+
 // One block per sequence. `x_star: [n × d]`, `attn: [T]` (the weights, per sequence summing
 // to 1), `h: [T × d]`, `starts: [n + 1]`, `q: [d]`.
 extern "C" __global__ void query_attention_forward(float* x_star, float* attn, const float* h, const uint32_t* starts, const float* q, int d) {
     __shared__ float scratch[32];
     int s = blockIdx.x;
     uint32_t a = starts[s], b = starts[s + 1];
-    for (uint32_t t = a; t < b; ++t) {
-        float part = 0.0f;
-        for (int c = threadIdx.x; c < d; c += blockDim.x) part += h[(size_t)t * d + c] * q[c];
-        float logit = block_sum(part, scratch);
-        if (threadIdx.x == 0) attn[t] = logit;
-    }
-    __syncthreads();
+    row_dots(attn, h, q, a, b, d, scratch);
     float m = -INFINITY;
     for (uint32_t t = a + threadIdx.x; t < b; t += blockDim.x) m = fmaxf(m, attn[t]);
     float max = block_max(m, scratch);
@@ -58,13 +63,7 @@ extern "C" __global__ void query_attention_backward(float* dq, float* dh, float*
     int s = blockIdx.x;
     uint32_t a = starts[s], b = starts[s + 1];
     const float* g = d_x_star + (size_t)s * d;
-    for (uint32_t t = a; t < b; ++t) {
-        float part = 0.0f;
-        for (int c = threadIdx.x; c < d; c += blockDim.x) part += h[(size_t)t * d + c] * g[c];
-        float v = block_sum(part, scratch);
-        if (threadIdx.x == 0) dl[t] = v;
-    }
-    __syncthreads();
+    row_dots(dl, h, g, a, b, d, scratch);
     float part = 0.0f;
     for (uint32_t t = a + threadIdx.x; t < b; t += blockDim.x) part += dl[t] * attn[t];
     float mean = block_sum(part, scratch);

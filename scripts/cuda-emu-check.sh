@@ -26,29 +26,23 @@ fail() {
     status=1
 }
 
-export TSAN_OPTIONS="suppressions=$PWD/kernels/emu/tsan.supp"
-if run tsan thread backend::cuda -- --test-threads=2 && ! grep -q "WARNING: ThreadSanitizer" "$log/tsan"; then
-    pass "ThreadSanitizer: kernel tests race-free ($(grep -o '[0-9]* passed' "$log/tsan"))"
-else
-    fail "ThreadSanitizer: kernel tests" tsan
-fi
-run tsan-planted thread backend::cuda::emu::tests::planted_missing_sync -- --ignored --exact
-if grep -q "WARNING: ThreadSanitizer: data race" "$log/tsan-planted" && grep -q "in planted_missing_sync" "$log/tsan-planted"; then
-    pass "ThreadSanitizer reports the planted race: $(grep -m1 'SUMMARY' "$log/tsan-planted" | sed 's/.*data race //')"
-else
-    fail "ThreadSanitizer missed the planted race" tsan-planted
-fi
+# check sanitizer report-line planted-kernel: the kernel tests must run clean under the
+# sanitizer, and the planted bug must be reported with its kernel's name.
+check() {
+    local sanitizer=$1 report=$2 planted=$3
+    if run "$sanitizer" "$sanitizer" backend::cuda -- --test-threads=2 && ! grep -q "$report" "$log/$sanitizer"; then
+        pass "$sanitizer sanitizer: kernel tests clean ($(grep -o '[0-9]* passed' "$log/$sanitizer"))"
+    else
+        fail "$sanitizer sanitizer: kernel tests" "$sanitizer"
+    fi
+    run "$planted" "$sanitizer" "backend::cuda::emu::tests::$planted" -- --ignored --exact
+    if grep -q "$report" "$log/$planted" && grep -q "in $planted" "$log/$planted"; then
+        pass "$sanitizer sanitizer reports the planted bug: $(grep -m1 "in $planted" "$log/$planted" | sed 's/^ *//')"
+    else
+        fail "$sanitizer sanitizer missed the planted bug in $planted" "$planted"
+    fi
+}
 
-export ASAN_OPTIONS="detect_leaks=0"
-if run asan address backend::cuda -- --test-threads=2 && ! grep -q "ERROR: AddressSanitizer" "$log/asan"; then
-    pass "AddressSanitizer: kernel tests clean ($(grep -o '[0-9]* passed' "$log/asan"))"
-else
-    fail "AddressSanitizer: kernel tests" asan
-fi
-run asan-planted address backend::cuda::emu::tests::planted_oob_read -- --ignored --exact
-if grep -q "ERROR: AddressSanitizer: heap-buffer-overflow" "$log/asan-planted" && grep -q "in planted_oob_read" "$log/asan-planted"; then
-    pass "AddressSanitizer reports the planted read: $(grep -m1 'in planted_oob_read' "$log/asan-planted" | sed 's/^ *//')"
-else
-    fail "AddressSanitizer missed the planted out-of-bounds read" asan-planted
-fi
+TSAN_OPTIONS="suppressions=$PWD/kernels/emu/tsan.supp" check thread "WARNING: ThreadSanitizer: data race" planted_missing_sync
+ASAN_OPTIONS="detect_leaks=0" check address "ERROR: AddressSanitizer" planted_oob_read
 exit $status

@@ -45,7 +45,7 @@ struct Probabilities {
     offsets: DeviceBuffer<u32>,
 }
 
-fn probabilities<D: Device + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: usize) -> Result<Probabilities, CudaError> {
+fn alloc_probabilities<D: Device + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: usize) -> Result<Probabilities, CudaError> {
     let host_offsets = offsets(seqs, heads);
     let total = host_offsets.last().copied().unwrap_or(0) as usize + heads * seqs.starts.windows(2).last().map_or(0, |w| (w[1] - w[0]).pow(2));
     // u64 offsets travel as u32 pairs (little-endian), as the kernel reads them.
@@ -76,6 +76,24 @@ fn scores_into<D: Device + ?Sized>(
         heads_gemm(dev, (Op::T, y.offset(start * d), d, dh), (Op::N, x.offset(start * d), d, dh), (c, len, len * len), (len, len, dh), heads, 0.0)?;
     }
     Ok(())
+}
+
+/// `P_h = softmax(Q_h K_hᵀ / √dh)` of every sequence and head.
+#[allow(clippy::too_many_arguments)]
+fn attention_probabilities<D: Device + ?Sized>(
+    dev: &D,
+    q: DevSlice<'_, f32>,
+    k: DevSlice<'_, f32>,
+    seqs: &Packed<'_>,
+    d: usize,
+    heads: usize,
+) -> Result<Probabilities, CudaError> {
+    let mut pr = alloc_probabilities(dev, seqs, heads)?;
+    scores_into(dev, &mut pr.p, &pr.host_offsets, q, k, seqs, d, heads)?;
+    let scale = 1.0 / ((d / heads) as f32).sqrt();
+    let args = KernelArgs::new().output(&mut pr.p.slice_mut()).input(seqs.device).input(pr.offsets.slice()).int(seqs.sequences()).f32(scale);
+    softmax_launch(dev, "attention_softmax_forward", args, seqs, heads)?;
+    Ok(pr)
 }
 
 fn softmax_launch<D: Device + ?Sized>(dev: &D, kernel: &'static str, args: KernelArgs, seqs: &Packed<'_>, heads: usize) -> Result<(), CudaError> {
@@ -109,11 +127,7 @@ pub fn attention_forward<D: Device + ?Sized>(
     let d = check(q, &seqs, heads);
     assert!(k.len() == q.len() && v.len() == q.len() && ctx.len() == q.len(), "attention: q, k, v, ctx differ in length");
     let dh = d / heads;
-    let mut pr = probabilities(dev, &seqs, heads)?;
-    scores_into(dev, &mut pr.p, &pr.host_offsets, q, k, &seqs, d, heads)?;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let args = KernelArgs::new().output(&mut pr.p.slice_mut()).input(seqs.device).input(pr.offsets.slice()).int(seqs.sequences()).f32(scale);
-    softmax_launch(dev, "attention_softmax_forward", args, &seqs, heads)?;
+    let pr = attention_probabilities(dev, q, k, &seqs, d, heads)?;
     for (w, &off) in seqs.starts.windows(2).zip(&pr.host_offsets) {
         let (start, len) = (w[0], w[1] - w[0]);
         if len == 0 {
@@ -157,11 +171,8 @@ pub fn attention_backward<D: Device + ?Sized>(
     assert!([k.len(), v.len(), d_ctx.len(), dq.len(), dk.len(), dv.len()].iter().all(|&l| l == q.len()), "attention backward: lengths differ");
     let dh = d / heads;
     let scale = 1.0 / (dh as f32).sqrt();
-    let mut pr = probabilities(dev, &seqs, heads)?;
+    let pr = attention_probabilities(dev, q, k, &seqs, d, heads)?;
     let mut dp = alloc_f32(dev, pr.p.len())?;
-    scores_into(dev, &mut pr.p, &pr.host_offsets, q, k, &seqs, d, heads)?;
-    let args = KernelArgs::new().output(&mut pr.p.slice_mut()).input(seqs.device).input(pr.offsets.slice()).int(seqs.sequences()).f32(scale);
-    softmax_launch(dev, "attention_softmax_forward", args, &seqs, heads)?;
     // dP = dO Vᵀ: the same product as S = Q Kᵀ.
     scores_into(dev, &mut dp, &pr.host_offsets, d_ctx, v, &seqs, d, heads)?;
     let args = KernelArgs::new().output(&mut dp.slice_mut()).input(pr.p.slice()).input(seqs.device).input(pr.offsets.slice()).int(seqs.sequences()).f32(scale);

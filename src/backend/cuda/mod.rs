@@ -23,6 +23,7 @@ pub mod embedding;
 pub mod entity_pool;
 pub mod gelu;
 pub mod layernorm;
+pub mod linear;
 pub mod loss;
 pub mod pooling;
 
