@@ -3,6 +3,8 @@
 // thread of a block, and those threads run every block of the grid in turn.
 #include "cuda_emu.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -30,54 +32,87 @@ std::chrono::seconds barrier_timeout() {
 
 }  // namespace
 
-// Barrier state of the block being run. Every counter is guarded by `m`.
+// One warp's barrier and shuffle exchange, guarded by its own mutex: lanes of a warp
+// synchronise with each other only, as on the GPU, so ThreadSanitizer still sees races
+// between warps that no __syncthreads orders.
+struct Warp {
+    std::mutex m;
+    std::condition_variable cv;
+    unsigned size = 0;
+    unsigned arrived = 0;   // lanes waiting in a warp operation
+    unsigned finished = 0;  // lanes whose kernel body has returned for this block
+    uint64_t generation = 0;
+    uint64_t slots[32] = {};
+};
+
+// The block being run: its barrier (guarded by `m`), its warps, and the launch's failure.
 struct Block {
     const char* kernel;
     unsigned threads;
     std::chrono::seconds timeout;
     std::mutex m;
-    std::condition_variable cv;  // block barrier and end of block
-    std::unique_ptr<std::condition_variable[]> warp_cv;  // one per warp: a warp's barrier wakes only its lanes
-    unsigned warps = 0;
-    dim3 index;
-    unsigned arrived = 0;   // threads waiting in __syncthreads
+    std::condition_variable cv;  // __syncthreads and the end of a block
+    unsigned arrived = 0;        // threads waiting in __syncthreads
     uint64_t generation = 0;
     unsigned finished = 0;  // threads whose kernel body has returned for this block
     uint64_t block_generation = 0;
-    std::vector<unsigned> warp_arrived, warp_finished;
-    std::vector<uint64_t> warp_generation;
-    std::vector<uint64_t> warp_slots;  // 32 per warp
-    bool failed = false;
+    unsigned warp_count = 0;
+    std::unique_ptr<Warp[]> warps;
+    // Read without ordering by waiters (a relaxed load orders nothing, so it hides no race);
+    // every waiter also rechecks it under its own mutex, which `fail` takes before notifying.
+    std::atomic<bool> failed{false};
+    std::mutex error_m;  // a leaf: guards `error` and `index`
     std::string error;
+    dim3 index;
 
-    unsigned warp_size(unsigned warp) const { return std::min(32u, threads - warp * 32); }
+    bool has_failed() const { return failed.load(std::memory_order_relaxed); }
 
-    // Records the first failure and wakes every waiter. Caller holds `m`.
-    void fail(std::string why) {
-        if (!failed) {
-            failed = true;
-            char where[96];
-            std::snprintf(where, sizeof where, " (block %u,%u,%u)", index.x, index.y, index.z);
-            error = "kernel " + std::string(kernel) + ": " + why + where;
+    // Records the first failure and wakes every waiter. Callers hold none of the mutexes.
+    void fail(const std::string& why) {
+        {
+            std::lock_guard lock(error_m);
+            if (error.empty()) {
+                char where[96];
+                std::snprintf(where, sizeof where, " (block %u,%u,%u)", index.x, index.y, index.z);
+                error = "kernel " + std::string(kernel) + ": " + why + where;
+            }
         }
+        failed.store(true, std::memory_order_relaxed);
+        { std::lock_guard lock(m); }
         cv.notify_all();
-        for (unsigned w = 0; w < warps; ++w) warp_cv[w].notify_all();
+        for (unsigned w = 0; w < warp_count; ++w) {
+            { std::lock_guard lock(warps[w].m); }
+            warps[w].cv.notify_all();
+        }
     }
 
-    // Waits on `on` until `done()`, the launch fails (throws Abort) or the timeout passes.
+    // Waits on `on` (under `lock`) until `done()`; throws Abort when the launch fails or the
+    // timeout passes (which fails it).
     template <typename Done>
     void wait(std::unique_lock<std::mutex>& lock, std::condition_variable& on, Done done, const char* what) {
         auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (!done() && !failed) {
-            if (on.wait_until(lock, deadline) == std::cv_status::timeout && !done() && !failed) {
+        while (!done() && !has_failed()) {
+            if (on.wait_until(lock, deadline) == std::cv_status::timeout && !done() && !has_failed()) {
+                lock.unlock();
                 fail(std::string(what) + " timed out: a thread never reached it");
+                throw Abort{};
             }
         }
-        if (failed) throw Abort{};
+        if (has_failed()) throw Abort{};
+    }
+
+    // Fails the launch with `why` after releasing `lock`, and unwinds the calling thread.
+    [[noreturn]] void fail_and_abort(std::unique_lock<std::mutex>& lock, const char* why) {
+        lock.unlock();
+        fail(why);
+        throw Abort{};
     }
 };
 
 namespace {
+
+const char* const DIVERGENT_BARRIER = "__syncthreads not reached by every thread: some returned before it";
+const char* const DIVERGENT_WARP = "a warp-synchronous operation not reached by every lane of its warp";
 
 unsigned linear_thread() {
     return self.thread_idx.x + self.block_dim.x * (self.thread_idx.y + self.block_dim.y * self.thread_idx.z);
@@ -88,8 +123,8 @@ unsigned linear_thread() {
 void syncthreads() {
     Block& b = *self.block;
     std::unique_lock lock(b.m);
-    if (b.failed) throw Abort{};
-    if (b.finished > 0) b.fail("__syncthreads not reached by every thread: some returned before it");
+    if (b.has_failed()) throw Abort{};
+    if (b.finished > 0) b.fail_and_abort(lock, DIVERGENT_BARRIER);
     uint64_t gen = b.generation;
     if (++b.arrived == b.threads) {
         b.arrived = 0;
@@ -100,39 +135,37 @@ void syncthreads() {
     b.wait(lock, b.cv, [&] { return b.generation != gen; }, "__syncthreads");
 }
 
-// A barrier of the calling thread's warp.
-static void warp_barrier(Block& b, unsigned warp) {
-    std::unique_lock lock(b.m);
-    if (b.failed) throw Abort{};
-    if (b.warp_finished[warp] > 0) b.fail("a warp-synchronous operation not reached by every lane of its warp");
-    uint64_t gen = b.warp_generation[warp];
-    if (++b.warp_arrived[warp] == b.warp_size(warp)) {
-        b.warp_arrived[warp] = 0;
-        ++b.warp_generation[warp];
-        b.warp_cv[warp].notify_all();
+// A barrier of the calling thread's warp; `publish` runs under the warp's lock on arrival and
+// `collect` after every lane has arrived (both may be empty).
+template <typename Publish>
+static void warp_barrier(Block& b, Warp& w, Publish publish) {
+    std::unique_lock lock(w.m);
+    if (b.has_failed()) throw Abort{};
+    if (w.finished > 0) b.fail_and_abort(lock, DIVERGENT_WARP);
+    publish();
+    uint64_t gen = w.generation;
+    if (++w.arrived == w.size) {
+        w.arrived = 0;
+        ++w.generation;
+        w.cv.notify_all();
         return;
     }
-    b.wait(lock, b.warp_cv[warp], [&] { return b.warp_generation[warp] != gen; }, "warp barrier");
+    b.wait(lock, w.cv, [&] { return w.generation != gen; }, "warp barrier");
 }
 
 void syncwarp() {
-    warp_barrier(*self.block, linear_thread() / 32);
+    Block& b = *self.block;
+    warp_barrier(b, b.warps[linear_thread() / 32], [] {});
 }
 
 uint64_t warp_exchange(uint64_t bits, unsigned src) {
     Block& b = *self.block;
-    unsigned t = linear_thread(), warp = t / 32, lane = t % 32;
-    {
-        std::lock_guard lock(b.m);
-        b.warp_slots[warp * 32 + lane] = bits;
-    }
-    warp_barrier(b, warp);
-    uint64_t out;
-    {
-        std::lock_guard lock(b.m);
-        out = b.warp_slots[warp * 32 + (src < b.warp_size(warp) ? src : lane)];
-    }
-    warp_barrier(b, warp);
+    unsigned t = linear_thread(), lane = t % 32;
+    Warp& w = b.warps[t / 32];
+    warp_barrier(b, w, [&] { w.slots[lane] = bits; });
+    uint64_t out = 0;
+    // The second barrier keeps the slots until every lane has read its value.
+    warp_barrier(b, w, [&] { out = w.slots[src < w.size ? src : lane]; });
     return out;
 }
 
@@ -141,16 +174,23 @@ namespace {
 // The end of one block for one thread: waits until every thread of the block has returned,
 // then the last one resets the barrier state for the next block.
 void finish_block(Block& b) {
+    unsigned t = linear_thread();
+    Warp& w = b.warps[t / 32];
+    {
+        std::unique_lock lock(w.m);
+        if (w.arrived > 0) b.fail_and_abort(lock, DIVERGENT_WARP);
+        ++w.finished;
+    }
     std::unique_lock lock(b.m);
-    if (b.failed) throw Abort{};
-    if (b.arrived > 0) b.fail("__syncthreads not reached by every thread: some returned before it");
-    unsigned warp = linear_thread() / 32;
-    if (b.warp_arrived[warp] > 0) b.fail("a warp-synchronous operation not reached by every lane of its warp");
-    ++b.warp_finished[warp];
+    if (b.has_failed()) throw Abort{};
+    if (b.arrived > 0) b.fail_and_abort(lock, DIVERGENT_BARRIER);
     uint64_t gen = b.block_generation;
     if (++b.finished == b.threads) {
         b.finished = 0;
-        std::fill(b.warp_finished.begin(), b.warp_finished.end(), 0u);
+        for (unsigned i = 0; i < b.warp_count; ++i) {
+            std::lock_guard warp_lock(b.warps[i].m);
+            b.warps[i].finished = 0;
+        }
         ++b.block_generation;
         b.cv.notify_all();
         return;
@@ -194,13 +234,9 @@ extern "C" int rmx_emu_launch(const char* name, const unsigned* grid, const unsi
     b.kernel = name;
     b.threads = threads;
     b.timeout = emu::barrier_timeout();
-    unsigned warps = (threads + 31) / 32;
-    b.warps = warps;
-    b.warp_cv = std::make_unique<std::condition_variable[]>(warps);
-    b.warp_arrived.assign(warps, 0);
-    b.warp_finished.assign(warps, 0);
-    b.warp_generation.assign(warps, 0);
-    b.warp_slots.assign(warps * 32, 0);
+    b.warp_count = (threads + 31) / 32;
+    b.warps = std::make_unique<emu::Warp[]>(b.warp_count);
+    for (unsigned w = 0; w < b.warp_count; ++w) b.warps[w].size = std::min(32u, threads - w * 32);
     std::unique_ptr<unsigned char[]> shared(shared_bytes ? new unsigned char[shared_bytes] : nullptr);
     dim3 g(grid[0], grid[1], grid[2]), bd(block[0], block[1], block[2]);
 
@@ -216,7 +252,7 @@ extern "C" int rmx_emu_launch(const char* name, const unsigned* grid, const unsi
                     for (unsigned x = 0; x < g.x; ++x) {
                         emu::self.block_idx = dim3(x, y, z);
                         if (t == 0) {
-                            std::lock_guard lock(b.m);
+                            std::lock_guard lock(b.error_m);
                             b.index = emu::self.block_idx;
                         }
                         entry(args);
@@ -229,6 +265,6 @@ extern "C" int rmx_emu_launch(const char* name, const unsigned* grid, const unsi
     pool.reserve(threads);
     for (unsigned t = 0; t < threads; ++t) pool.emplace_back(body, t);
     for (auto& th : pool) th.join();
-    if (b.failed) return report(b.error);
+    if (b.has_failed()) return report(b.error);
     return 0;
 }
