@@ -1,2 +1,2 @@
-//! Compute backends: `cpu` (always built) and, with feature `cuda`, `cuda`.
+//! Compute backends: `cpu`, the only one so far.
 pub mod cpu;

@@ -15,13 +15,6 @@ pub mod embedding;
 pub mod entity_pool;
 pub mod gelu;
 pub mod gemm;
-mod gemm_kernel;
-#[cfg(target_arch = "x86_64")]
-mod gemm_kernel_amx;
-#[cfg(target_arch = "x86_64")]
-mod gemm_kernel_int8;
-mod gemm_pack;
-pub mod gemm_pack_int8;
 pub mod layernorm;
 pub mod linear;
 pub mod loss;
