@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod objective;
 pub mod params;
 pub mod rng;
+pub mod run;
 pub mod trainer;
