@@ -225,13 +225,13 @@ pub fn run(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -
 fn validation_matcher(trainer: &Trainer, description_dir: &std::path::Path) -> Result<Matcher> {
     let loaded = SentenceEncoder::load(description_dir)?;
     let (description_encoder, frozen) = match &trainer.description_tower {
-        Some(tower) => (loaded.with_bert(tower.to_bert()), Some(loaded)),
+        Some(tower) => (loaded.with_bert(tower.bert.snapshot()), Some(loaded)),
         None => (loaded, None),
     };
     let s = &trainer.settings;
     Matcher::from_trained(
-        trainer.encoder.to_bert(&trainer.params),
-        trainer.heads.to_heads(&trainer.params),
+        trainer.bert.snapshot(),
+        trainer.heads.to_heads(&trainer.bert.params),
         description_encoder,
         frozen,
         s.objective.alpha,

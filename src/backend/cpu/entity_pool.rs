@@ -5,14 +5,7 @@
 use super::parallel::for_each_mut;
 use std::ops::Range;
 
-/// Row indices into the packed `H` of one instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntityRows {
-    pub head: Range<usize>,
-    pub tail: Range<usize>,
-    pub head_marker: usize,
-    pub tail_marker: usize,
-}
+pub use crate::backend::EntityRows;
 
 /// `heads, tails: [n × d]`, `markers: [n × 2d]`; `argmax: [n × 2 × d]` receives the row each
 /// max came from (head then tail), which the backward pass routes the gradient to.

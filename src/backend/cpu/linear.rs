@@ -11,16 +11,7 @@ use super::gelu::{bias_gelu_forward, gelu_forward};
 use super::gemm::{gemm, gemm_packed, Epilogue, MatRef, PackedB, Plain};
 use super::parallel::{for_each_chunk, CHUNK};
 
-/// What happens to `x · Wᵀ` before it is stored.
-#[derive(Clone, Copy)]
-pub enum Activation<'a> {
-    /// `y = x·Wᵀ + b`
-    Bias,
-    /// `y = gelu(x·Wᵀ + b)`
-    BiasGelu,
-    /// `y = x·Wᵀ + b + residual`, `residual: [rows × out]` (the input of a LayerNorm).
-    BiasResidual(&'a [f32]),
-}
+pub use crate::backend::Activation;
 
 struct Fused<'a> {
     bias: &'a [f32],

@@ -9,6 +9,7 @@
 pub mod activation;
 pub mod attention;
 pub mod cosine;
+mod device;
 pub mod distill;
 pub mod dropout;
 pub mod embedding;
@@ -23,3 +24,5 @@ pub mod parallel;
 pub mod pooling;
 pub mod simd;
 mod team;
+
+pub use device::{Cpu, PackedWeights, PACK_AFTER_TOKENS};
