@@ -1,9 +1,11 @@
 //! The device seam. Model and trainer code call the ops of [`Backend`] on [`Device`], the
 //! backend this build computes on, and name no backend themselves; a backend implements
 //! every op (forward and backward side by side, one signature for every device) on memory
-//! of its own (`Backend::Mem`: `[f32]` in host memory for the CPU). So a whole forward and
-//! backward pass stays on the device: the model hands ops device memory, never host slices
-//! it reads itself, except where its results leave the model (`Backend::to_host`).
+//! of its own (`Backend::Mem`: `[f32]` in host memory for the CPU), so that a whole forward
+//! and backward pass can stay on the device: the encoder, the heads and the trainer hand
+//! ops device memory and take results to the host where they leave the model
+//! (`Backend::to_host`). ARCHITECTURE.md ("The device seam") lists what still reads host
+//! slices directly.
 //!
 //! Backends: `cpu`, the only one so far. ARCHITECTURE.md, "The device seam", says how
 //! another one plugs in.
