@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A/B of two rmx binaries, alternated in one run (A, B, A, B, ...), so that both see the
+"""A/B of two rmx binaries, alternated in one run (A B, B A, A B, ...), so that both see the
 same machine state: `rmx bench` (batch throughput and one-sentence latency, per precision;
 `--precisions ''` skips it)
 and `rmx train` on the workload of compare_train.py (`--train-steps` batches of 128 FewRel
@@ -66,8 +66,10 @@ def main() -> None:
         data = tmp / "train.json"
         if args.train_steps:
             training_data(data, args.train_steps * 128)
-        for _ in range(args.rounds):
-            for name, binary in (("A", args.a), ("B", args.b)):
+        for r in range(args.rounds):
+            # A B, B A, A B, ...: a drift in the machine's load hits both alike.
+            order = (("A", args.a), ("B", args.b)) if r % 2 == 0 else (("B", args.b), ("A", args.a))
+            for name, binary in order:
                 figures = {}
                 for p in filter(None, args.precisions.split(",")):
                     figures.update(bench(binary, p, args.threads))
@@ -82,6 +84,7 @@ def main() -> None:
         best = min if k.endswith("ms") else max
         print(f"{k:24s} A {ma:9.2f} ({min(a):.2f}-{max(a):.2f})   B {mb:9.2f} ({min(b):.2f}-{max(b):.2f})   "
               f"B/A median {mb / ma:.3f}, best {best(b) / best(a):.3f}")
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":
