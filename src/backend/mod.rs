@@ -160,6 +160,11 @@ pub trait Backend {
     fn linear_backward(x: &Self::Mem, rows: usize, w: &Self::Mem, dy: &Self::Mem, dx: Option<&mut Self::Mem>, dw: &mut Self::Mem, db: &mut Self::Mem);
     /// `y += x`, element-wise (a residual added after dropout).
     fn add(y: &mut Self::Mem, x: &Self::Mem);
+    /// Rows side by side: row `i` of `out: [n × P·d]` is row `i` of each `parts[p]: [n × d]`.
+    fn concat_parts(parts: &[&Self::Mem], d: usize, out: &mut Self::Mem);
+    /// The inverse of [`Backend::concat_parts`]: `parts[p]` (overwritten) gets columns
+    /// `p·d..(p+1)·d` of `x: [n × P·d]`.
+    fn split_parts(x: &Self::Mem, d: usize, parts: &mut [&mut Self::Mem]);
 
     // --- attention ---
     /// Multi-head self-attention per packed sequence: `q, k, v, ctx: [T × d]`.

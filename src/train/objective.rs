@@ -181,11 +181,7 @@ impl HeadIds {
         let mut projected = zeros(b * d);
         D::project_out_forward(&x, &x_star, d, &mut projected);
         let mut parts = zeros(b * 3 * d);
-        for (i, row) in parts.chunks_exact_mut(3 * d).enumerate() {
-            row[..d].copy_from_slice(&projected[i * d..(i + 1) * d]);
-            row[d..2 * d].copy_from_slice(&eh[i * d..(i + 1) * d]);
-            row[2 * d..].copy_from_slice(&et[i * d..(i + 1) * d]);
-        }
+        D::concat_parts(&[&projected, &eh, &et], d, &mut parts);
         D::tanh_forward(&mut parts);
         let mut scores = zeros(b * r);
         D::cosine_scores_forward(&parts, targets.descriptions, d, &Self::part_weights(settings), &mut scores);
@@ -231,11 +227,7 @@ impl HeadIds {
         let mut d_pre = zeros(b * 3 * d);
         D::tanh_backward(&cache.parts, &d_parts, &mut d_pre);
         let (mut d_projected, mut d_eh, mut d_et) = (zeros(b * d), zeros(b * d), zeros(b * d));
-        for (i, row) in d_pre.chunks_exact(3 * d).enumerate() {
-            d_projected[i * d..(i + 1) * d].copy_from_slice(&row[..d]);
-            d_eh[i * d..(i + 1) * d].copy_from_slice(&row[d..2 * d]);
-            d_et[i * d..(i + 1) * d].copy_from_slice(&row[2 * d..]);
-        }
+        D::split_parts(&d_pre, d, &mut [&mut d_projected, &mut d_eh, &mut d_et]);
 
         // projection-subtraction → x and x*
         let (mut dx, mut d_x_star) = (zeros(b * d), zeros(b * d));

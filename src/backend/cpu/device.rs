@@ -145,6 +145,26 @@ impl Backend for Cpu {
         for_each_chunk(y, CHUNK, |start, y| y.iter_mut().zip(&x[start..]).for_each(|(a, b)| *a += b));
     }
 
+    fn concat_parts(parts: &[&[f32]], d: usize, out: &mut [f32]) {
+        let width = parts.len() * d;
+        assert!(parts.iter().all(|p| p.len() * parts.len() == out.len()), "parts are not [n × d] for out [n × P·d]");
+        for (i, row) in out.chunks_exact_mut(width.max(1)).enumerate() {
+            for (p, part) in parts.iter().enumerate() {
+                row[p * d..(p + 1) * d].copy_from_slice(&part[i * d..(i + 1) * d]);
+            }
+        }
+    }
+
+    fn split_parts(x: &[f32], d: usize, parts: &mut [&mut [f32]]) {
+        let width = parts.len() * d;
+        assert!(parts.iter().all(|p| p.len() * parts.len() == x.len()), "parts are not [n × d] for x [n × P·d]");
+        for (i, row) in x.chunks_exact(width.max(1)).enumerate() {
+            for (p, part) in parts.iter_mut().enumerate() {
+                part[i * d..(i + 1) * d].copy_from_slice(&row[p * d..(p + 1) * d]);
+            }
+        }
+    }
+
     fn attention_forward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], heads: usize, ctx: &mut [f32]) {
         attention::attention_forward(q, k, v, starts, heads, ctx)
     }
@@ -277,6 +297,18 @@ mod tests {
     use super::*;
     use crate::model::bert::tests::tiny_bert;
     use crate::model::bert::PackedBatch;
+
+    #[test]
+    fn split_parts_undoes_concat_parts() {
+        let (a, b, c): (Vec<f32>, Vec<f32>, Vec<f32>) =
+            ((0..6).map(|v| v as f32).collect(), (10..16).map(|v| v as f32).collect(), (20..26).map(|v| v as f32).collect());
+        let mut joined = vec![0.0; 18];
+        Cpu::concat_parts(&[&a, &b, &c], 2, &mut joined);
+        assert_eq!(&joined[..6], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0], "row 0: a | b | c");
+        let (mut x, mut y, mut z) = (vec![0.0; 6], vec![0.0; 6], vec![0.0; 6]);
+        Cpu::split_parts(&joined, 2, &mut [&mut x, &mut y, &mut z]);
+        assert_eq!((x, y, z), (a, b, c));
+    }
 
     /// Threads that start forwards of one model while its weights get packed all get the
     /// one-thread answer. (The deadlock `prepare_linears` avoids needs a worker to steal a
