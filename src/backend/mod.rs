@@ -17,6 +17,8 @@ pub use tensor::Tensor;
 
 /// The backend this build computes on.
 pub type Device = cpu::Cpu;
+/// An owned run of the device's memory.
+pub type Buf = <Device as Backend>::Buf;
 
 /// The arithmetic of the encoder's linear layers (≈ 80 % of its time); attention, softmax,
 /// LayerNorm, GELU and the residual sums are f32 either way.

@@ -10,7 +10,7 @@
 use super::config::BertConfig;
 use super::params::{LinearIds, NormIds, ParamId, ParamSet};
 use super::weights::WeightFile;
-use crate::backend::{Activation, Backend, Device as D, Tensor};
+use crate::backend::{Activation, Backend, Buf, Device as D, Tensor};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -200,9 +200,9 @@ impl Dropout {
 /// A LayerNorm's input `[T × d]` and its row statistics `mean, rstd: [T]`, kept for the
 /// backward pass.
 pub struct NormSaved {
-    pub sum: Vec<f32>,
-    pub mean: Vec<f32>,
-    pub rstd: Vec<f32>,
+    pub sum: Buf,
+    pub mean: Buf,
+    pub rstd: Buf,
 }
 
 impl NormSaved {
@@ -221,18 +221,18 @@ impl NormSaved {
 
 /// What the backward pass needs from one block's forward. All `[T × d]` unless noted.
 pub struct LayerSaved {
-    pub q: Vec<f32>,
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    pub q: Buf,
+    pub k: Buf,
+    pub v: Buf,
     /// attention output before its projection
-    pub ctx: Vec<f32>,
+    pub ctx: Buf,
     /// `dropout(ctx·Wᵀ + b) + x`, the input of the attention LayerNorm, with its statistics
     pub attention: NormSaved,
     /// attention LayerNorm output
-    pub h: Vec<f32>,
+    pub h: Buf,
     /// `[T × f]`: the intermediate pre-activation and `gelu(z)`
-    pub z: Vec<f32>,
-    pub g: Vec<f32>,
+    pub z: Buf,
+    pub g: Buf,
     /// `dropout(g·Wᵀ + b) + h`, the input of the output LayerNorm, with its statistics
     pub output: NormSaved,
 }
@@ -322,13 +322,13 @@ impl Bert {
     }
 
     /// The last hidden layer `[T × d]` of a packed batch, computed as one device pass.
-    pub fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+    pub fn forward(&self, batch: &PackedBatch) -> Result<Buf> {
         D::pass(|| self.forward_inspect(batch, |_, _| {}))
     }
 
     /// The forward pass, showing `inspect(layer, hidden [T × d])` the embedding output
     /// (layer 0) and the output of every transformer block (layers 1..=L).
-    pub fn forward_inspect(&self, batch: &PackedBatch, mut inspect: impl FnMut(usize, &[f32])) -> Result<Vec<f32>> {
+    pub fn forward_inspect(&self, batch: &PackedBatch, mut inspect: impl FnMut(usize, &[f32])) -> Result<Buf> {
         self.check_batch(batch)?;
         let c = &self.config;
         let (t, d, f) = (batch.tokens(), c.hidden_size, c.intermediate_size);

@@ -1,7 +1,7 @@
 //! Parameters: tensors on the device (borrowed from a weight file or owned), addressed by
 //! id, with names (Hugging Face names for the encoder) and shapes; one set serves
 //! inference, training and checkpoints. [`Grads`] has the same layout.
-use crate::backend::Tensor;
+use crate::backend::{Backend, Buf, Device as D, Tensor};
 
 /// Index of a tensor in a [`ParamSet`] (and in its [`Grads`]).
 pub type ParamId = usize;
@@ -74,13 +74,13 @@ impl ParamSet {
 
     /// Zeroed gradient buffers, one per tensor.
     pub fn zero_grads(&self) -> Grads {
-        Grads(self.values.iter().map(|v| vec![0.0; v.data().len()]).collect())
+        Grads(self.values.iter().map(|v| D::zeros(v.data().len())).collect())
     }
 }
 
 /// Gradients, one buffer per parameter of a [`ParamSet`], accumulated (`+=`) by the
 /// backward passes.
-pub struct Grads(pub Vec<Vec<f32>>);
+pub struct Grads(pub Vec<Buf>);
 
 impl Grads {
     pub fn get(&self, id: ParamId) -> &[f32] {

@@ -5,7 +5,7 @@
 //! `p ← p·(1 − lr·wd)`; `m ← β1 m + (1−β1) g`; `v ← β2 v + (1−β2) g²`;
 //! `p ← p − (lr / (1−β1^k)) · m / (√v / √(1−β2^k) + eps)`.
 //! Every parameter is decayed (biases and LayerNorm included), as the reference does.
-use crate::backend::{AdamWStep, Backend, Device as D};
+use crate::backend::{AdamWStep, Backend, Buf, Device as D};
 use crate::model::params::{Grads, ParamId, ParamSet};
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -27,8 +27,8 @@ pub struct AdamW {
     /// Per-parameter multiplier of the learning rate (1 unless set).
     lr_scale: Vec<f64>,
     /// First and second moments, laid out like the parameters.
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    m: Vec<Buf>,
+    v: Vec<Buf>,
     steps: u64,
 }
 

@@ -13,7 +13,7 @@
 //! Extra negatives (description-only relations) stay frozen vectors.
 use super::adamw::{AdamW, AdamWSettings};
 use super::encoder::EncoderCache;
-use crate::backend::{Backend, Device as D};
+use crate::backend::{Backend, Buf, Device as D};
 use crate::model::bert::{Bert, Dropout, PackedBatch};
 
 pub struct DescriptionTower {
@@ -29,7 +29,7 @@ pub struct TowerForward {
     batch: PackedBatch,
     cache: EncoderCache,
     /// `[R × 3d]`: per relation, the pooled description, head-type and tail-type texts.
-    pub pooled: Vec<f32>,
+    pub pooled: Buf,
 }
 
 impl DescriptionTower {

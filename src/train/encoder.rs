@@ -4,7 +4,7 @@
 //! gradient. Optional hidden dropout (BERT's `hidden_dropout_prob` sites: the embeddings'
 //! output and each block's two projections before their residual add); attention-probability
 //! dropout is not applied.
-use crate::backend::{Backend, Device as D};
+use crate::backend::{Backend, Buf, Device as D};
 use crate::model::bert::{Bert, BlockKeep, Dropout, LayerSaved, NormSaved, PackedBatch};
 use crate::model::params::{Grads, LinearIds, NormIds};
 
@@ -13,7 +13,7 @@ pub struct EncoderCache {
     /// word + position + type embeddings `[T × d]` before their LayerNorm, with statistics
     embeddings: NormSaved,
     /// `states[i]`: the input of block `i` `[T × d]`; `states[L]`: the last hidden layer
-    states: Vec<Vec<f32>>,
+    states: Vec<Buf>,
     layers: Vec<LayerSaved>,
 }
 

@@ -13,7 +13,7 @@
 //! loss = matching + adv
 //! ```
 use super::rng::Rng;
-use crate::backend::{Activation, Backend, Device as D, EntityRows};
+use crate::backend::{Activation, Backend, Buf, Device as D, EntityRows};
 use crate::model::heads::{Heads, Linear};
 use crate::model::params::{Grads, LinearIds, ParamId, ParamSet};
 
@@ -139,20 +139,20 @@ impl Losses {
 /// Forward values the backward pass needs. `[B × d]` unless noted.
 pub struct ObjectiveCache {
     /// `[B × 2d]` marker states and `[B × 2d]` arg-max rows of the entity pools
-    markers: Vec<f32>,
+    markers: Buf,
     argmax: Vec<u32>,
-    x: Vec<f32>,
-    x_star: Vec<f32>,
+    x: Buf,
+    x_star: Buf,
     /// `[T]` distillation attention
-    attn: Vec<f32>,
+    attn: Buf,
     /// `tanh(adversary.0(x*))`
-    adversary_hidden: Vec<f32>,
+    adversary_hidden: Buf,
     /// `[B × n_train]`
-    logits: Vec<f32>,
+    logits: Buf,
     /// `[B × 3d]`: `c | h | t` per row (after tanh): the query parts inference scores
-    pub parts: Vec<f32>,
+    pub parts: Buf,
     /// `[B × R]`
-    pub scores: Vec<f32>,
+    pub scores: Buf,
 }
 
 impl HeadIds {
