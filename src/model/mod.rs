@@ -5,6 +5,7 @@ pub mod description;
 pub mod fingerprint;
 pub mod heads;
 pub mod location;
+pub mod params;
 pub mod rematch;
 pub mod scoring;
 pub mod sentence;

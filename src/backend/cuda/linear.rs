@@ -173,7 +173,7 @@ mod tests {
             for (name, cpu_act, act) in [
                 ("bias", cpu::Activation::Bias, Activation::Bias),
                 ("bias+gelu", cpu::Activation::BiasGelu, Activation::BiasGelu),
-                ("bias+residual", cpu::Activation::BiasResidual(&res), Activation::BiasResidual(on.input(&res))),
+                ("bias+residual", cpu::Activation::BiasResidual(res.as_slice()), Activation::BiasResidual(on.input(&res))),
             ] {
                 let mut want = vec![0.0; rows * n];
                 cpu::linear_forward(&x, rows, &w, &b, &mut want, cpu_act);

@@ -95,6 +95,7 @@ mod tests {
     use super::*;
     use crate::backend::cpu::loss as cpu;
     use crate::testutil::*;
+    use crate::train::objective::MATCHING_MARGIN;
 
     /// Scores in [−0.5, 0.5) (both signs of the hardest negative; active and inactive rows),
     /// positives cycling over the columns, sparse or full negative masks.
@@ -115,33 +116,16 @@ mod tests {
         for (n, m) in [(1, 1), (6, 2), (12, 5), (300, 7)] {
             for sparse in [false, true] {
                 let (s, positives, negatives) = batch(n, m, sparse, (n * 10 + m) as u64);
-                let want = cpu::matching_loss_forward(&s, m, &positives, &negatives, cpu::MATCHING_MARGIN);
+                let want = cpu::matching_loss_forward(&s, m, &positives, &negatives, MATCHING_MARGIN);
                 let mut loss = [f32::NAN];
-                matching_loss_forward(
-                    on.dev(),
-                    on.output(&mut loss).slice(),
-                    on.input(&s),
-                    m,
-                    on.input(&positives),
-                    on.input(&negatives),
-                    cpu::MATCHING_MARGIN,
-                )
-                .unwrap();
+                matching_loss_forward(on.dev(), on.output(&mut loss).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), MATCHING_MARGIN)
+                    .unwrap();
                 assert_eq!(loss[0], want, "n={n} m={m} sparse={sparse}: the same terms summed in the same order");
                 let mut want_ds = vec![0.5f32; s.len()];
-                cpu::matching_loss_backward(&s, m, &positives, &negatives, cpu::MATCHING_MARGIN, 2.0, &mut want_ds);
+                cpu::matching_loss_backward(&s, m, &positives, &negatives, MATCHING_MARGIN, 2.0, &mut want_ds);
                 let mut ds = vec![0.5f32; s.len()];
-                matching_loss_backward(
-                    on.dev(),
-                    on.output(&mut ds).slice(),
-                    on.input(&s),
-                    m,
-                    on.input(&positives),
-                    on.input(&negatives),
-                    cpu::MATCHING_MARGIN,
-                    2.0,
-                )
-                .unwrap();
+                matching_loss_backward(on.dev(), on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), MATCHING_MARGIN, 2.0)
+                    .unwrap();
                 assert_eq!(ds, want_ds, "backward n={n} m={m} sparse={sparse}");
             }
         }
@@ -157,7 +141,7 @@ mod tests {
             .find(|(s, p, neg)| {
                 s.chunks(m).zip(p).zip(neg.chunks(m)).all(|((row, &p), neg)| {
                     let top = row.iter().zip(neg).filter(|(_, &k)| k).map(|(&v, _)| v).fold(f32::NEG_INFINITY, f32::max);
-                    let term = cpu::MATCHING_MARGIN - row[p as usize] + top.max(0.0);
+                    let term = MATCHING_MARGIN - row[p as usize] + top.max(0.0);
                     term.abs() > 1e-3 && top.abs() > 1e-3
                 })
             })
@@ -169,14 +153,14 @@ mod tests {
                 .zip(negatives.chunks(m))
                 .map(|((row, &p), neg)| {
                     let top = row.iter().zip(neg).filter(|(_, &k)| k).map(|(&v, _)| v).fold(f64::NEG_INFINITY, f64::max);
-                    (cpu::MATCHING_MARGIN as f64 - row[p as usize] + top.max(0.0)).max(0.0)
+                    (MATCHING_MARGIN as f64 - row[p as usize] + top.max(0.0)).max(0.0)
                 })
                 .collect();
             terms.iter().sum::<f64>() / n as f64
         };
         let want = numeric_grad(&to_f64(&s), FD_STEP, loss64);
         let mut ds = vec![0.0f32; s.len()];
-        matching_loss_backward(on.dev(), on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), cpu::MATCHING_MARGIN, 1.0)
+        matching_loss_backward(on.dev(), on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), MATCHING_MARGIN, 1.0)
             .unwrap();
         assert_grad("dscores", &ds, &want);
     }
