@@ -9,8 +9,9 @@
 #
 # What runs today: every kernel test on the GPU against the CPU ops (the test binary with
 # RMX_TEST_DEVICE=cuda), then the same tests under compute-sanitizer memcheck and racecheck.
-# What is pending: the encoder, training-step and throughput comparisons with PyTorch need
-# the device seam (issue 14) to run the model on the CUDA ops; the script says so.
+# What is pending: the encoder, training-step and throughput comparisons with PyTorch need a
+# CUDA implementation of the device seam (backend::Backend) to run the model on these ops;
+# the script says so.
 # Results go to stdout and to ${OUT:-target/gpu-check}/gpu-check.txt. Exit 0 when every step
 # that ran passed, 1 otherwise.
 set -uo pipefail
@@ -79,7 +80,7 @@ run() {
             status=1
         fi
     fi
-    say "pending (needs the device seam, issue 14): encoder forward vs the PyTorch goldens, one training step, throughput and latency vs PyTorch"
+    say "pending (needs a CUDA backend::Backend): encoder forward vs the PyTorch goldens, one training step, throughput and latency vs PyTorch"
     exit $status
 }
 

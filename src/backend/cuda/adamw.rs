@@ -1,10 +1,10 @@
 //! One AdamW step on the device (`kernels/adamw.cu`) on one parameter tensor, with the step's
 //! scalars as the trainer computes them (`backend::AdamWStep`, the seam's vocabulary).
-use super::launch::{CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
+use super::launch::{CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
 use crate::backend::AdamWStep;
 
 /// `param, m, v` updated in place from `grad` (all `[n]`).
-pub fn adamw_step<D: Device + ?Sized>(
+pub fn adamw_step<D: Gpu + ?Sized>(
     dev: &D,
     mut param: DevSliceMut<'_, f32>,
     mut m: DevSliceMut<'_, f32>,

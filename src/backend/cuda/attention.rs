@@ -9,7 +9,7 @@
 //!
 //! Training: [`attention_backward`] recomputes the probabilities, as the CPU op does.
 use super::blas::{Gemm, Op};
-use super::launch::{alloc_f32, row_block, upload, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig, Packed};
+use super::launch::{alloc_f32, row_block, upload, CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig, Packed};
 
 /// Where each sequence's `[heads × len × len]` block of probabilities starts.
 fn offsets(seqs: &Packed<'_>, heads: usize) -> Vec<u64> {
@@ -26,7 +26,7 @@ fn offsets(seqs: &Packed<'_>, heads: usize) -> Vec<u64> {
 
 /// One strided-batched GEMM over the heads of one sequence: `C_h = α·op(A_h)·op(B_h) + β·C_h`.
 #[allow(clippy::too_many_arguments)]
-fn heads_gemm<D: Device + ?Sized>(
+fn heads_gemm<D: Gpu + ?Sized>(
     dev: &D,
     (transa, a, lda, stride_a): (Op, DevSlice<'_, f32>, usize, usize),
     (transb, b, ldb, stride_b): (Op, DevSlice<'_, f32>, usize, usize),
@@ -45,7 +45,7 @@ struct Probabilities {
     offsets: DeviceBuffer<u32>,
 }
 
-fn alloc_probabilities<D: Device + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: usize) -> Result<Probabilities, CudaError> {
+fn alloc_probabilities<D: Gpu + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: usize) -> Result<Probabilities, CudaError> {
     let host_offsets = offsets(seqs, heads);
     let total = host_offsets.last().copied().unwrap_or(0) as usize + heads * seqs.starts.windows(2).last().map_or(0, |w| (w[1] - w[0]).pow(2));
     // u64 offsets travel as u32 pairs (little-endian), as the kernel reads them.
@@ -55,7 +55,7 @@ fn alloc_probabilities<D: Device + ?Sized>(dev: &D, seqs: &Packed<'_>, heads: us
 
 /// `S_h = Q_h K_hᵀ` (or any `X_h Y_hᵀ`) of every sequence into `p`'s blocks.
 #[allow(clippy::too_many_arguments)]
-fn scores_into<D: Device + ?Sized>(
+fn scores_into<D: Gpu + ?Sized>(
     dev: &D,
     p: &mut DeviceBuffer<f32>,
     offsets: &[u64],
@@ -80,7 +80,7 @@ fn scores_into<D: Device + ?Sized>(
 
 /// `P_h = softmax(Q_h K_hᵀ / √dh)` of every sequence and head.
 #[allow(clippy::too_many_arguments)]
-fn attention_probabilities<D: Device + ?Sized>(
+fn attention_probabilities<D: Gpu + ?Sized>(
     dev: &D,
     q: DevSlice<'_, f32>,
     k: DevSlice<'_, f32>,
@@ -96,7 +96,7 @@ fn attention_probabilities<D: Device + ?Sized>(
     Ok(pr)
 }
 
-fn softmax_launch<D: Device + ?Sized>(dev: &D, kernel: &'static str, args: KernelArgs, seqs: &Packed<'_>, heads: usize) -> Result<(), CudaError> {
+fn softmax_launch<D: Gpu + ?Sized>(dev: &D, kernel: &'static str, args: KernelArgs, seqs: &Packed<'_>, heads: usize) -> Result<(), CudaError> {
     let longest = seqs.starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     let config = LaunchConfig { grid: [seqs.tokens() as u32, heads as u32, 1], block: [row_block(longest), 1, 1], shared_bytes: 0 };
     dev.launch(kernel, config, args)
@@ -112,7 +112,7 @@ fn check(q: DevSlice<'_, f32>, seqs: &Packed<'_>, heads: usize) -> usize {
 
 /// `ctx: [T × d]` from `q, k, v: [T × d]` (head `h` owns columns `h·dh..(h+1)·dh`).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward<D: Device + ?Sized>(
+pub fn attention_forward<D: Gpu + ?Sized>(
     dev: &D,
     mut ctx: DevSliceMut<'_, f32>,
     q: DevSlice<'_, f32>,
@@ -152,7 +152,7 @@ pub fn attention_forward<D: Device + ?Sized>(
 /// sequence and head, `P` recomputed: `dV += Pᵀ dO`, `dP = dO Vᵀ`,
 /// `dS = s·P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ += dS K`, `dK += dSᵀ Q`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward<D: Device + ?Sized>(
+pub fn attention_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut dq: DevSliceMut<'_, f32>,
     mut dk: DevSliceMut<'_, f32>,

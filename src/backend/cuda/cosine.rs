@@ -1,11 +1,11 @@
 //! The 3-part matching score on the device, `s(a, b) = Σ_p w_p cos(a_p, b_p)`: parts scaled
 //! to unit norm (`kernels/cosine.cu`), then one GEMM; the math of `cpu::cosine`.
 use super::blas::{Gemm, Op};
-use super::launch::{alloc_f32, row_block, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+use super::launch::{alloc_f32, row_block, CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 
 /// Rows of `x: [rows × P·d]` with each part scaled to `w_p/‖x_p‖` (`weights: None`: 1), and
 /// the parts' norms `[rows × P]`.
-fn normalize_parts<D: Device + ?Sized>(
+fn normalize_parts<D: Gpu + ?Sized>(
     dev: &D,
     x: DevSlice<'_, f32>,
     d: usize,
@@ -33,7 +33,7 @@ fn check(a: DevSlice<'_, f32>, b: DevSlice<'_, f32>, d: usize, weights: DevSlice
 
 /// `scores: [n × m]`, `scores[i·m + j] = Σ_p w_p cos(a_i,p, b_j,p)` for `a: [n × P·d]`,
 /// `b: [m × P·d]`, `weights: [P]`.
-pub fn cosine_scores_forward<D: Device + ?Sized>(
+pub fn cosine_scores_forward<D: Gpu + ?Sized>(
     dev: &D,
     scores: DevSliceMut<'_, f32>,
     a: DevSlice<'_, f32>,
@@ -44,7 +44,7 @@ pub fn cosine_scores_forward<D: Device + ?Sized>(
     cosine_scores_forward_with(dev, scores, a, b, weights, d, row_block(d))
 }
 
-fn cosine_scores_forward_with<D: Device + ?Sized>(
+fn cosine_scores_forward_with<D: Gpu + ?Sized>(
     dev: &D,
     c: DevSliceMut<'_, f32>,
     a: DevSlice<'_, f32>,
@@ -84,7 +84,7 @@ fn cosine_scores_forward_with<D: Device + ?Sized>(
 /// Backward: `da += ∂(Σ d_scores ⊙ s)/∂a` and, when `db` is given, the same for `b`.
 /// Shapes as the forward, `d_scores: [n × m]`.
 #[allow(clippy::too_many_arguments)]
-pub fn cosine_scores_backward<D: Device + ?Sized>(
+pub fn cosine_scores_backward<D: Gpu + ?Sized>(
     dev: &D,
     da: DevSliceMut<'_, f32>,
     db: Option<DevSliceMut<'_, f32>>,
@@ -154,7 +154,7 @@ pub fn cosine_scores_backward<D: Device + ?Sized>(
 
 /// `dx_p += w_p (G_p − x̂_p (x̂_p · G_p)) / ‖x_p‖` for `rows` rows.
 #[allow(clippy::too_many_arguments)]
-fn parts_backward<D: Device + ?Sized>(
+fn parts_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut dx: DevSliceMut<'_, f32>,
     unit: DevSlice<'_, f32>,

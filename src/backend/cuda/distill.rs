@@ -1,10 +1,10 @@
 //! Feature distillation on the device (`kernels/distill.cu`): query attention and
 //! projection-subtraction, the math of `cpu::distill`.
-use super::launch::{alloc_f32, row_block, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, Packed};
+use super::launch::{alloc_f32, row_block, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, Packed};
 
 /// `x_star: [n × d]` and the weights `attn: [T]` of `a = softmax(q · Hᵀ)`, `x* = a · H` per
 /// sequence; `h: [T × d]`, `q: [d]`.
-pub fn query_attention_forward<D: Device + ?Sized>(
+pub fn query_attention_forward<D: Gpu + ?Sized>(
     dev: &D,
     x_star: DevSliceMut<'_, f32>,
     attn: DevSliceMut<'_, f32>,
@@ -15,7 +15,7 @@ pub fn query_attention_forward<D: Device + ?Sized>(
     query_attention_forward_with(dev, x_star, attn, h, seqs, q, row_block(q.len()))
 }
 
-fn query_attention_forward_with<D: Device + ?Sized>(
+fn query_attention_forward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut x_star: DevSliceMut<'_, f32>,
     mut attn: DevSliceMut<'_, f32>,
@@ -34,7 +34,7 @@ fn query_attention_forward_with<D: Device + ?Sized>(
 }
 
 /// `out = x − (x·x* / ‖x*‖²) x*` row by row; `out, x, x_star: [n × d]`.
-pub fn project_out_forward<D: Device + ?Sized>(
+pub fn project_out_forward<D: Gpu + ?Sized>(
     dev: &D,
     out: DevSliceMut<'_, f32>,
     x: DevSlice<'_, f32>,
@@ -44,7 +44,7 @@ pub fn project_out_forward<D: Device + ?Sized>(
     project_out_forward_with(dev, out, x, x_star, d, row_block(d))
 }
 
-fn project_out_forward_with<D: Device + ?Sized>(
+fn project_out_forward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut out: DevSliceMut<'_, f32>,
     x: DevSlice<'_, f32>,
@@ -64,7 +64,7 @@ fn project_out_forward_with<D: Device + ?Sized>(
 /// `dh: [T × d]` (RE-Matching stops that gradient), from `d_x_star: [n × d]` and the forward's
 /// `attn: [T]`.
 #[allow(clippy::too_many_arguments)]
-pub fn query_attention_backward<D: Device + ?Sized>(
+pub fn query_attention_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut dq: DevSliceMut<'_, f32>,
     mut dh: Option<DevSliceMut<'_, f32>>,
@@ -100,7 +100,7 @@ pub fn query_attention_backward<D: Device + ?Sized>(
 /// Backward of projection-subtraction, accumulating into `dx, d_x_star: [n × d]` from
 /// `d_out: [n × d]`.
 #[allow(clippy::too_many_arguments)]
-pub fn project_out_backward<D: Device + ?Sized>(
+pub fn project_out_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut dx: DevSliceMut<'_, f32>,
     mut d_x_star: DevSliceMut<'_, f32>,

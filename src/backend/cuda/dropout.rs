@@ -1,6 +1,6 @@
 //! Dropout on the device (`kernels/dropout.cu`) with the CPU op's counter-based mask:
 //! bit for bit `cpu::dropout`'s result.
-use super::launch::{CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
+use super::launch::{CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
 
 /// The mask's threshold and the kept values' scale, computed as the CPU op does.
 fn mask_parameters(p: f32) -> (u64, f32) {
@@ -9,11 +9,11 @@ fn mask_parameters(p: f32) -> (u64, f32) {
 }
 
 /// `x ← dropout(x)` in place with the mask of `(p, key)`.
-pub fn dropout_forward<D: Device + ?Sized>(dev: &D, x: DevSliceMut<'_, f32>, p: f32, key: u64) -> Result<(), CudaError> {
+pub fn dropout_forward<D: Gpu + ?Sized>(dev: &D, x: DevSliceMut<'_, f32>, p: f32, key: u64) -> Result<(), CudaError> {
     dropout_forward_with(dev, x, p, key, ELEMENTWISE_BLOCK)
 }
 
-fn dropout_forward_with<D: Device + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32>, p: f32, key: u64, block: u32) -> Result<(), CudaError> {
+fn dropout_forward_with<D: Gpu + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32>, p: f32, key: u64, block: u32) -> Result<(), CudaError> {
     let (threshold, scale) = mask_parameters(p);
     if p == 0.0 || x.is_empty() {
         return Ok(());
@@ -24,7 +24,7 @@ fn dropout_forward_with<D: Device + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32>
 }
 
 /// Backward with the same `(p, key)`: `dx += mask ⊙ dy / (1 − p)`.
-pub fn dropout_backward<D: Device + ?Sized>(dev: &D, mut dx: DevSliceMut<'_, f32>, dy: DevSlice<'_, f32>, p: f32, key: u64) -> Result<(), CudaError> {
+pub fn dropout_backward<D: Gpu + ?Sized>(dev: &D, mut dx: DevSliceMut<'_, f32>, dy: DevSlice<'_, f32>, p: f32, key: u64) -> Result<(), CudaError> {
     assert_eq!(dx.len(), dy.len(), "dropout backward: dx and dy differ in length");
     let (threshold, scale) = mask_parameters(p);
     if dy.is_empty() {

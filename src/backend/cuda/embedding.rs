@@ -1,11 +1,11 @@
 //! BERT input embeddings on the device (`kernels/embedding.cu`); the math of `cpu::embedding`.
-use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, Packed};
+use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, Packed};
 
 /// `out: [T × d]` = `word[ids[t]] + position[p(t)] + token_type0` with positions restarting
 /// in every sequence. `ids: [T]` (in range: the model checks them), `word: [V × d]`,
 /// `position: [P × d]`, `token_type0: [d]`.
 #[allow(clippy::too_many_arguments)]
-pub fn embeddings_forward<D: Device + ?Sized>(
+pub fn embeddings_forward<D: Gpu + ?Sized>(
     dev: &D,
     out: DevSliceMut<'_, f32>,
     ids: DevSlice<'_, u32>,
@@ -19,7 +19,7 @@ pub fn embeddings_forward<D: Device + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn embeddings_forward_with<D: Device + ?Sized>(
+fn embeddings_forward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut out: DevSliceMut<'_, f32>,
     ids: DevSlice<'_, u32>,
@@ -42,7 +42,7 @@ fn embeddings_forward_with<D: Device + ?Sized>(
 /// `d_token_type0: [d]` (`+=`). Unlike the CPU op it does not list the touched rows: the
 /// caller has the ids.
 #[allow(clippy::too_many_arguments)]
-pub fn embeddings_backward<D: Device + ?Sized>(
+pub fn embeddings_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut d_word: DevSliceMut<'_, f32>,
     mut d_position: DevSliceMut<'_, f32>,

@@ -2,7 +2,7 @@
 //! `cuda-emu`, see build.rs) run on host threads; device addresses are host addresses; the
 //! GEMM is a plain loop nest over cuBLAS's contract ([`super::blas`]).
 use super::blas::{Gemm, Op};
-use super::launch::{CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 extern "C" {
@@ -35,7 +35,7 @@ pub fn host_mut<T>(x: &mut [T]) -> DevSliceMut<'_, T> {
     unsafe { DevSliceMut::from_raw(x.as_mut_ptr() as u64, x.len()) }
 }
 
-impl Device for EmuDevice {
+impl Gpu for EmuDevice {
     fn launch(&self, kernel: &'static str, config: LaunchConfig, mut args: KernelArgs) -> Result<(), CudaError> {
         let name = CString::new(kernel).map_err(|_| CudaError::Launch { kernel: kernel.into(), reason: "name holds a NUL".into() })?;
         let mut pointers = args.pointers();

@@ -1,11 +1,11 @@
 //! RE-Matching's fused entity max-pool and marker gather on the device
 //! (`kernels/entity_pool.cu`): `cpu::entity_pool`'s results, argmax included, bit for bit.
-use super::launch::{row_block, upload, CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+use super::launch::{row_block, upload, CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use crate::backend::cpu::entity_pool::EntityRows;
 
 /// The instances' rows as the kernels read them, `[n × 6]`: head start, head end, tail start,
 /// tail end, head marker, tail marker; checked against `tokens` rows of `H` as the CPU op does.
-pub fn upload_rows<D: Device + ?Sized>(dev: &D, rows: &[EntityRows], tokens: usize) -> Result<DeviceBuffer<u32>, CudaError> {
+pub fn upload_rows<D: Gpu + ?Sized>(dev: &D, rows: &[EntityRows], tokens: usize) -> Result<DeviceBuffer<u32>, CudaError> {
     let mut table = Vec::with_capacity(rows.len() * 6);
     for r in rows {
         assert!(!r.head.is_empty() && !r.tail.is_empty() && r.head.end <= tokens && r.tail.end <= tokens, "entity span outside the batch");
@@ -18,7 +18,7 @@ pub fn upload_rows<D: Device + ?Sized>(dev: &D, rows: &[EntityRows], tokens: usi
 /// `heads, tails: [n × d]`, `markers: [n × 2d]`, `argmax: [n × 2 × d]` from `h: [T × d]` and
 /// the rows of [`upload_rows`].
 #[allow(clippy::too_many_arguments)]
-pub fn entity_pool_forward<D: Device + ?Sized>(
+pub fn entity_pool_forward<D: Gpu + ?Sized>(
     dev: &D,
     heads: DevSliceMut<'_, f32>,
     tails: DevSliceMut<'_, f32>,
@@ -32,7 +32,7 @@ pub fn entity_pool_forward<D: Device + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn entity_pool_forward_with<D: Device + ?Sized>(
+fn entity_pool_forward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut heads: DevSliceMut<'_, f32>,
     mut tails: DevSliceMut<'_, f32>,
@@ -58,7 +58,7 @@ fn entity_pool_forward_with<D: Device + ?Sized>(
 
 /// Backward, accumulating into `dh: [T × d]` through the forward's `argmax` and the markers.
 #[allow(clippy::too_many_arguments)]
-pub fn entity_pool_backward<D: Device + ?Sized>(
+pub fn entity_pool_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut dh: DevSliceMut<'_, f32>,
     argmax: DevSlice<'_, u32>,

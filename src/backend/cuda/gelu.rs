@@ -1,9 +1,9 @@
 //! GELU (exact erf form) on the device (`kernels/gelu.cu`); the math of `cpu::gelu`.
-use super::launch::{CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
+use super::launch::{CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
 
 /// `x ← gelu(x + bias[column])` in place; `x: [rows × bias.len()]`. (The CPU op takes a
 /// bias as long as `x`; here the bias is the linear layer's, broadcast over rows.)
-pub fn bias_gelu_forward<D: Device + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32>, bias: DevSlice<'_, f32>) -> Result<(), CudaError> {
+pub fn bias_gelu_forward<D: Gpu + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32>, bias: DevSlice<'_, f32>) -> Result<(), CudaError> {
     assert!(!bias.is_empty() && x.len().is_multiple_of(bias.len()), "bias_gelu: x is not [rows × bias.len()]");
     // SAFETY: each element is read before it is written, by the same thread.
     let input = unsafe { DevSlice::<f32>::from_raw(x.addr(), x.len()) };
@@ -11,12 +11,12 @@ pub fn bias_gelu_forward<D: Device + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32
 }
 
 /// `y = gelu(z)` out of place (training keeps `z` for [`gelu_backward`]); `z, y`: same length.
-pub fn gelu_forward<D: Device + ?Sized>(dev: &D, mut y: DevSliceMut<'_, f32>, z: DevSlice<'_, f32>) -> Result<(), CudaError> {
+pub fn gelu_forward<D: Gpu + ?Sized>(dev: &D, mut y: DevSliceMut<'_, f32>, z: DevSlice<'_, f32>) -> Result<(), CudaError> {
     assert_eq!(y.len(), z.len(), "gelu: y and z differ in length");
     launch_forward(dev, &mut y, z, None, 1, ELEMENTWISE_BLOCK)
 }
 
-fn launch_forward<D: Device + ?Sized>(
+fn launch_forward<D: Gpu + ?Sized>(
     dev: &D,
     y: &mut DevSliceMut<'_, f32>,
     x: DevSlice<'_, f32>,
@@ -33,11 +33,11 @@ fn launch_forward<D: Device + ?Sized>(
 }
 
 /// `dz += dy ⊙ gelu'(z)`; `z, dy, dz`: same length.
-pub fn gelu_backward<D: Device + ?Sized>(dev: &D, dz: DevSliceMut<'_, f32>, z: DevSlice<'_, f32>, dy: DevSlice<'_, f32>) -> Result<(), CudaError> {
+pub fn gelu_backward<D: Gpu + ?Sized>(dev: &D, dz: DevSliceMut<'_, f32>, z: DevSlice<'_, f32>, dy: DevSlice<'_, f32>) -> Result<(), CudaError> {
     gelu_backward_with(dev, dz, z, dy, ELEMENTWISE_BLOCK)
 }
 
-fn gelu_backward_with<D: Device + ?Sized>(
+fn gelu_backward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut dz: DevSliceMut<'_, f32>,
     z: DevSlice<'_, f32>,

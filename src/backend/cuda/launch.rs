@@ -276,7 +276,7 @@ impl KernelArgs {
 }
 
 /// What runs our kernels and GEMMs: the emulator, or a CUDA context.
-pub trait Device {
+pub trait Gpu {
     /// Launches the `extern "C"` kernel `kernel` and waits for it.
     fn launch(&self, kernel: &'static str, config: LaunchConfig, args: KernelArgs) -> Result<(), CudaError>;
     /// `cublasSgemmStridedBatched` with the arguments of `call` (see [`Gemm`]).
@@ -318,19 +318,19 @@ impl DeviceBuffer<u8> {
 }
 
 /// `len` zeroed f32s on `dev`.
-pub fn alloc_f32<D: Device + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
+pub fn alloc_f32<D: Gpu + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
     // SAFETY: `4·len` zero bytes are `len` f32 zeros.
     Ok(unsafe { dev.alloc_zeroed(len * 4)?.retype(len) })
 }
 
 /// A device copy of `data`.
-pub fn upload<T: Upload, D: Device + ?Sized>(dev: &D, data: &[T]) -> Result<DeviceBuffer<T>, CudaError> {
+pub fn upload<T: Upload, D: Gpu + ?Sized>(dev: &D, data: &[T]) -> Result<DeviceBuffer<T>, CudaError> {
     // SAFETY: the bytes were copied from `data.len()` valid `T`s.
     Ok(unsafe { dev.upload_bytes(bytes_of(data))?.retype(data.len()) })
 }
 
 /// Copies `src` back into `dst` (same length).
-pub fn download<T: Download, D: Device + ?Sized>(dev: &D, src: DevSlice<'_, T>, dst: &mut [T]) -> Result<(), CudaError> {
+pub fn download<T: Download, D: Gpu + ?Sized>(dev: &D, src: DevSlice<'_, T>, dst: &mut [T]) -> Result<(), CudaError> {
     assert_eq!(src.len(), dst.len(), "download: lengths differ");
     // SAFETY: `Download` types accept every bit pattern, so `dst` may be written as bytes.
     let bytes = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst)) };

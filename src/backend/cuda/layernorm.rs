@@ -1,5 +1,5 @@
 //! LayerNorm on the device (`kernels/layernorm.cu`); the math of `cpu::layernorm`.
-use super::launch::{row_block as block_for, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig};
+use super::launch::{row_block as block_for, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig};
 
 /// Blocks of the backward pass: each sums the parameter gradients of its share of rows.
 fn backward_grid(rows: usize) -> usize {
@@ -7,7 +7,7 @@ fn backward_grid(rows: usize) -> usize {
 }
 
 /// Normalises every row of `x: [rows × d]` in place. `gamma, beta: [d]`.
-pub fn layernorm_forward<D: Device + ?Sized>(
+pub fn layernorm_forward<D: Gpu + ?Sized>(
     dev: &D,
     mut x: DevSliceMut<'_, f32>,
     gamma: DevSlice<'_, f32>,
@@ -24,7 +24,7 @@ pub fn layernorm_forward<D: Device + ?Sized>(
 
 /// Training forward: `y = LayerNorm(x)` for `x, y: [rows × d]`, saving `mean, rstd: [rows]`.
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_forward_saving<D: Device + ?Sized>(
+pub fn layernorm_forward_saving<D: Gpu + ?Sized>(
     dev: &D,
     mut y: DevSliceMut<'_, f32>,
     mean: DevSliceMut<'_, f32>,
@@ -39,7 +39,7 @@ pub fn layernorm_forward_saving<D: Device + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn layernorm_forward_saving_with<D: Device + ?Sized>(
+fn layernorm_forward_saving_with<D: Gpu + ?Sized>(
     dev: &D,
     y: &mut DevSliceMut<'_, f32>,
     mean: DevSliceMut<'_, f32>,
@@ -57,7 +57,7 @@ fn layernorm_forward_saving_with<D: Device + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn launch_forward<D: Device + ?Sized>(
+fn launch_forward<D: Gpu + ?Sized>(
     dev: &D,
     y: &mut DevSliceMut<'_, f32>,
     saved: Option<(DevSliceMut<'_, f32>, DevSliceMut<'_, f32>)>,
@@ -81,7 +81,7 @@ fn launch_forward<D: Device + ?Sized>(
 /// Backward of LayerNorm, accumulating (`+=`) into `dx: [rows × d]`, `dgamma, dbeta: [d]`
 /// from `dy: [rows × d]` and the forward's `x`, `mean, rstd: [rows]`.
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_backward<D: Device + ?Sized>(
+pub fn layernorm_backward<D: Gpu + ?Sized>(
     dev: &D,
     dx: DevSliceMut<'_, f32>,
     dgamma: DevSliceMut<'_, f32>,
@@ -98,7 +98,7 @@ pub fn layernorm_backward<D: Device + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn layernorm_backward_with<D: Device + ?Sized>(
+fn layernorm_backward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut dx: DevSliceMut<'_, f32>,
     mut dgamma: DevSliceMut<'_, f32>,

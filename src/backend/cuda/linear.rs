@@ -3,7 +3,7 @@
 //! epilogues would save the epilogue's pass over `y`; not used yet.)
 use super::blas::{Gemm, Op};
 use super::gelu::{bias_gelu_forward, gelu_forward};
-use super::launch::{CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
+use super::launch::{CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
 
 /// What happens to `x·Wᵀ` before it is stored.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ fn shape(x: DevSlice<'_, f32>, w: DevSlice<'_, f32>, b_len: usize) -> (usize, us
 }
 
 /// `y: [rows × out] = act(x: [rows × in] · w: [out × in]ᵀ + b: [out])`.
-pub fn linear_forward<D: Device + ?Sized>(
+pub fn linear_forward<D: Gpu + ?Sized>(
     dev: &D,
     mut y: DevSliceMut<'_, f32>,
     x: DevSlice<'_, f32>,
@@ -70,14 +70,14 @@ pub fn linear_forward<D: Device + ?Sized>(
     }
 }
 
-fn bias_residual<D: Device + ?Sized>(dev: &D, mut y: DevSliceMut<'_, f32>, b: DevSlice<'_, f32>, residual: Option<DevSlice<'_, f32>>) -> Result<(), CudaError> {
+fn bias_residual<D: Gpu + ?Sized>(dev: &D, mut y: DevSliceMut<'_, f32>, b: DevSlice<'_, f32>, residual: Option<DevSlice<'_, f32>>) -> Result<(), CudaError> {
     let n = y.len();
     let args = KernelArgs::new().output(&mut y).input(b).optional_input(residual).u64(n as u64).int(b.len());
     dev.launch("bias_residual_forward", LaunchConfig::elementwise(n, ELEMENTWISE_BLOCK), args)
 }
 
 /// Training forward of the GELU layer: `z = x·Wᵀ + b` (kept for the backward), `y = gelu(z)`.
-pub fn linear_gelu_forward_saving<D: Device + ?Sized>(
+pub fn linear_gelu_forward_saving<D: Gpu + ?Sized>(
     dev: &D,
     mut z: DevSliceMut<'_, f32>,
     y: DevSliceMut<'_, f32>,
@@ -93,7 +93,7 @@ pub fn linear_gelu_forward_saving<D: Device + ?Sized>(
 /// `dw += dyᵀ·x`, `db += Σ_rows dy`. `x, dx: [rows × in]`, `w, dw: [out × in]`,
 /// `dy: [rows × out]`, `db: [out]`.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_backward<D: Device + ?Sized>(
+pub fn linear_backward<D: Gpu + ?Sized>(
     dev: &D,
     dx: Option<DevSliceMut<'_, f32>>,
     dw: DevSliceMut<'_, f32>,

@@ -1,7 +1,7 @@
 //! Training losses on the device (`kernels/loss.cu`): RE-Matching's margin loss with the
 //! hardest negative, and softmax cross-entropy; the math of `cpu::loss`. The loss itself
 //! stays on the device (`loss: [1]`), as the gradient's input does.
-use super::launch::{alloc_f32, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig};
+use super::launch::{alloc_f32, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig};
 
 /// Threads of the one-block forward kernels and of the row-per-thread backward kernels.
 const BLOCK: u32 = 256;
@@ -17,7 +17,7 @@ fn rows(scores: DevSlice<'_, f32>, m: usize, per_row: usize) -> usize {
 /// `loss: [1]` = `(1/n) Σ_i max(0, γ − s(i, r_i) + max(0, max_{j ∈ N_i} s(i, j)))`.
 /// `scores: [n × m]`, `positives: [n]` (columns < m), `negatives: [n × m]` (never a row's
 /// positive; the caller checks both on the host, as `cpu::loss` does).
-pub fn matching_loss_forward<D: Device + ?Sized>(
+pub fn matching_loss_forward<D: Gpu + ?Sized>(
     dev: &D,
     mut loss: DevSliceMut<'_, f32>,
     scores: DevSlice<'_, f32>,
@@ -35,7 +35,7 @@ pub fn matching_loss_forward<D: Device + ?Sized>(
 
 /// `d_scores += d_loss · ∂L/∂scores` of [`matching_loss_forward`].
 #[allow(clippy::too_many_arguments)]
-pub fn matching_loss_backward<D: Device + ?Sized>(
+pub fn matching_loss_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut d_scores: DevSliceMut<'_, f32>,
     scores: DevSlice<'_, f32>,
@@ -56,7 +56,7 @@ pub fn matching_loss_backward<D: Device + ?Sized>(
 
 /// `loss: [1]` = mean softmax cross-entropy of `logits: [n × classes]` against `labels: [n]`
 /// (each < classes, checked by the caller).
-pub fn cross_entropy_forward<D: Device + ?Sized>(
+pub fn cross_entropy_forward<D: Gpu + ?Sized>(
     dev: &D,
     mut loss: DevSliceMut<'_, f32>,
     logits: DevSlice<'_, f32>,
@@ -71,7 +71,7 @@ pub fn cross_entropy_forward<D: Device + ?Sized>(
 }
 
 /// `d_logits += d_loss · (softmax(z_i) − onehot(y_i)) / n`.
-pub fn cross_entropy_backward<D: Device + ?Sized>(
+pub fn cross_entropy_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut d_logits: DevSliceMut<'_, f32>,
     logits: DevSlice<'_, f32>,

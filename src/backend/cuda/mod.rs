@@ -1,6 +1,6 @@
 //! The CUDA backend's ops: one launcher per op (`layernorm.rs` launches
 //! `kernels/layernorm.cu`), with the CPU ops' names and llm.c's argument order (outputs first,
-//! then inputs, shapes last), on device slices. They run on any [`Device`]: the emulator
+//! then inputs, shapes last), on device slices. They run on any [`Gpu`]: the emulator
 //! (feature `cuda-emu`, the tests) or a CUDA context (feature `cuda`, [`runtime`]).
 //! GEMMs go through cuBLAS's contract ([`blas`]).
 //!
@@ -30,4 +30,4 @@ pub mod pooling;
 #[cfg(test)]
 mod testing;
 
-pub use launch::{CudaError, DevSlice, DevSliceMut, Device, DeviceBuffer, KernelArgs, LaunchConfig, Packed};
+pub use launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig, Packed};

@@ -1,13 +1,13 @@
 //! Mean pooling of packed sequences on the device (`kernels/pooling.cu`): `cpu::pooling`'s
 //! sums in its order, so the same result.
-use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Device, KernelArgs, LaunchConfig, Packed};
+use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, Packed};
 
 /// `out: [n_seqs × d]` = the mean of each sequence's rows of `h: [T × d]`.
-pub fn mean_pool_forward<D: Device + ?Sized>(dev: &D, out: DevSliceMut<'_, f32>, h: DevSlice<'_, f32>, seqs: Packed<'_>, d: usize) -> Result<(), CudaError> {
+pub fn mean_pool_forward<D: Gpu + ?Sized>(dev: &D, out: DevSliceMut<'_, f32>, h: DevSlice<'_, f32>, seqs: Packed<'_>, d: usize) -> Result<(), CudaError> {
     mean_pool_forward_with(dev, out, h, seqs, d, row_block(d))
 }
 
-fn mean_pool_forward_with<D: Device + ?Sized>(
+fn mean_pool_forward_with<D: Gpu + ?Sized>(
     dev: &D,
     mut out: DevSliceMut<'_, f32>,
     h: DevSlice<'_, f32>,
@@ -24,7 +24,7 @@ fn mean_pool_forward_with<D: Device + ?Sized>(
 }
 
 /// Backward: `dh[t] += d_out[s] / len(s)` for every row `t` of sequence `s`.
-pub fn mean_pool_backward<D: Device + ?Sized>(
+pub fn mean_pool_backward<D: Gpu + ?Sized>(
     dev: &D,
     mut dh: DevSliceMut<'_, f32>,
     d_out: DevSlice<'_, f32>,

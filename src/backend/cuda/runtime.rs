@@ -1,5 +1,5 @@
 //! The CUDA runtime (feature `cuda`): a context on one GPU with the kernels build.rs embedded
-//! (one fatbin per kernel file) and a cuBLAS handle, behind the same [`Device`] interface as
+//! (one fatbin per kernel file) and a cuBLAS handle, behind the same [`Gpu`] interface as
 //! the emulator. Launches take the launchers' `void**` argument arrays unchanged.
 //!
 //! Opening never panics: cudarc panics when libcuda is missing, so its presence is checked
@@ -7,7 +7,7 @@
 //! driver, no device, no cuBLAS). Each launch and GEMM waits for the GPU, so a device error
 //! surfaces at the call that caused it and buffers may be freed as soon as a call returns.
 use super::blas::{Gemm, Op};
-use super::launch::{CudaError, DevSlice, Device, DeviceBuffer, KernelArgs, LaunchConfig};
+use super::launch::{CudaError, DevSlice, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
 use std::collections::HashMap;
@@ -118,7 +118,7 @@ fn memory(e: driver::DriverError) -> CudaError {
     CudaError::Memory(e.to_string())
 }
 
-impl Device for CudaDevice {
+impl Gpu for CudaDevice {
     fn launch(&self, kernel: &'static str, config: LaunchConfig, mut args: KernelArgs) -> Result<(), CudaError> {
         let f = *self.functions.get(kernel).ok_or_else(|| CudaError::Launch { kernel: kernel.into(), reason: "not in the embedded kernels".into() })?;
         let mut pointers = args.pointers();

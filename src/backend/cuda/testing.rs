@@ -1,7 +1,7 @@
 //! Helpers of the kernel tests, which run on the emulator or, with `RMX_TEST_DEVICE=cuda`, on
 //! a GPU: inputs are uploaded, outputs uploaded and copied back, so a test reads the same on
 //! both.
-use super::launch::{download, upload, DevSlice, DevSliceMut, Device, DeviceBuffer, Download, Upload};
+use super::launch::{download, upload, DevSlice, DevSliceMut, DeviceBuffer, Download, Gpu, Upload};
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -24,7 +24,7 @@ pub fn starts_u32(starts: &[usize]) -> Vec<u32> {
 
 /// The device a kernel test runs on, and the device copies of its buffers.
 pub struct Bench {
-    dev: Box<dyn Device>,
+    dev: Box<dyn Gpu>,
     kept: RefCell<Vec<Box<dyn Any>>>,
 }
 
@@ -33,7 +33,7 @@ pub struct Bench {
 /// and skips (None, with the reason printed) when not.
 pub fn bench() -> Option<Bench> {
     let want_gpu = std::env::var("RMX_TEST_DEVICE").is_ok_and(|v| v == "cuda");
-    let dev: Box<dyn Device> = if want_gpu || cfg!(not(feature = "cuda-emu")) {
+    let dev: Box<dyn Gpu> = if want_gpu || cfg!(not(feature = "cuda-emu")) {
         #[cfg(feature = "cuda")]
         match super::runtime::CudaDevice::open(0) {
             Ok(gpu) => Box::new(gpu),
@@ -57,7 +57,7 @@ pub fn bench() -> Option<Bench> {
 }
 
 impl Bench {
-    pub fn dev(&self) -> &dyn Device {
+    pub fn dev(&self) -> &dyn Gpu {
         &*self.dev
     }
 
