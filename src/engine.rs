@@ -8,13 +8,21 @@ use crate::text::markers::WordInstance;
 use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info, Precision};
 use std::path::Path;
 
-/// One answer: a relation, its score and the score's three cosines.
+/// One answer: a relation, its score and the score's three cosines; `score = Σ w·parts +
+/// bias`, where `bias` is the hubness correction of a relation described by text alone in
+/// the zero-training default (`model::hubness`; 0 otherwise, and then not serialised).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Match<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub score: f32,
     pub parts: Parts,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bias: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -70,8 +78,10 @@ impl Engine {
                 let corrupt = || Error::Input(format!("{}: relation row {} is unreadable (run rmx index verify)", self.index.path().display(), hit.row));
                 let relation = self.index.relation(hit.row).ok_or_else(corrupt)?;
                 let vector = self.index.vector(hit.row).ok_or_else(corrupt)?;
-                let [context, head, tail] = part_cosines(query, &vector, self.matcher.blocks());
-                Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail } })
+                let parts = self.matcher.parts_dim();
+                let [context, head, tail] = part_cosines(&query[..parts], &vector[..parts], self.matcher.blocks());
+                let bias = vector.get(parts).copied().unwrap_or(0.0);
+                Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail }, bias })
             })
             .collect()
     }

@@ -96,7 +96,7 @@ fn build_inspect_verify_query_round_trip() {
     let idx = index.to_str().unwrap();
     let inspect = rmx(&["index", "inspect", idx, "--json"], "");
     let info: serde_json::Value = serde_json::from_str(stdout(&inspect).trim()).unwrap();
-    assert_eq!((info["relations"].as_u64(), info["dim"].as_u64(), info["search"].as_str()), (Some(4), Some(1152), Some("exact")));
+    assert_eq!((info["relations"].as_u64(), info["dim"].as_u64(), info["search"].as_str()), (Some(4), Some(1153), Some("exact")));
     assert_eq!(rmx(&["index", "verify", idx], "").status.code(), Some(0));
 
     let flags = rmx(
@@ -129,6 +129,41 @@ fn build_inspect_verify_query_round_trip() {
     assert_eq!(answers[0]["results"], answers[1]["results"]);
     assert_eq!(answers[2]["results"][0]["id"], "P26");
     assert!(stderr(&o).contains("<stdin>:4: invalid JSON"));
+}
+
+/// Relations described by text alone (Wikidata's label and description).
+const TEXT_ONLY: &str = r#"{"id":"P19","name":"place of birth","description":"most specific known birth location of a person, animal or fictional character"}
+{"id":"P569","name":"date of birth","description":"date on which the subject was born"}
+{"id":"P214","name":"VIAF ID","description":"identifier for the Virtual International Authority File database"}
+{"id":"P1953","name":"Discogs artist ID","description":"identifier for a band or person in the Discogs database"}
+"#;
+
+#[test]
+fn text_only_relations_carry_a_hubness_bias_that_explains_the_score() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = TempDir::new("cli-textonly");
+    let (o, index) = build_index(&dir, TEXT_ONLY);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let idx = index.to_str().unwrap();
+    let o =
+        rmx(&["query", "--index", idx, "-k", "4", "--text", "Ludwig van Beethoven was born in Bonn.", "--head", "Ludwig van Beethoven", "--tail", "Bonn"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    let w = rmx::model::zero_shot::WEIGHTS;
+    for r in results {
+        let part = |name: &str| r["parts"][name].as_f64().unwrap();
+        assert_eq!(part("head"), 0.0, "a text-only relation has no head part: {r}");
+        let bias = r["bias"].as_f64().expect("a text-only relation has a bias");
+        assert!(bias != 0.0);
+        let recombined = w.context as f64 * part("context") + w.tail as f64 * part("tail") + bias;
+        assert!((r["score"].as_f64().unwrap() - recombined).abs() < 1e-4, "{r}");
+    }
+    let ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids[..2].contains(&"P19") && ids[..2].contains(&"P569"), "the birth relations before the identifiers: {ids:?}");
 }
 
 #[test]

@@ -176,9 +176,13 @@ fn inspect(args: InspectArgs) -> Result<Outcome> {
         println!("relations      {}", info.count);
         // An ensemble with the zero-training default (mode "...+zero-shot-β") has a block per model.
         let models = if info.fingerprint.split(';').next().is_some_and(|mode| mode.contains("+zero-shot")) { 2 } else { 1 };
+        // The zero-training default appends one hubness-bias component (model::hubness).
+        let bias = info.dim % 3;
+        let parts = info.dim - bias;
+        let bias_note = if bias == 1 { " + 1 hubness bias" } else { "" };
         match models {
-            1 => println!("dimensions     {} (3 parts × {})", info.dim, info.dim / 3),
-            n => println!("dimensions     {} ({n} models × 3 parts × {})", info.dim, info.dim / (3 * n)),
+            1 => println!("dimensions     {} (3 parts × {}{bias_note})", info.dim, parts / 3),
+            n => println!("dimensions     {} ({n} models × 3 parts × {}{bias_note})", info.dim, parts / (3 * n)),
         }
         println!("precision      {precision}");
         println!("search         {mode}");
