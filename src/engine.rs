@@ -1,5 +1,6 @@
 //! The engine users drive: a matcher (model) and an index, answering relation queries; and
 //! index building. The CLI and the C library are thin layers over this.
+use crate::calibration::{self, Calibration};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::model::rematch::Matcher;
@@ -32,10 +33,12 @@ pub struct Parts {
     pub tail: f32,
 }
 
-/// A model and an index built with it. `Sync`: one engine serves many threads.
+/// A model and an index built with it, and the index's "no relation" threshold when it has
+/// been calibrated. `Sync`: one engine serves many threads.
 pub struct Engine {
     pub matcher: Matcher,
     pub index: Index,
+    pub calibration: Option<Calibration>,
 }
 
 impl Engine {
@@ -47,7 +50,21 @@ impl Engine {
         if index.dim() != matcher.dim() {
             return Err(Error::Input(format!("index dimension {} does not match the model's {}", index.dim(), matcher.dim())));
         }
-        Ok(Engine { matcher, index })
+        let calibration = calibration::load(index_dir, index.fingerprint(), index.len())?;
+        Ok(Engine { matcher, index, calibration })
+    }
+
+    /// The threshold answers are held to: `min_score` when given, else the calibrated one
+    /// (`None`: uncalibrated, every best answer is a relation).
+    pub fn min_score(&self, min_score: Option<f32>) -> Option<f32> {
+        min_score.or(self.calibration.as_ref().map(|c| c.min_score))
+    }
+
+    /// The relation `results` (best first) answer: the best one when its score reaches
+    /// `min_score` (see [`Engine::min_score`]), else "no relation" (`None`).
+    pub fn relation<'m>(&self, results: &[Match<'m>], min_score: Option<f32>) -> Option<&'m str> {
+        let best = results.first()?;
+        (self.min_score(min_score).is_none_or(|t| best.score >= t)).then_some(best.id)
     }
 
     /// The `k` best relations of each instance, in input order; one entry per instance, an
