@@ -14,8 +14,8 @@
 //! A relation described by text alone (no keyword list on either side, e.g. Wikidata's
 //! properties: a label and a description) is matched differently, chosen by measurement on
 //! FewRel val_wiki against all 11,665 Wikidata properties (docs/large-label-sets.md):
-//! - `d_ctx` = the label's and the description's embeddings summed (the words between the
-//!   entities name the relation the way a label does: "born in" ~ "place of birth");
+//! - `d_ctx` = "label: description" embedded as one text (the words between the entities
+//!   name the relation the way a label does: "born in" ~ "place of birth");
 //! - `d_h` = nothing (a zero part: an entity compared with a whole description rewards any
 //!   description that mentions a person);
 //! - `d_t` = the label (Wikidata's labels mostly name the object: "place of birth", "sport");
@@ -52,7 +52,7 @@ pub fn relation_texts(relation: &Relation) -> PartTexts {
     if relation.name.trim().is_empty() || relation.name == relation.id {
         return [vec![description.clone()], Vec::new(), vec![description]];
     }
-    [vec![relation.name.clone(), description], Vec::new(), vec![relation.name.clone()]]
+    [vec![format!("{}: {description}", relation.name)], Vec::new(), vec![relation.name.clone()]]
 }
 
 /// One tokenized query of the zero-training default.
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn text_only_relations_match_label_and_description() {
         let texts = |r: &Relation| relation_texts(r).map(|p| p.join("|"));
-        assert_eq!(texts(&relation("place of birth", &[], &[])), ["place of birth|birth location", "", "place of birth"]);
+        assert_eq!(texts(&relation("place of birth", &[], &[])), ["place of birth: birth location", "", "place of birth"]);
         assert_eq!(texts(&relation("P19", &[], &[])), ["birth location", "", "birth location"], "no label: the description");
         assert_eq!(texts(&relation("place of birth", &["person"], &[])), ["birth location", "person", "birth location"], "keywords: as before");
         assert_eq!(texts(&relation("place of birth", &["person"], &["city", "town"])), ["birth location", "person", "city , town"]);
