@@ -93,7 +93,7 @@ pub fn classify(e: &Error) -> rmx_status {
         Error::Io { .. } => RMX_ERR_IO,
         Error::Model { .. } => RMX_ERR_MODEL,
         Error::Input(_) => RMX_ERR_INVALID_ARGUMENT,
-        Error::CudaUnavailable(_) | Error::CpuUnsupported(_) => RMX_ERR_UNKNOWN,
+        Error::CpuUnsupported(_) => RMX_ERR_UNKNOWN,
         Error::Index(i) => match i {
             I::Io { .. } | I::DestinationOccupied { .. } => RMX_ERR_IO,
             I::BadMagic { .. } | I::Corrupt { .. } => RMX_ERR_INDEX_CORRUPT,

@@ -6,6 +6,7 @@ pub mod fingerprint;
 pub mod heads;
 pub mod hubness;
 pub mod location;
+pub mod params;
 pub mod rematch;
 pub mod scoring;
 pub mod sentence;

@@ -14,9 +14,7 @@ use super::hubness;
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use super::zero_shot::{self, PlainQuery};
-use crate::backend::cpu::distill::{project_out_forward, query_attention_forward};
-use crate::backend::cpu::entity_pool::{entity_pool_forward, EntityRows};
-use crate::backend::cpu::linear::{linear_forward, Activation};
+use crate::backend::{Activation, Backend, Device as D, EntityRows};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::text::markers::{MarkedTokens, WordInstance};
@@ -289,18 +287,19 @@ fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: 
     // hidden: [T × d]
     let hidden = bert.forward(&batch)?;
     // eh, et: [n × d]; markers: [n × 2d]
-    let (mut eh, mut et, mut markers, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; n * 2 * d], vec![0u32; n * 2 * d]);
-    entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
+    let (mut eh, mut et, mut markers, mut arg) = (D::zeros(n * d), D::zeros(n * d), D::zeros(n * 2 * d), vec![0u32; n * 2 * d]);
+    D::entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
     // x: [n × d]
-    let mut x = vec![0.0; n * d];
-    linear_forward(&markers, n, heads.context.weight.data(), heads.context.bias.data(), &mut x, Activation::Bias);
+    let mut x = D::zeros(n * d);
+    D::linear_forward(&markers, n, heads.context.weight.data(), heads.context.bias.data(), &mut x, Activation::Bias);
     // x_star: [n × d]; attn: [T]
-    let (mut x_star, mut attn) = (vec![0.0; n * d], vec![0.0; batch.tokens()]);
-    query_attention_forward(&hidden, &batch.starts, heads.distill_query.data(), &mut x_star, &mut attn);
-    let mut context = vec![0.0; n * d];
-    project_out_forward(&x, &x_star, d, &mut context);
-    for v in context.iter_mut().chain(eh.iter_mut()).chain(et.iter_mut()) {
-        *v = v.tanh();
+    let (mut x_star, mut attn) = (D::zeros(n * d), D::zeros(batch.tokens()));
+    D::query_attention_forward(&hidden, &batch.starts, heads.distill_query.data(), &mut x_star, &mut attn);
+    let mut context = D::zeros(n * d);
+    D::project_out_forward(&x, &x_star, d, &mut context);
+    for part in [&mut context, &mut eh, &mut et] {
+        D::tanh_forward(part);
     }
+    let (context, eh, et) = (D::to_host(&context), D::to_host(&eh), D::to_host(&et));
     Ok((0..n).map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], weights)).collect())
 }

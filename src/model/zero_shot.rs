@@ -30,7 +30,7 @@ use super::bert::PackedBatch;
 use super::description::{part_texts, DescriptionStyle, PartTexts};
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
-use crate::backend::cpu::pooling::mean_pool_forward;
+use crate::backend::{Backend, Device as D};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::text::markers::WordInstance;
@@ -99,8 +99,8 @@ pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery], weights: PartW
     let hidden = encoder.bert.forward(&batch)?;
     let d = encoder.dim();
     // pooled: [3n × d] (only the entity rows are used)
-    let mut pooled = vec![0.0f32; 3 * n * d];
-    mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
+    let mut pooled = D::zeros(3 * n * d);
+    D::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
     Ok(queries
         .iter()
         .enumerate()
