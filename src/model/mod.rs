@@ -4,6 +4,7 @@ pub mod config;
 pub mod description;
 pub mod fingerprint;
 pub mod heads;
+pub mod hubness;
 pub mod location;
 pub mod params;
 pub mod rematch;

@@ -10,6 +10,7 @@
 use super::bert::{Bert, PackedBatch, Precision};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
+use super::hubness;
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use super::zero_shot::{self, PlainQuery};
@@ -90,7 +91,7 @@ impl Matcher {
             None => {
                 let description = SentenceEncoder::load(dir)?;
                 let weights = zero_shot::WEIGHTS;
-                let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v1", weights, &[])?;
+                let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v2", weights, &[])?;
                 Ok(Matcher { query: QuerySide::ZeroShot, description, blocks: vec![weights], fingerprint })
             }
         }
@@ -148,8 +149,14 @@ impl Matcher {
         PartWeights::sum(&self.blocks)
     }
 
-    /// `3d` per block: the dimension of query and relation vectors.
+    /// The dimension of query and relation vectors: `3d` per block, plus one component for
+    /// the hubness bias in the zero-training default (`hubness`).
     pub fn dim(&self) -> usize {
+        self.parts_dim() + usize::from(matches!(self.query, QuerySide::ZeroShot))
+    }
+
+    /// `3d` per block: the leading components of the vectors, which hold the parts.
+    pub fn parts_dim(&self) -> usize {
         3 * self.description.dim() * self.blocks.len()
     }
 
@@ -207,7 +214,9 @@ impl Matcher {
             }
             QuerySide::ZeroShot => {
                 let plain = inputs.iter().map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
-                zero_shot::encode(&self.description, &plain, self.blocks[0])
+                let mut queries = zero_shot::encode(&self.description, &plain, self.blocks[0])?;
+                queries.iter_mut().for_each(hubness::append_query_constant);
+                Ok(queries)
             }
         }
     }
@@ -223,7 +232,13 @@ impl Matcher {
                 Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
             }
             QuerySide::Trained { style, .. } => encode(&self.description, style, self.blocks[0], &mut progress),
-            QuerySide::ZeroShot => encode(&self.description, DescriptionStyle::KeywordList, self.blocks[0], &mut progress),
+            QuerySide::ZeroShot => {
+                let mut vectors =
+                    description::encode_part_texts(&self.description, relations, zero_shot::relation_texts, self.blocks[0], batch, &mut progress)?;
+                let text_only: Vec<bool> = relations.iter().map(zero_shot::is_text_only).collect();
+                hubness::append_biases(&mut vectors, &text_only, hubness::STRENGTH);
+                Ok(vectors)
+            }
         }
     }
 }
