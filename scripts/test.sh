@@ -14,3 +14,6 @@ if ! command -v valgrind >/dev/null; then
     fi
 fi
 cargo test --release --workspace "$@"
+# The CUDA kernels, emulated on the CPU (g++ against kernels/emu/; no GPU or nvcc needed),
+# each compared with the CPU op of the same name.
+cargo test --release --features cuda-emu --lib backend::cuda "$@"
