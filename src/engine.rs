@@ -37,7 +37,12 @@ impl Engine {
         let matcher = Matcher::load(model_dir)?;
         let index = Index::open_expecting(index_dir, matcher.fingerprint())?;
         if index.dim() != matcher.dim() {
-            return Err(Error::Input(format!("index dimension {} does not match the model's {}", index.dim(), matcher.dim())));
+            return Err(Error::ModelMismatch(format!(
+                "{}: index dimension {} does not match the model's {}; rebuild the index with this model",
+                index_dir.display(),
+                index.dim(),
+                matcher.dim()
+            )));
         }
         Ok(Engine { matcher, index })
     }
@@ -67,9 +72,8 @@ impl Engine {
             .search(query, k)?
             .iter()
             .map(|hit| {
-                let corrupt = || Error::Input(format!("{}: relation row {} is unreadable (run rmx index verify)", self.index.path().display(), hit.row));
-                let relation = self.index.relation(hit.row).ok_or_else(corrupt)?;
-                let vector = self.index.vector(hit.row).ok_or_else(corrupt)?;
+                let relation = self.index.read_relation(hit.row)?;
+                let vector = self.index.read_vector(hit.row)?;
                 let [context, head, tail] = part_cosines(query, &vector, self.matcher.blocks());
                 Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail } })
             })
@@ -96,7 +100,7 @@ impl Default for BuildSettings {
 /// existing index only on success); `progress(done)` after each batch of relations.
 pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Info> {
     if relations.is_empty() {
-        return Err(Error::Input("no relations to index".into()));
+        return Err(Error::InvalidData("no relations to index".into()));
     }
     let vectors = matcher.encode_relations(relations, settings.batch, progress)?;
     let options =

@@ -1,6 +1,7 @@
 //! Building an index: [`IndexWriter`] streams records to a temporary sibling directory,
 //! builds the graph, fsyncs, and renames the result into place.
 
+use crate::blocks::{append_block_sums, BLOCK_SHIFT};
 use crate::bytes::cast;
 use crate::error::{io, Error, Result};
 use crate::format::*;
@@ -283,7 +284,7 @@ impl IndexWriter {
         let offsets = std::mem::take(&mut self.offsets);
         let table = self.id_table(&offsets);
         let heap = std::mem::take(&mut self.heap);
-        let mut write = |s: Section, data: &[u8], out: &mut BufWriter<File>| -> Result<()> {
+        let mut write = |s: Section, data: &[u8], out: &mut BufWriter<File>, sections: &mut [SectionEntry; NSECTIONS]| -> Result<()> {
             let start = align_up(pos);
             out.write_all(&[0u8; ALIGN][..(start - pos) as usize]).map_err(io(&path))?;
             out.write_all(data).map_err(io(&path))?;
@@ -291,18 +292,31 @@ impl IndexWriter {
             pos = start + data.len() as u64;
             Ok(())
         };
-        write(Section::MetaOffsets, &le_bytes_u64(&offsets), &mut out)?;
-        write(Section::MetaHeap, &heap, &mut out)?;
-        write(Section::IdTable, &le_bytes_u32(&table), &mut out)?;
+        write(Section::MetaOffsets, &le_bytes_u64(&offsets), &mut out, &mut sections)?;
+        write(Section::MetaHeap, &heap, &mut out, &mut sections)?;
+        write(Section::IdTable, &le_bytes_u32(&table), &mut out, &mut sections)?;
         let empty: Vec<u32> = Vec::new();
         let (nodes, l0, upper) = match &built {
             Some(b) => (&b.nodes, &b.l0, &b.upper),
             None => (&empty, &empty, &empty),
         };
-        write(Section::GraphNodes, &le_bytes_u32(nodes), &mut out)?;
-        write(Section::GraphLevel0, &le_bytes_u32(l0), &mut out)?;
-        write(Section::GraphUpper, &le_bytes_u32(upper), &mut out)?;
+        write(Section::GraphNodes, &le_bytes_u32(nodes), &mut out, &mut sections)?;
+        write(Section::GraphLevel0, &le_bytes_u32(l0), &mut out, &mut sections)?;
+        write(Section::GraphUpper, &le_bytes_u32(upper), &mut out, &mut sections)?;
         drop(built);
+        out.flush().map_err(io(&path))?;
+        let block_sums = {
+            // SAFETY: as for the graph build above: this writer's own file, which nothing
+            // else writes while the mapping lives (it is dropped before the next write).
+            let map = unsafe { memmap2::Mmap::map(out.get_ref()) }.map_err(io(&path))?;
+            let mut sums = Vec::new();
+            for s in DATA_SECTIONS {
+                let e = sections[s as usize];
+                append_block_sums(&map[e.offset as usize..(e.offset + e.len) as usize], BLOCK_SHIFT, &mut sums);
+            }
+            sums
+        };
+        write(Section::BlockSums, &block_sums, &mut out, &mut sections)?;
         let file_len = pos;
         let mut file = out.into_inner().map_err(|er| Error::Io { path: path.clone(), source: er.into_error() })?;
         let header = Header {
@@ -315,6 +329,7 @@ impl IndexWriter {
             mode,
             fingerprint: self.opts.fingerprint.clone(),
             hnsw: hnsw_hdr,
+            block_shift: BLOCK_SHIFT,
             sections,
         };
         let hb = header.encode();

@@ -60,7 +60,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         None => args.relations.clone(),
     };
     if relations.is_empty() {
-        return Err(Error::Input("no relations to evaluate".into()));
+        return Err(Error::InvalidData("no relations to evaluate".into()));
     }
     let descriptions = read_descriptions(&args.descriptions)?;
     for reason in &descriptions.rejected {

@@ -31,8 +31,10 @@ enum IndexCommand {
 /// {"id":"P26","name":"spouse","description":"...","head":["person"],"tail":["person","spouse"]}
 /// (name defaults to id; head/tail keyword lists are optional: a missing list makes that part
 /// compare the entity with the description), or RE-Matching's JSON description list.
-/// The index is written to a temporary directory and renamed into place: an existing index at
-/// -o is replaced only when the new build succeeds.
+/// All or nothing: when any line is rejected, each is reported (file:line: reason), nothing is
+/// written and the exit status is 1; --skip-invalid builds from the valid lines instead (still
+/// exit 1). The index is written to a temporary directory and renamed into place: an existing
+/// index at -o is replaced only when the new build succeeds.
 #[derive(Args)]
 #[command(
     after_help = "Example:\n  rmx index build relations.jsonl -o relations.rmx\n  cat relations.jsonl | rmx index build - -o relations.rmx --precision f16"
@@ -59,6 +61,9 @@ struct BuildArgs {
     /// Relations encoded per batch.
     #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
+    /// When some lines are rejected, build from the valid ones (default: build nothing).
+    #[arg(long)]
+    skip_invalid: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,7 +128,16 @@ fn build(args: BuildArgs) -> Result<Outcome> {
         eprintln!("{reason}");
     }
     if parsed.relations.is_empty() {
-        return Err(Error::Input(format!("{}: no valid relations; the index was not built", args.input.display())));
+        return Err(Error::InvalidData(format!("{}: no valid relations; the index was not built", args.input.display())));
+    }
+    if !parsed.rejected.is_empty() && !args.skip_invalid {
+        eprintln!(
+            "rmx: {} line(s) rejected; nothing was written to {} (fix them, or pass --skip-invalid to build from the other {})",
+            parsed.rejected.len(),
+            args.output.display(),
+            parsed.relations.len()
+        );
+        return Ok(Outcome { rejected: parsed.rejected.len() });
     }
     let mut matcher = Matcher::load(&super::model_dir(args.model))?;
     matcher.set_precision(args.encoder_precision)?;

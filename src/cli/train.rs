@@ -145,7 +145,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         None => args.unseen.clone(),
     };
     if args.batch_size == 0 || args.epochs == 0 {
-        return Err(Error::Input("--batch-size and --epochs must be at least 1".into()));
+        return Err(Error::InvalidArgument("--batch-size and --epochs must be at least 1".into()));
     }
     let descriptions = read_description_files(&args.descriptions)?;
     let mut rejected: Vec<String> = descriptions.rejected.clone();
@@ -163,7 +163,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     let source = super::model_dir(args.model);
     let description_dir = match CheckpointSettings::load(&source)? {
         Some(s) if s.zero_shot_encoder.is_some() => {
-            return Err(Error::Input(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{}: a checkpoint that trained its description side cannot be trained further; start from a plain encoder or a checkpoint trained without --train-descriptions",
                 source.display()
             )))
@@ -182,20 +182,20 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         eprintln!("{r}");
     }
     if !(0.0..1.0).contains(&args.dropout) {
-        return Err(Error::Input(format!("--dropout {} is outside [0, 1)", args.dropout)));
+        return Err(Error::InvalidArgument(format!("--dropout {} is outside [0, 1)", args.dropout)));
     }
     if !(0.0..=0.5).contains(&args.alpha) {
-        return Err(Error::Input(format!("--alpha {} is outside [0, 0.5]", args.alpha)));
+        return Err(Error::InvalidArgument(format!("--alpha {} is outside [0, 0.5]", args.alpha)));
     }
     let validation = match &args.validate {
         Some(path) => Some(read_labelled(path)?.examples),
         None => None,
     };
     if !(0.0..1.0).contains(&args.zero_shot_weight) {
-        return Err(Error::Input(format!("--zero-shot-weight {} is outside [0, 1)", args.zero_shot_weight)));
+        return Err(Error::InvalidArgument(format!("--zero-shot-weight {} is outside [0, 1)", args.zero_shot_weight)));
     }
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
-        return Err(Error::Input(format!("--temperature {} must be positive", args.temperature)));
+        return Err(Error::InvalidArgument(format!("--temperature {} must be positive", args.temperature)));
     }
     let matching = match args.loss.as_str() {
         "contrastive" => MatchingLoss::Contrastive { temperature: args.temperature },

@@ -10,6 +10,10 @@
  *       answers each instance (one rmx_query each, or one rmx_query_batch for all, or the
  *       batch then each) and prints "line<TAB>id<TAB>name<TAB>score<TAB>context<TAB>head<TAB>tail" per match
  *       (floats with 9 significant digits: exact f32). MODEL "-" is NULL (default model).
+ *   capi_test status MODEL INDEX
+ *       opens INDEX with MODEL and, if that succeeds, asks one query (rmx_query and
+ *       rmx_query_batch) of it; prints "open|query|batch<TAB>status<TAB>last error" for each
+ *       call made (tests/capi.rs checks which status each damaged input reaches).
  *   capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS
  *       THREADS pthreads query one engine at once, ROUNDS passes each (rmx_query and
  *       rmx_query_batch); every answer must equal the single-threaded one bit for bit.
@@ -396,7 +400,8 @@ static void test_build(const char *model, const char *workdir, const char *index
     EXPECT(rmx_index_build(model, bad, tmp), RMX_ERR_INVALID_INPUT, "bad.jsonl:2:");
     CHECK(access(tmp, F_OK) != 0, "a failed build left %s", tmp);
 
-    /* Some records rejected: the index is built from the others (as the CLI, exit 1). */
+    /* Some records rejected: by default nothing is built (as the CLI, exit 1); with
+     * RMX_BUILD_SKIP_INVALID the index is built from the others. */
     char *partial = join(workdir, "partial.jsonl");
     write_file(partial,
                "{\"id\":\"A\",\"description\":\"the person is married to the other person\"}\n"
@@ -404,19 +409,35 @@ static void test_build(const char *model, const char *workdir, const char *index
                "{\"id\":\"A\",\"description\":\"duplicate\"}\n"
                "{\"id\":\"B\",\"name\":\"born in\",\"description\":\"the person was born in the place\"}\n");
     EXPECT(rmx_index_build(model, partial, tmp), RMX_ERR_REJECTED, "partial.jsonl:2:");
-    CHECK(strstr(rmx_last_error(), "2 record(s) rejected") && strstr(rmx_last_error(), "partial.jsonl:3: duplicate"),
+    CHECK(strstr(rmx_last_error(), "2 record(s) rejected; nothing was built") && strstr(rmx_last_error(), "partial.jsonl:3: duplicate"),
+          "rejection report: %s", rmx_last_error());
+    CHECK(access(tmp, F_OK) != 0, "an all-or-nothing build with rejected records left %s", tmp);
+    rmx_build_options skip = {RMX_PRECISION_F32, RMX_SEARCH_AUTO, 0, RMX_BUILD_SKIP_INVALID};
+    EXPECT(rmx_index_build_with(model, partial, tmp, &skip), RMX_ERR_REJECTED, "partial.jsonl:2:");
+    CHECK(strstr(rmx_last_error(), "2 record(s) rejected; the index was built from the other 2") &&
+              strstr(rmx_last_error(), "partial.jsonl:3: duplicate"),
           "rejection report: %s", rmx_last_error());
     rmx_engine *e = NULL;
     EXPECT(rmx_engine_open(model, tmp, &e), RMX_OK, NULL);
     CHECK(rmx_engine_relations(e) == 2, "partial index holds %zu relations", rmx_engine_relations(e));
     rmx_engine_free(e);
+    /* A rebuild with a rejected record leaves the existing index as it was. */
+    size_t before_len, after_len;
+    char *data = join(tmp, "index.rmx");
+    unsigned char *before = read_file(data, &before_len);
+    EXPECT(rmx_index_build(model, partial, tmp), RMX_ERR_REJECTED, "partial.jsonl:3: duplicate");
+    unsigned char *after = read_file(data, &after_len);
+    CHECK(before_len == after_len && memcmp(before, after, before_len) == 0, "a refused rebuild changed the index");
+    free(before), free(after), free(data);
 
     /* Options. */
-    rmx_build_options o = {7, RMX_SEARCH_AUTO, 0};
+    rmx_build_options o = {7, RMX_SEARCH_AUTO, 0, 0};
     EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_ERR_INVALID_ARGUMENT, "precision");
-    o = (rmx_build_options){RMX_PRECISION_F32, 9, 0};
+    o = (rmx_build_options){RMX_PRECISION_F32, 9, 0, 0};
     EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_ERR_INVALID_ARGUMENT, "search");
-    o = (rmx_build_options){RMX_PRECISION_F16, RMX_SEARCH_HNSW, 2};
+    o = (rmx_build_options){RMX_PRECISION_F32, RMX_SEARCH_AUTO, 0, 2};
+    EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_ERR_INVALID_ARGUMENT, "flags");
+    o = (rmx_build_options){RMX_PRECISION_F16, RMX_SEARCH_HNSW, 2, 0};
     EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_OK, NULL); /* replaces the partial one */
     EXPECT(rmx_index_verify(tmp), RMX_OK, NULL);
     e = NULL;
@@ -642,15 +663,33 @@ static int mode_api(const char *model, const char *other_model, const char *work
     return failures ? 1 : 0;
 }
 
+static int mode_status(const char *model, const char *index) {
+    rmx_engine *e = NULL;
+    rmx_status s = rmx_engine_open(model, index, &e);
+    printf("open\t%d\t%s\n", (int)s, s == RMX_OK ? "" : rmx_last_error());
+    if (s != RMX_OK) return 0;
+    rmx_instance x = inst(SENTENCE, 0, 11, 20, 32);
+    rmx_match out[2];
+    size_t n[1];
+    s = rmx_query(e, &x, 2, out, n);
+    printf("query\t%d\t%s\n", (int)s, s == RMX_OK ? "" : rmx_last_error());
+    s = rmx_query_batch(e, &x, 1, 2, out, n);
+    printf("batch\t%d\t%s\n", (int)s, s == RMX_OK ? "" : rmx_last_error());
+    rmx_engine_free(e);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "api") == 0) return mode_api(argv[2], argv[3], argv[4]);
     if (argc == 7 && strcmp(argv[1], "query") == 0)
         return mode_query(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], argv[6]);
+    if (argc == 4 && strcmp(argv[1], "status") == 0) return mode_status(argv[2], argv[3]);
     if (argc == 8 && strcmp(argv[1], "threads") == 0)
         return mode_threads(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], strtoul(argv[6], NULL, 10),
                             strtoul(argv[7], NULL, 10));
     fprintf(stderr, "usage: capi_test api MODEL OTHER_MODEL WORKDIR\n"
                     "       capi_test query MODEL INDEX K INSTANCES single|batch|both\n"
+                    "       capi_test status MODEL INDEX\n"
                     "       capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS\n");
     return 2;
 }
