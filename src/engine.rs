@@ -6,7 +6,7 @@ use crate::model::rematch::Matcher;
 use crate::model::scoring::part_cosines;
 use crate::text::markers::WordInstance;
 use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info, Precision};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One answer: a relation, its score and the score's three cosines.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -96,9 +96,17 @@ impl Default for BuildSettings {
     }
 }
 
+/// What `build_index` wrote.
+pub struct Built {
+    pub info: Info,
+    /// Temporary directories of earlier builds into the same place that were killed
+    /// mid-build, removed by this one.
+    pub swept: Vec<PathBuf>,
+}
+
 /// Encodes `relations` with `matcher` into a new index at `output` (atomically replacing an
 /// existing index only on success); `progress(done)` after each batch of relations.
-pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Info> {
+pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Built> {
     if relations.is_empty() {
         return Err(Error::InvalidData("no relations to index".into()));
     }
@@ -106,9 +114,10 @@ pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, set
     let options =
         IndexOptions { precision: settings.precision, mode: settings.mode, fingerprint: matcher.fingerprint().to_string(), ..IndexOptions::default() };
     let mut writer = IndexWriter::create(output, matcher.dim(), options)?;
+    let swept = writer.swept().to_vec();
     for (r, v) in relations.iter().zip(&vectors) {
         let meta = serde_json::json!({ "description": r.description, "head": r.head, "tail": r.tail }).to_string();
         writer.add(&r.id, &r.name, &meta, v)?;
     }
-    Ok(writer.finish()?)
+    Ok(Built { info: writer.finish()?, swept })
 }

@@ -157,8 +157,12 @@ fn build(args: BuildArgs) -> Result<Outcome> {
         },
         batch: args.batch_size,
     };
-    let info = build_index(&matcher, relations, &args.output, settings, |done| bar.set_position(done as u64))?;
+    let built = build_index(&matcher, relations, &args.output, settings, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
+    for dir in &built.swept {
+        eprintln!("rmx: removed {}, left by an interrupted build", dir.display());
+    }
+    let info = built.info;
     eprintln!(
         "rmx: indexed {} relations into {} ({} search, {} bytes)",
         info.count,
