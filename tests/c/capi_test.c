@@ -17,6 +17,10 @@
  *   capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS
  *       THREADS pthreads query one engine at once, ROUNDS passes each (rmx_query and
  *       rmx_query_batch); every answer must equal the single-threaded one bit for bit.
+ *   capi_test soak MODEL INDEX K INSTANCES THREADS SECONDS
+ *       as threads, for SECONDS of passes instead of a number of rounds, printing the
+ *       process's resident set size and the calls made so far every 10 s (JSON lines) and a
+ *       summary; a benchmark (scripts/soak.sh), not a test.
  *
  * INSTANCES: one instance per line, "head_start head_end tail_start tail_end<TAB>text"
  * (byte offsets). Exit status 0 when every check passed.
@@ -31,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int checks, failures;
@@ -225,6 +230,8 @@ typedef struct {
     const rmx_engine *engine;
     const instances *in;
     size_t k, rounds;
+    double deadline;                 /* monotonic seconds: run until then (0: `rounds` passes) */
+    size_t calls;                    /* queries and batches made (atomic) */
     const rmx_match *expected;       /* in.n * k: rmx_query of each instance */
     const size_t *expected_n;        /* in.n */
     const rmx_match *expected_batch; /* in.n * k: rmx_query_batch of all */
@@ -237,12 +244,19 @@ static int same(const rmx_match *a, const rmx_match *b) {
     return a->id == b->id && a->name == b->name && memcmp(&a->score, &b->score, 4 * sizeof(float)) == 0;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static void *work(void *arg) {
     worker *w = arg;
     const instances *in = w->in;
     rmx_match *out = calloc(in->n * w->k, sizeof *out);
     size_t *n_out = calloc(in->n, sizeof *n_out);
-    for (size_t r = 0; r < w->rounds; r++) {
+    for (size_t r = 0; w->deadline > 0 ? now_s() < w->deadline : r < w->rounds; r++) {
+        __atomic_fetch_add(&w->calls, in->n + 1, __ATOMIC_RELAXED);
         for (size_t i = 0; i < in->n; i++) {
             if (rmx_query(w->engine, &in->items[i], w->k, out, n_out) != RMX_OK) {
                 w->errors++;
@@ -268,7 +282,19 @@ static void *work(void *arg) {
 }
 
 /* Runs `threads` workers over `in` and checks their answers against single-threaded ones. */
-static void check_threads(const rmx_engine *e, const instances *in, size_t k, size_t threads, size_t rounds) {
+/* The resident set size of this process in KiB (0 if unknown). */
+static long rss_kb(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* `seconds` > 0: run for that long instead of `rounds` passes, reporting RSS every 10 s. */
+static void check_threads(const rmx_engine *e, const instances *in, size_t k, size_t threads, size_t rounds, double seconds) {
     rmx_match *expected = calloc(in->n * k, sizeof *expected);
     size_t *expected_n = calloc(in->n, sizeof *expected_n);
     rmx_match *expected_batch = calloc(in->n * k, sizeof *expected_batch);
@@ -278,9 +304,20 @@ static void check_threads(const rmx_engine *e, const instances *in, size_t k, si
     EXPECT(rmx_query_batch(e, in->items, in->n, k, expected_batch, expected_batch_n), RMX_OK, NULL);
     worker *ws = calloc(threads, sizeof *ws);
     pthread_t *ids = calloc(threads, sizeof *ids);
+    double start = now_s();
     for (size_t t = 0; t < threads; t++) {
-        ws[t] = (worker){e, in, k, rounds, expected, expected_n, expected_batch, expected_batch_n, 0, 0};
+        ws[t] = (worker){e, in, k, rounds, seconds > 0 ? start + seconds : 0, 0, expected, expected_n, expected_batch, expected_batch_n, 0, 0};
         CHECK(pthread_create(&ids[t], NULL, work, &ws[t]) == 0, "pthread_create %zu", t);
+    }
+    long rss_start = rss_kb(), rss_max = rss_start;
+    for (double next = start + 10; seconds > 0 && next <= start + seconds + 1e-9; next += 10) {
+        while (now_s() < next) usleep(100000);
+        size_t calls = 0;
+        for (size_t t = 0; t < threads; t++) calls += __atomic_load_n(&ws[t].calls, __ATOMIC_RELAXED);
+        long rss = rss_kb();
+        if (rss > rss_max) rss_max = rss;
+        printf("{\"t\": %.0f, \"rss_kb\": %ld, \"calls\": %zu}\n", now_s() - start, rss, calls);
+        fflush(stdout);
     }
     size_t mismatches = 0, errors = 0;
     for (size_t t = 0; t < threads; t++) {
@@ -290,8 +327,16 @@ static void check_threads(const rmx_engine *e, const instances *in, size_t k, si
     }
     CHECK(errors == 0, "%zu queries failed in threads", errors);
     CHECK(mismatches == 0, "%zu answers differ from the single-threaded ones", mismatches);
-    printf("threads: %zu threads x %zu rounds x (%zu queries + 1 batch): %zu errors, %zu differences\n", threads, rounds, in->n,
-           errors, mismatches);
+    if (seconds > 0) {
+        size_t calls = 0;
+        for (size_t t = 0; t < threads; t++) calls += ws[t].calls;
+        printf("{\"soak_s\": %.0f, \"threads\": %zu, \"calls\": %zu, \"errors\": %zu, \"mismatches\": %zu, \"rss_start_kb\": %ld, "
+               "\"rss_end_kb\": %ld, \"rss_max_kb\": %ld}\n",
+               now_s() - start, threads, calls, errors, mismatches, rss_start, rss_kb(), rss_max);
+    }
+    if (seconds <= 0)
+        printf("threads: %zu threads x %zu rounds x (%zu queries + 1 batch): %zu errors, %zu differences\n", threads, rounds, in->n,
+               errors, mismatches);
     free(ws);
     free(ids);
     free(expected);
@@ -300,11 +345,21 @@ static void check_threads(const rmx_engine *e, const instances *in, size_t k, si
     free(expected_batch_n);
 }
 
+static int mode_soak(const char *model, const char *index, size_t k, const char *path, size_t threads, double seconds) {
+    rmx_engine *e = NULL;
+    if (!open_engine(model, index, &e)) return 2;
+    instances in = read_instances(path);
+    check_threads(e, &in, k, threads, 0, seconds);
+    free_instances(&in);
+    rmx_engine_free(e);
+    return failures ? 1 : 0;
+}
+
 static int mode_threads(const char *model, const char *index, size_t k, const char *path, size_t threads, size_t rounds) {
     rmx_engine *e = NULL;
     if (!open_engine(model, index, &e)) return 2;
     instances in = read_instances(path);
-    check_threads(e, &in, k, threads, rounds);
+    check_threads(e, &in, k, threads, rounds, 0);
     free_instances(&in);
     rmx_engine_free(e);
     return failures ? 1 : 0;
@@ -644,7 +699,7 @@ static void test_queries(const char *model, const char *index) {
 
     /* Concurrency: 8 threads, one engine. */
     instances in = {3, batch, NULL};
-    check_threads(e, &in, 4, 8, 2);
+    check_threads(e, &in, 4, 8, 2, 0);
     rmx_engine_free(e);
 }
 
@@ -684,12 +739,15 @@ int main(int argc, char **argv) {
     if (argc == 7 && strcmp(argv[1], "query") == 0)
         return mode_query(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], argv[6]);
     if (argc == 4 && strcmp(argv[1], "status") == 0) return mode_status(argv[2], argv[3]);
+    if (argc == 8 && strcmp(argv[1], "soak") == 0)
+        return mode_soak(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], strtoul(argv[6], NULL, 10), strtod(argv[7], NULL));
     if (argc == 8 && strcmp(argv[1], "threads") == 0)
         return mode_threads(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], strtoul(argv[6], NULL, 10),
                             strtoul(argv[7], NULL, 10));
     fprintf(stderr, "usage: capi_test api MODEL OTHER_MODEL WORKDIR\n"
                     "       capi_test query MODEL INDEX K INSTANCES single|batch|both\n"
                     "       capi_test status MODEL INDEX\n"
-                    "       capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS\n");
+                    "       capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS\n"
+                    "       capi_test soak MODEL INDEX K INSTANCES THREADS SECONDS\n");
     return 2;
 }
