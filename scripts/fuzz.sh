@@ -18,8 +18,9 @@ root=$PWD
 targets=(descriptions query_lines index_file model_config tokenizer checkpoint_settings)
 [ $# -eq 2 ] || { echo "usage: scripts/fuzz.sh TARGET|all SECONDS (targets: ${targets[*]})" >&2; exit 2; }
 if [ "$1" = all ]; then
-    for t in "${targets[@]}"; do "$0" "$t" "$2"; done
-    exit 0
+    failed=0
+    for t in "${targets[@]}"; do "$0" "$t" "$2" || failed=1; done
+    exit $failed
 fi
 target=$1
 seconds=$2
