@@ -23,7 +23,11 @@ pub struct Encoding {
 
 impl TextTokenizer {
     pub fn load(path: &Path) -> Result<TextTokenizer> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Checked as JSON first: the tokenizers crate panics on a syntax error inside its
+        // decoder entry (found by fuzzing: tests/fuzz_regressions.rs).
+        serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
+        let mut inner: Tokenizer = text.parse().map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| Error::model(path, format!("cannot switch truncation off: {e}")))?;
         Ok(TextTokenizer { inner, path: path.to_path_buf() })

@@ -1,0 +1,17 @@
+//! Inputs on which a fuzz target (`fuzz/`, `scripts/fuzz.sh`) once crashed: each must now
+//! give an error or a result, never a panic.
+mod common;
+
+use common::{fixture, TempDir};
+
+/// `fuzz tokenizer`: a tokenizer.json whose decoder entry holds NUL bytes.
+#[test]
+fn tokenizer_with_nul_bytes_in_its_decoder() {
+    let dir = TempDir::new("fuzz-tokenizer");
+    let path = dir.join("tokenizer.json");
+    std::fs::copy(fixture("fuzz/tokenizer-nul-bytes.json"), &path).unwrap();
+    match rmx::text::tokenizer::TextTokenizer::load(&path) {
+        Err(e @ rmx::Error::Model { .. }) => assert!(e.to_string().contains("invalid tokenizer"), "{e}"),
+        other => panic!("expected an invalid-tokenizer error, got {:?}", other.map(|_| ())),
+    }
+}
