@@ -15,3 +15,16 @@ fn tokenizer_with_nul_bytes_in_its_decoder() {
         other => panic!("expected an invalid-tokenizer error, got {:?}", other.map(|_| ())),
     }
 }
+
+/// `fuzz tokenizer`: a vocabulary with a hole (an id past the others) and the post-processor's
+/// special token filed under another name (the tokenizers crate panicked at the first encoding).
+#[test]
+fn tokenizer_with_a_vocabulary_hole() {
+    let dir = TempDir::new("fuzz-tokenizer-hole");
+    let path = dir.join("tokenizer.json");
+    std::fs::copy(fixture("fuzz/tokenizer-vocab-hole.json"), &path).unwrap();
+    match rmx::text::tokenizer::TextTokenizer::load(&path) {
+        Err(e @ rmx::Error::Model { .. }) => assert!(e.to_string().contains("invalid tokenizer"), "{e}"),
+        other => panic!("expected an invalid-tokenizer error, got {:?}", other.map(|_| ())),
+    }
+}

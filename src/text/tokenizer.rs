@@ -30,6 +30,13 @@ impl TextTokenizer {
         let mut inner: Tokenizer = text.parse().map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| Error::model(path, format!("cannot switch truncation off: {e}")))?;
+        // The tokenizers crate does not check that its post-processor's special tokens exist
+        // and panics at the first encoding instead (found by fuzzing): try one here, so a
+        // broken file is a model error at load, never a panic later.
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.encode("a b", true).is_ok()));
+        if probe.is_err() {
+            return Err(Error::model(path, "invalid tokenizer: encoding a probe sentence failed (a special token of the post-processor is missing?)"));
+        }
         Ok(TextTokenizer { inner, path: path.to_path_buf() })
     }
 
