@@ -60,7 +60,9 @@ def main():
     results = {}
     for name, path in sets.items():
         index = os.path.join(cache, f"index-{name}")
-        if not os.path.exists(os.path.join(index, "index.rmx")):
+        # A cached index built by another rmx version or model is refused: rebuild it.
+        stale = subprocess.run([args.rmx, "query", "--index", index] + query, capture_output=True).returncode != 0
+        if stale:
             dt, _ = run([args.rmx, "index", "build", path, "-o", index])
             print(f"built {name} in {dt:.1f} s", file=sys.stderr)
         run([args.rmx, "query", "--index", index] + query)  # warm the page cache
@@ -84,7 +86,7 @@ def main():
 
     # f16 storage: same queries against an f16 copy of the 80-relation index.
     f16 = os.path.join(cache, "index-fewrel-80-f16")
-    if not os.path.exists(os.path.join(f16, "index.rmx")):
+    if subprocess.run([args.rmx, "query", "--index", f16] + query, capture_output=True).returncode != 0:
         run([args.rmx, "index", "build", sets["fewrel-80"], "-o", f16, "--precision", "f16"])
     _, out16 = run([args.rmx, "query", "--index", f16, "-k", "1", "--batch-size", "64"], stream)
     top32 = [json.loads(l)["results"][0] for l in out.splitlines()]

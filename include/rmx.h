@@ -30,7 +30,7 @@
  * The ABI version of this header; `rmx_abi_version()` returns the library's. They differ
  * when a program is run against a library built from another, incompatible header.
  */
-#define RMX_ABI_VERSION 2
+#define RMX_ABI_VERSION 3
 
 /**
  * `rmx_build_options.precision`: vectors stored as 32-bit floats (the default).
@@ -255,6 +255,18 @@ void rmx_engine_free(struct rmx_engine *engine);
  * `engine` is NULL or a live engine.
  */
 size_t rmx_engine_relations(const struct rmx_engine *engine);
+
+/**
+ * The "no relation" threshold of the engine's index, written to `*out`: a query's answer is
+ * "no relation" when its best match scores below it (the `"relation"` field of `rmx query`
+ * is then null). It is the threshold `rmx index calibrate` stored beside the index, or
+ * `-INFINITY` for an uncalibrated index (every best match is then a relation). `*out` is
+ * written only on success. Thread-safe.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `out` is NULL or valid for writing one `float`.
+ */
+enum rmx_status rmx_engine_min_score(const struct rmx_engine *engine, float *out);
 
 /**
  * The `k` best relations for one instance, best first, written to `out[0 .. *n_out]`;

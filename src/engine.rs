@@ -1,5 +1,6 @@
 //! The engine users drive: a matcher (model) and an index, answering relation queries; and
 //! index building. The CLI and the C library are thin layers over this.
+use crate::calibration::{self, Calibration};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::model::rematch::Matcher;
@@ -8,13 +9,21 @@ use crate::text::markers::WordInstance;
 use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info, Precision};
 use std::path::{Path, PathBuf};
 
-/// One answer: a relation, its score and the score's three cosines.
+/// One answer: a relation, its score and the score's three cosines; `score = Σ w·parts +
+/// bias`, where `bias` is the hubness correction of a relation described by text alone in
+/// the zero-training default (`model::hubness`; 0 otherwise, and then not serialised).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Match<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub score: f32,
     pub parts: Parts,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bias: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -24,10 +33,12 @@ pub struct Parts {
     pub tail: f32,
 }
 
-/// A model and an index built with it. `Sync`: one engine serves many threads.
+/// A model and an index built with it, and the index's "no relation" threshold when it has
+/// been calibrated. `Sync`: one engine serves many threads.
 pub struct Engine {
     pub matcher: Matcher,
     pub index: Index,
+    pub calibration: Option<Calibration>,
 }
 
 impl Engine {
@@ -44,7 +55,21 @@ impl Engine {
                 matcher.dim()
             )));
         }
-        Ok(Engine { matcher, index })
+        let calibration = calibration::load(index_dir, index.fingerprint(), index.len())?;
+        Ok(Engine { matcher, index, calibration })
+    }
+
+    /// The threshold answers are held to: `min_score` when given, else the calibrated one
+    /// (`None`: uncalibrated, every best answer is a relation).
+    pub fn min_score(&self, min_score: Option<f32>) -> Option<f32> {
+        min_score.or(self.calibration.as_ref().map(|c| c.min_score))
+    }
+
+    /// The relation `results` (best first) answer: the best one when its score reaches
+    /// `min_score` (see [`Engine::min_score`]), else "no relation" (`None`).
+    pub fn relation<'m>(&self, results: &[Match<'m>], min_score: Option<f32>) -> Option<&'m str> {
+        let best = results.first()?;
+        (self.min_score(min_score).is_none_or(|t| best.score >= t)).then_some(best.id)
     }
 
     /// The `k` best relations of each instance, in input order; one entry per instance, an
@@ -74,8 +99,10 @@ impl Engine {
             .map(|hit| {
                 let relation = self.index.read_relation(hit.row)?;
                 let vector = self.index.read_vector(hit.row)?;
-                let [context, head, tail] = part_cosines(query, &vector, self.matcher.blocks());
-                Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail } })
+                let parts = self.matcher.parts_dim();
+                let [context, head, tail] = part_cosines(&query[..parts], &vector[..parts], self.matcher.blocks());
+                let bias = vector.get(parts).copied().unwrap_or(0.0);
+                Ok(Match { id: relation.id, name: relation.name, score: hit.score, parts: Parts { context, head, tail }, bias })
             })
             .collect()
     }

@@ -33,9 +33,6 @@ pub enum Error {
     /// An option this CPU cannot run (e.g. bf16 precision without AVX512-BF16).
     #[error("not supported on this CPU: {0}")]
     CpuUnsupported(String),
-    /// The CUDA backend was asked for but no usable driver or device is present.
-    #[error("CUDA is unavailable: {0}")]
-    CudaUnavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,11 +2,13 @@
 //!
 //! Data path: text → tokens (`text`) → encoder (`model`, on `backend` kernels) → vectors.
 pub mod backend;
+pub mod calibration;
 pub mod capi;
 pub mod data;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod open_set;
 pub mod text;
 pub mod train;
 

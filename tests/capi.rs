@@ -356,6 +356,44 @@ fn c_built_index_equals_cli_built_index() {
     assert!(read("cli") == read("c"), "the C API and the CLI build different indexes");
 }
 
+/// The threshold C sees is the calibrated one stored beside the index, -INFINITY without.
+#[test]
+fn c_min_score_is_the_calibrated_threshold() {
+    let dir = scratch("min-score");
+    let descriptions = dir.join("descriptions.jsonl");
+    std::fs::write(&descriptions, DESCRIPTIONS).unwrap();
+    let model = tiny_model();
+    let index = dir.join("index");
+    check(rmx().args(["index", "build"]).arg(&descriptions).arg("-o").arg(&index).arg("--model").arg(&model));
+    let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let min_score = || {
+        let mut engine = std::ptr::null_mut();
+        // SAFETY: NUL-terminated strings alive for the call; `engine` is writable.
+        assert_eq!(unsafe { rmx::capi::rmx_engine_open(c(&model).as_ptr(), c(&index).as_ptr(), &mut engine) }, RMX_OK, "{}", last_error());
+        let mut out = 0.0f32;
+        // SAFETY: a live engine and a writable float.
+        assert_eq!(unsafe { rmx::capi::rmx_engine_min_score(engine, &mut out) }, RMX_OK);
+        // SAFETY: the engine from rmx_engine_open, freed once.
+        unsafe { rmx::capi::rmx_engine_free(engine) };
+        out
+    };
+    assert_eq!(min_score(), f32::NEG_INFINITY, "uncalibrated");
+    let opened = rmx_index::Index::open(&index).unwrap();
+    let calibration = rmx::calibration::Calibration {
+        min_score: 0.25,
+        fingerprint: opened.fingerprint().to_string(),
+        relations: opened.len(),
+        data: "labelled.json".into(),
+        answerable: 3,
+        unanswerable: 4,
+        accuracy: 0.5,
+    };
+    rmx::calibration::save(&index, &calibration).unwrap();
+    assert_eq!(min_score(), 0.25);
+    // SAFETY: NULL engine and output are reported, not dereferenced.
+    assert_eq!(unsafe { rmx::capi::rmx_engine_min_score(std::ptr::null(), std::ptr::null_mut()) }, RMX_ERR_NULL_ARGUMENT);
+}
+
 /// The default model and the tiny fixture (a plain encoder too) refuse each other's index.
 #[test]
 fn index_of_another_model_is_a_model_mismatch() {

@@ -96,7 +96,7 @@ fn build_inspect_verify_query_round_trip() {
     let idx = index.to_str().unwrap();
     let inspect = rmx(&["index", "inspect", idx, "--json"], "");
     let info: serde_json::Value = serde_json::from_str(stdout(&inspect).trim()).unwrap();
-    assert_eq!((info["relations"].as_u64(), info["dim"].as_u64(), info["search"].as_str()), (Some(4), Some(1152), Some("exact")));
+    assert_eq!((info["relations"].as_u64(), info["dim"].as_u64(), info["search"].as_str()), (Some(4), Some(1153), Some("exact")));
     assert_eq!(rmx(&["index", "verify", idx], "").status.code(), Some(0));
 
     let flags = rmx(
@@ -129,6 +129,111 @@ fn build_inspect_verify_query_round_trip() {
     assert_eq!(answers[0]["results"], answers[1]["results"]);
     assert_eq!(answers[2]["results"][0]["id"], "P26");
     assert!(stderr(&o).contains("<stdin>:4: invalid JSON"));
+}
+
+/// Relations described by text alone (Wikidata's label and description).
+const TEXT_ONLY: &str = r#"{"id":"P19","name":"place of birth","description":"most specific known birth location of a person, animal or fictional character"}
+{"id":"P569","name":"date of birth","description":"date on which the subject was born"}
+{"id":"P214","name":"VIAF ID","description":"identifier for the Virtual International Authority File database"}
+{"id":"P1953","name":"Discogs artist ID","description":"identifier for a band or person in the Discogs database"}
+"#;
+
+#[test]
+fn text_only_relations_carry_a_hubness_bias_that_explains_the_score() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = TempDir::new("cli-textonly");
+    let (o, index) = build_index(&dir, TEXT_ONLY);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let idx = index.to_str().unwrap();
+    let o =
+        rmx(&["query", "--index", idx, "-k", "4", "--text", "Ludwig van Beethoven was born in Bonn.", "--head", "Ludwig van Beethoven", "--tail", "Bonn"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    let w = rmx::model::zero_shot::WEIGHTS;
+    for r in results {
+        let part = |name: &str| r["parts"][name].as_f64().unwrap();
+        assert_eq!(part("head"), 0.0, "a text-only relation has no head part: {r}");
+        let bias = r["bias"].as_f64().expect("a text-only relation has a bias");
+        assert!(bias != 0.0);
+        let recombined = w.context as f64 * part("context") + w.tail as f64 * part("tail") + bias;
+        assert!((r["score"].as_f64().unwrap() - recombined).abs() < 1e-4, "{r}");
+    }
+    let ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids[..2].contains(&"P19") && ids[..2].contains(&"P569"), "the birth relations before the identifiers: {ids:?}");
+}
+
+/// Labelled sentences in FewRel's format: two relations in `RELATIONS`, one (P40) not.
+const LABELLED: &str = r#"{
+ "P26": [{"tokens": ["Marie","Curie","married","Pierre","Curie","in","1895","."], "h": ["Marie Curie","Q7186",[[0,1]]], "t": ["Pierre Curie","Q37463",[[3,4]]]},
+         {"tokens": ["Barack","Obama","and","his","wife","Michelle","Obama","."], "h": ["Barack Obama","Q76",[[0,1]]], "t": ["Michelle Obama","Q13133",[[5,6]]]}],
+ "P19": [{"tokens": ["Ludwig","van","Beethoven","was","born","in","Bonn","."], "h": ["Beethoven","Q255",[[0,1,2]]], "t": ["Bonn","Q586",[[6]]]}],
+ "P40": [{"tokens": ["Johann","Sebastian","Bach","was","the","father","of","Carl","Philipp","Emanuel","Bach","."], "h": ["Bach","Q1339",[[0,1,2]]], "t": ["C. P. E. Bach","Q76485",[[7,8,9,10]]]}]
+}"#;
+
+#[test]
+fn calibrate_inspect_query_and_evaluate_no_relation() {
+    if default_model().is_none() {
+        return;
+    }
+    let dir = TempDir::new("cli-calibrate");
+    let (o, index) = build_index(&dir, RELATIONS);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let idx = index.to_str().unwrap();
+    let labelled = dir.join("labelled.json");
+    std::fs::write(&labelled, LABELLED).unwrap();
+    let labelled = labelled.to_str().unwrap();
+    let query = |extra: &[&str]| {
+        let mut args = vec!["query", "--index", idx, "--text", "Marie Curie married Pierre Curie in 1895.", "--head", "Marie Curie", "--tail", "Pierre Curie"];
+        args.extend_from_slice(extra);
+        let o = rmx(&args, "");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(stdout(&o).trim()).unwrap()
+    };
+    let inspect = || serde_json::from_str::<serde_json::Value>(stdout(&rmx(&["index", "inspect", idx, "--json"], "")).trim()).unwrap();
+
+    // Uncalibrated: the best relation is the answer, unless --min-score says otherwise.
+    assert!(inspect()["calibration"].is_null());
+    assert_eq!(query(&[])["relation"], "P26");
+    assert!(query(&["--min-score", "10"])["relation"].is_null());
+    assert_eq!(query(&["--min-score", "-10"])["relation"], "P26");
+    assert_eq!(rmx(&["query", "--index", idx, "--min-score", "NaN"], "").status.code(), Some(2));
+
+    let o = rmx(&["index", "calibrate", idx, "--data", labelled], "");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!((c["answerable"].as_u64(), c["unanswerable"].as_u64()), (Some(3), Some(1)));
+    let min_score = c["min_score"].as_f64().unwrap();
+    assert_eq!(inspect()["calibration"]["min_score"].as_f64().map(|x| x as f32), Some(min_score as f32));
+    let text = stdout(&rmx(&["index", "inspect", idx], ""));
+    assert!(text.contains(&format!("min score      {min_score}")), "{text}");
+
+    // The stored threshold is the default: the P26 sentence scores above or below it.
+    let answer = query(&[]);
+    let best = answer["results"][0]["score"].as_f64().unwrap();
+    assert_eq!(answer["relation"].is_null(), best < min_score, "{answer} vs {min_score}");
+
+    // eval --index: P40 is not in the index; P19's two sentences limit with --sentences.
+    let o = rmx(&["eval", "--index", idx, "--data", labelled, "--json", "-k", "4"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!((e["sentences"].as_u64(), e["answerable"].as_u64(), e["k"].as_u64()), (Some(4), Some(3), Some(4)));
+    assert_eq!(e["min_score"].as_f64(), Some(min_score));
+    assert!((e["accuracy"].as_f64().unwrap() - c["accuracy"].as_f64().unwrap()).abs() < 1e-6, "eval and calibrate agree: {e} {c}");
+    let o = rmx(&["eval", "--index", idx, "--data", labelled, "--json", "--sentences", "1..2", "--min-score", "10"], "");
+    let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!((e["sentences"].as_u64(), e["accuracy"].as_f64()), (Some(1), Some(0.0)), "only P26's second sentence, answered no relation: {e}");
+
+    // A damaged calibration file is a clear error, not a silent default.
+    let file = index.join("calibration.json");
+    let damaged = std::fs::read_to_string(&file).unwrap().replace("labelled.json", "other.json");
+    std::fs::write(&file, damaged).unwrap();
+    let o = rmx(&["query", "--index", idx, "--text", "A met B.", "--head", "A", "--tail", "B"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
 }
 
 #[test]

@@ -28,3 +28,17 @@ fn tokenizer_with_a_vocabulary_hole() {
         other => panic!("expected an invalid-tokenizer error, got {:?}", other.map(|_| ())),
     }
 }
+
+/// `fuzz tokenizer`: an added token moved onto another token's id and two vocabulary entries
+/// sharing an id (libFuzzer counts a panic even when rmx catches it: this one must load or
+/// fail without one escaping).
+#[test]
+fn tokenizer_with_duplicate_ids() {
+    let dir = TempDir::new("fuzz-tokenizer-dup");
+    let path = dir.join("tokenizer.json");
+    std::fs::copy(fixture("fuzz/tokenizer-duplicate-ids.json"), &path).unwrap();
+    if let Ok(t) = rmx::text::tokenizer::TextTokenizer::load(&path) {
+        let _ = t.encode("Marie Curie married Pierre Curie.");
+        let _ = t.encode_words(&["Marie", "Curie", "married", "Pierre"]);
+    }
+}

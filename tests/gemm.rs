@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use rmx::backend::cpu::gemm::pack_int8::{quantize_column_i8, quantize_row_u8};
 use rmx::backend::cpu::gemm::{gemm_packed, gemm_reference, gemm_with_isa, Epilogue, MatRef, PackedB};
-use rmx::backend::cpu::gemm_pack_int8::{quantize_column_i8, quantize_row_u8};
 use rmx::backend::cpu::simd::{int8_dot_supported, Bf16Kernel, Isa};
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -7,6 +7,7 @@ use common::{fixture, TempDir};
 use rmx::data::descriptions::Relation;
 use rmx::data::fewrel::read_labelled;
 use rmx::model::bert::Bert;
+use rmx::model::params::ParamSet;
 use rmx::model::rematch::Matcher;
 use rmx::model::scoring::{combine_parts, PartWeights};
 use rmx::text::tokenizer::TextTokenizer;
@@ -102,7 +103,7 @@ fn same_seed_same_losses() {
     assert_eq!(la.len(), 6, "3 batches (8, 8, 4) per epoch, 2 epochs");
     assert_eq!(la, lb, "same seed, same losses, bit for bit");
     assert_ne!(la, lc, "another seed shuffles and draws differently");
-    assert_eq!(a.params.values, b.params.values);
+    assert_eq!(values(&a.bert.params), values(&b.bert.params));
 }
 
 #[test]
@@ -129,17 +130,13 @@ fn a_checkpoint_computes_what_training_computed() {
 
     let marked = instance.mark(&TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap(), 64).unwrap();
     let batch = rmx::model::bert::PackedBatch::new(&[&marked.ids[..]]);
-    let cache = trainer.encoder.forward(&trainer.params, &batch, rmx::train::encoder::Dropout::OFF);
-    let rows = [rmx::backend::cpu::entity_pool::EntityRows {
-        head: marked.head.clone(),
-        tail: marked.tail.clone(),
-        head_marker: marked.head_marker,
-        tail_marker: marked.tail_marker,
-    }];
+    let cache = trainer.bert.forward_train(&batch, rmx::model::bert::Dropout::OFF);
+    let rows =
+        [rmx::backend::EntityRows { head: marked.head.clone(), tail: marked.tail.clone(), head_marker: marked.head_marker, tail_marker: marked.tail_marker }];
     let d = trainer.heads.d;
     let descriptions = vec![1.0f32; 3 * d];
     let targets = rmx::train::objective::Targets { rows: &rows, descriptions: &descriptions, relation: &[0], negatives: &[false], train_label: &[0] };
-    let (_, head_cache) = trainer.heads.forward(&trainer.params, cache.hidden(), &batch.starts, &targets, &trainer.settings.objective);
+    let (_, head_cache) = trainer.heads.forward(&trainer.bert.params, cache.hidden(), &batch.starts, &targets, &trainer.settings.objective);
     let p = &head_cache.parts;
     let want = combine_parts([&p[..d], &p[d..2 * d], &p[2 * d..]], PartWeights::from_alpha(0.33));
     let diff = query.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -200,9 +197,7 @@ fn a_trained_description_side_learns_and_the_checkpoint_encodes_with_it() {
     assert_ne!(la, losses(&mut frozen, &set), "the tower changes the description vectors, so the losses");
     let tower = a.description_tower.as_ref().unwrap();
     let start = Bert::load(&fixture("tiny_bert")).unwrap();
-    let mut start_params = rmx::train::params::ParamSet::default();
-    rmx::train::encoder::EncoderIds::from_bert(&start, &mut start_params);
-    assert_ne!(tower.params.values, start_params.values, "the tower learned");
+    assert_ne!(values(&tower.bert.params), values(&start.params), "the tower learned");
 
     let out = dir.join("ck");
     a.settings.zero_shot_weight = 0.0;
@@ -212,7 +207,7 @@ fn a_trained_description_side_learns_and_the_checkpoint_encodes_with_it() {
     let weights = PartWeights::from_alpha(0.33);
     let style = a.settings.description_style;
     let mut trained = rmx::model::sentence::SentenceEncoder::load(&fixture("tiny_bert")).unwrap();
-    trained.bert = tower.to_bert();
+    trained.bert = tower.bert.snapshot();
     let want = rmx::model::description::encode_relations(&trained, &rels, style, weights, 8, |_| {}).unwrap();
     assert_eq!(matcher.encode_relations(&rels, 8, |_| {}).unwrap(), want, "the checkpoint's description encoder is the trained tower");
     let pretrained = Matcher::load(&fixture("tiny_bert")).unwrap().description;
@@ -324,22 +319,20 @@ fn rmx_train_on_the_command_line() {
 fn encoder_gradients_with_dropout_match_finite_differences() {
     // Dropout masks are a function of the key: the forward is a fixed (piecewise) smooth
     // map, so central differences of L = Σ r ⊙ H check the backward, masks included.
-    let bert = Bert::load(&fixture("tiny_bert")).unwrap();
-    let mut params = rmx::train::params::ParamSet::default();
-    let encoder = rmx::train::encoder::EncoderIds::from_bert(&bert, &mut params);
+    let mut bert = Bert::load(&fixture("tiny_bert")).unwrap();
     let batch = rmx::model::bert::PackedBatch::new(&[vec![2u32, 67, 68, 64, 69, 68, 58, 66, 3], vec![2, 70, 71, 3]]);
-    let dropout = rmx::train::encoder::Dropout { p: 0.3, key: 99 };
+    let dropout = rmx::model::bert::Dropout { p: 0.3, key: 99 };
     let mut rng = Rng::new(4);
     let r = rng.normals(batch.tokens() * 32, 1.0);
-    let loss = |params: &rmx::train::params::ParamSet| -> f64 {
-        let cache = encoder.forward(params, &batch, dropout);
+    let loss = |bert: &Bert| -> f64 {
+        let cache = bert.forward_train(&batch, dropout);
         cache.hidden().iter().zip(&r).map(|(h, r)| *h as f64 * *r as f64).sum()
     };
-    let cache = encoder.forward(&params, &batch, dropout);
-    let off = encoder.forward(&params, &batch, rmx::train::encoder::Dropout::OFF);
+    let cache = bert.forward_train(&batch, dropout);
+    let off = bert.forward_train(&batch, rmx::model::bert::Dropout::OFF);
     assert!(cache.hidden().iter().zip(off.hidden()).any(|(a, b)| (a - b).abs() > 1e-3), "dropout changes the forward");
-    let mut grads = params.zero_grads();
-    encoder.backward(&params, &batch, &cache, &r, dropout, &mut grads);
+    let mut grads = bert.params.zero_grads();
+    bert.backward(&batch, &cache, &r, dropout, &mut grads);
     let mut checked = 0;
     for name in [
         "embeddings.word_embeddings.weight",
@@ -348,11 +341,11 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
         "encoder.layer.1.output.dense.bias",
         "encoder.layer.1.intermediate.dense.weight",
     ] {
-        let id = params.id(name).unwrap();
+        let id = bert.params.id(name).unwrap();
         for k in 0..4 {
             // word embeddings: a row of an id in the batch
-            let idx = if name.starts_with("embeddings.word") { 67 * 32 + k * 7 } else { (k * 37) % params.get(id).len() };
-            let fd = central_difference(&mut params, id, idx, 1e-2, loss);
+            let idx = if name.starts_with("embeddings.word") { 67 * 32 + k * 7 } else { (k * 37) % bert.params.get(id).len() };
+            let fd = central_difference(&mut bert, |b| &mut b.params, id, idx, 1e-2, loss);
             let g = grads.get(id)[idx] as f64;
             assert!((fd - g).abs() <= 0.02 * g.abs() + 5e-3, "{name}[{idx}]: backward {g}, finite differences {fd}");
             checked += 1;
@@ -362,14 +355,21 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
 }
 
 /// `(L(θ + h) − L(θ − h)) / 2h` in element `idx` of parameter `id` (restored afterwards).
-fn central_difference(params: &mut rmx::train::params::ParamSet, id: usize, idx: usize, h: f32, loss: impl Fn(&rmx::train::params::ParamSet) -> f64) -> f64 {
-    let orig = params.values[id][idx];
-    params.values[id][idx] = orig + h;
-    let up = loss(params);
-    params.values[id][idx] = orig - h;
-    let down = loss(params);
-    params.values[id][idx] = orig;
+/// `(L(θ + h) − L(θ − h)) / 2h` in element `idx` of parameter `id` of `params(model)`
+/// (restored afterwards).
+fn central_difference<M>(model: &mut M, params: impl Fn(&mut M) -> &mut ParamSet, id: usize, idx: usize, h: f32, loss: impl Fn(&M) -> f64) -> f64 {
+    let orig = params(model).get(id)[idx];
+    params(model).get_mut(id)[idx] = orig + h;
+    let up = loss(model);
+    params(model).get_mut(id)[idx] = orig - h;
+    let down = loss(model);
+    params(model).get_mut(id)[idx] = orig;
     (up - down) / (2.0 * h as f64)
+}
+
+/// Every parameter's values.
+fn values(p: &ParamSet) -> Vec<Vec<f32>> {
+    (0..p.len()).map(|id| p.get(id).to_vec()).collect()
 }
 
 #[test]
@@ -379,14 +379,14 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     // makes the distillation query's gradient ∂matching/∂q − λ·∂adversarial/∂q. (d_hidden is
     // not checked here: the stop-gradient into H has no finite-difference counterpart; the
     // PyTorch parity test of tests/train_step.rs covers it.)
-    use rmx::backend::cpu::entity_pool::EntityRows;
+    use rmx::backend::EntityRows;
     use rmx::train::objective::{HeadIds, MatchingLoss, ObjectiveSettings, Targets};
     let (d, n_train) = (32, 3);
     let mut rng = Rng::new(12);
-    let mut params = rmx::train::params::ParamSet::default();
+    let mut params = ParamSet::default();
     let heads = HeadIds::init(&mut params, d, n_train, &mut rng);
     // Larger heads than the N(0, 0.02²) initialisation, so that every path carries gradient.
-    params.values.iter_mut().for_each(|v| v.iter_mut().for_each(|x| *x *= 20.0));
+    (0..params.len()).for_each(|id| params.get_mut(id).iter_mut().for_each(|x| *x *= 20.0));
     let starts = [0usize, 6, 10, 14];
     let hidden = rng.normals(14 * d, 1.0);
     let rows = [
@@ -401,7 +401,7 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     let settings = ObjectiveSettings { matching: MatchingLoss::Contrastive { temperature: 0.1 }, ..ObjectiveSettings::default() };
     // What the backward pass differentiates: the total loss, except for the query, which the
     // gradient reversal makes see matching − λ·adversarial.
-    let loss = |params: &rmx::train::params::ParamSet, reversed: bool| {
+    let loss = |params: &ParamSet, reversed: bool| {
         let l = heads.forward(params, &hidden, &starts, &targets, &settings).0;
         if reversed {
             l.matching as f64 - settings.grl_lambda as f64 * l.adversarial as f64
@@ -433,7 +433,7 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
         let reversed = id == heads.distill_query;
         for k in 0..3 {
             let idx = (k * 101 + 7) % params.get(id).len();
-            let fd = central_difference(&mut params, id, idx, 1e-2, |p| loss(p, reversed));
+            let fd = central_difference(&mut params, |p| p, id, idx, 1e-2, |p| loss(p, reversed));
             let g = grads.get(id)[idx] as f64;
             assert!((fd - g).abs() <= 0.03 * g.abs() + 2e-3, "{}[{idx}]: backward {g}, finite differences {fd}", params.name(id));
         }

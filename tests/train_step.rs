@@ -6,12 +6,11 @@
 mod common;
 
 use common::{fixture, load_golden, Golden};
-use rmx::backend::cpu::entity_pool::EntityRows;
-use rmx::model::bert::{Bert, PackedBatch};
+use rmx::backend::EntityRows;
+use rmx::model::bert::{Bert, Dropout, PackedBatch};
+use rmx::model::params::Grads;
 use rmx::train::adamw::{linear_schedule, AdamW, AdamWSettings};
-use rmx::train::encoder::{Dropout, EncoderIds};
 use rmx::train::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
-use rmx::train::params::ParamSet;
 use std::collections::HashMap;
 
 const HEAD_NAMES: [&str; 7] =
@@ -19,8 +18,8 @@ const HEAD_NAMES: [&str; 7] =
 
 struct Case {
     golden: HashMap<String, Golden>,
-    params: ParamSet,
-    encoder: EncoderIds,
+    /// The tiny BERT, its parameters holding the heads too.
+    bert: Bert,
     heads: HeadIds,
     batch: PackedBatch,
     rows: Vec<EntityRows>,
@@ -36,14 +35,12 @@ fn ints(g: &Golden) -> Vec<usize> {
 
 fn load_case() -> Case {
     let golden = load_golden(&fixture("train_step_golden.safetensors"));
-    let bert = Bert::load(&fixture("tiny_bert")).expect("tiny BERT loads");
-    let mut params = ParamSet::default();
-    let encoder = EncoderIds::from_bert(&bert, &mut params);
+    let mut bert = Bert::load(&fixture("tiny_bert")).expect("tiny BERT loads");
     for name in HEAD_NAMES {
         let g = &golden[&format!("init.{name}")];
-        params.push(name, &g.shape, g.data.clone());
+        bert.params.push(name, &g.shape, g.data.clone());
     }
-    let heads = HeadIds::find(&params).expect("heads present");
+    let heads = HeadIds::find(&bert.params).expect("heads present");
     let d = bert.config.hidden_size;
 
     let ids: Vec<u32> = golden["batch.input_ids"].data.iter().map(|&v| v as u32).collect();
@@ -62,7 +59,7 @@ fn load_case() -> Case {
     let relation = golden["batch.relation"].data.iter().map(|&v| v as u32).collect();
     let negatives = golden["batch.neg_relation_mask"].data.iter().map(|&v| v != 0.0).collect();
     let train_label = golden["batch.train_label"].data.iter().map(|&v| v as u32).collect();
-    Case { golden, params, encoder, heads, batch, rows, descriptions, relation, negatives, train_label }
+    Case { golden, bert, heads, batch, rows, descriptions, relation, negatives, train_label }
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -81,15 +78,15 @@ impl Case {
     }
 
     /// Forward, backward: losses, hidden layer, scores, `d hidden`, all gradients.
-    fn step(&self) -> (Losses, Vec<f32>, Vec<f32>, Vec<f32>, rmx::train::params::Grads) {
+    fn step(&self) -> (Losses, Vec<f32>, Vec<f32>, Vec<f32>, Grads) {
         let settings = ObjectiveSettings::default();
-        let cache = self.encoder.forward(&self.params, &self.batch, Dropout::OFF);
+        let cache = self.bert.forward_train(&self.batch, Dropout::OFF);
         let targets = self.targets();
-        let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings);
-        let mut grads = self.params.zero_grads();
+        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &self.batch.starts, &targets, &settings);
+        let mut grads = self.bert.params.zero_grads();
         let mut d_hidden = vec![0.0f32; cache.hidden().len()];
-        self.heads.backward(&self.params, cache.hidden(), &self.batch.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden, None);
-        self.encoder.backward(&self.params, &self.batch, &cache, &d_hidden, Dropout::OFF, &mut grads);
+        self.heads.backward(&self.bert.params, cache.hidden(), &self.batch.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden, None);
+        self.bert.backward(&self.batch, &cache, &d_hidden, Dropout::OFF, &mut grads);
         (losses, cache.hidden().to_vec(), head_cache.scores.clone(), d_hidden, grads)
     }
 }
@@ -107,10 +104,10 @@ fn one_step_matches_the_pytorch_oracle() {
     check("grad_act.hidden", &d_hidden, &g["grad_act.hidden"], 1e-6);
 
     let mut checked = 0;
-    for id in 0..case.params.len() {
-        let name = case.params.name(id);
+    for id in 0..case.bert.params.len() {
+        let name = case.bert.params.name(id);
         let want = g.get(&format!("grad.{name}")).unwrap_or_else(|| panic!("no golden gradient for {name}"));
-        assert_eq!(case.params.shape(id), &want.shape[..], "{name}: shape");
+        assert_eq!(case.bert.params.shape(id), &want.shape[..], "{name}: shape");
         let atol = if name.ends_with("attention.self.key.bias") { 1e-6 } else { 1e-5 };
         check(&format!("grad.{name}"), grads.get(id), want, atol);
         checked += 1;
@@ -125,7 +122,7 @@ fn one_step_matches_the_pytorch_oracle() {
 fn five_adamw_steps_follow_the_oracle_trajectory() {
     let mut case = load_case();
     let lrs = case.golden["traj.lr"].data.clone();
-    let mut opt = AdamW::new(&case.params, AdamWSettings::default());
+    let mut opt = AdamW::new(&case.bert.params, AdamWSettings::default());
     let (warmup, total) = (1.0, 10);
     for (k, &want_lr) in lrs.iter().enumerate() {
         let (losses, _, _, _, grads) = case.step();
@@ -133,15 +130,15 @@ fn five_adamw_steps_follow_the_oracle_trajectory() {
         check(&format!("traj.loss.adversarial[{k}]"), &[losses.adversarial], &single(&case.golden["traj.loss.adversarial"], k), 2e-5);
         let lr = 1e-3 * linear_schedule(opt.steps(), warmup, total);
         assert!((lr as f32 - want_lr).abs() < 1e-9, "lr of step {}: {lr} vs {want_lr}", k + 1);
-        opt.step(&mut case.params, &grads, lr);
+        opt.step(&mut case.bert.params, &grads, lr);
     }
     let (losses, ..) = case.step();
     let n = lrs.len();
     check("traj.loss.total[5]", &[losses.total()], &single(&case.golden["traj.loss.total"], n), 2e-5);
-    for id in 0..case.params.len() {
-        let name = case.params.name(id);
+    for id in 0..case.bert.params.len() {
+        let name = case.bert.params.name(id);
         let atol = if name.ends_with("attention.self.key.bias") { 3.4e-3 } else { 2e-5 };
-        check(&format!("final.{name}"), case.params.get(id), &case.golden[&format!("final.{name}")], atol);
+        check(&format!("final.{name}"), case.bert.params.get(id), &case.golden[&format!("final.{name}")], atol);
     }
 }
 

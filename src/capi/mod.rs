@@ -27,7 +27,7 @@ use strings::{c_path, c_text, StringTable};
 
 /// The ABI version of this header; `rmx_abi_version()` returns the library's. They differ
 /// when a program is run against a library built from another, incompatible header.
-pub const RMX_ABI_VERSION: u32 = 2;
+pub const RMX_ABI_VERSION: u32 = 3;
 
 /// `rmx_build_options.precision`: vectors stored as 32-bit floats (the default).
 pub const RMX_PRECISION_F32: u32 = 0;
@@ -202,6 +202,29 @@ pub unsafe extern "C" fn rmx_engine_free(engine: *mut rmx_engine) {
 pub unsafe extern "C" fn rmx_engine_relations(engine: *const rmx_engine) -> usize {
     // SAFETY: the caller's contract.
     error::guard_value(0, || unsafe { engine.as_ref() }.map_or(0, |e| e.engine.index.len()))
+}
+
+/// The "no relation" threshold of the engine's index, written to `*out`: a query's answer is
+/// "no relation" when its best match scores below it (the `"relation"` field of `rmx query`
+/// is then null). It is the threshold `rmx index calibrate` stored beside the index, or
+/// `-INFINITY` for an uncalibrated index (every best match is then a relation). `*out` is
+/// written only on success. Thread-safe.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `out` is NULL or valid for writing one `float`.
+#[no_mangle]
+pub unsafe extern "C" fn rmx_engine_min_score(engine: *const rmx_engine, out: *mut f32) -> rmx_status {
+    guard(|| {
+        // SAFETY: the caller's contract on engine.
+        let engine = unsafe { engine_ref(engine)? };
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let min_score = engine.engine.min_score(None).unwrap_or(f32::NEG_INFINITY);
+        // SAFETY: non-NULL and valid for one write by the caller's contract.
+        unsafe { out.write(min_score) };
+        Ok(())
+    })
 }
 
 /// The `k` best relations for one instance, best first, written to `out[0 .. *n_out]`;

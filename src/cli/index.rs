@@ -1,10 +1,13 @@
-//! `rmx index build|inspect|verify`: the on-disk relation index.
+//! `rmx index build|inspect|verify|calibrate`: the on-disk relation index.
 use super::Outcome;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use rmx::calibration::{self, choose_threshold, Calibration};
 use rmx::data::descriptions::{parse_descriptions, Parsed};
-use rmx::engine::{build_index, BuildSettings};
+use rmx::data::fewrel::{per_relation, read_fewrel};
+use rmx::engine::{build_index, BuildSettings, Engine};
 use rmx::model::rematch::Matcher;
+use rmx::open_set::judge;
 use rmx::{Error, Result};
 use rmx_index::{BuildMode, Index, Precision};
 use serde_json::json;
@@ -23,6 +26,7 @@ enum IndexCommand {
     Build(BuildArgs),
     Inspect(InspectArgs),
     Verify(VerifyArgs),
+    Calibrate(CalibrateArgs),
 }
 
 /// Encode relation descriptions into an index directory.
@@ -91,6 +95,36 @@ struct InspectArgs {
     json: bool,
 }
 
+/// Choose the index's "no relation" threshold on labelled sentences and store it.
+///
+/// The sentences (FewRel's format) are answered through the index as `rmx query` answers
+/// them. A sentence whose gold relation is in the index should answer it; one whose gold
+/// relation is not should answer "no relation". The threshold with the highest accuracy on
+/// both is stored in DIR/calibration.json and becomes `rmx query`'s default (`--min-score`
+/// overrides it; `rmx index inspect` shows it). Use sentences that are not your test set:
+/// other sentences of the same relations, or another corpus with the same relation ids.
+#[derive(Args)]
+#[command(
+    after_help = "Example (calibrate on val_nyt's sentences, which share some FewRel relation ids):\n  rmx index calibrate relations.rmx --data ../shared/data/fewrel/val_nyt.json"
+)]
+struct CalibrateArgs {
+    /// Index directory built by `rmx index build`.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Labelled sentences in FewRel's format.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Only the sentences at positions A..B within each relation (e.g. 600..700).
+    #[arg(long, value_name = "A..B", value_parser = super::parse_range)]
+    sentences: Option<std::ops::Range<usize>>,
+    /// Model directory; must be the one the index was built with. Default: the default model.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Sentences per encoder pass.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    batch_size: usize,
+}
+
 /// Verify every checksum of an index (vectors and graph included); exit 0 when intact.
 #[derive(Args)]
 struct VerifyArgs {
@@ -103,6 +137,7 @@ pub fn run(args: IndexArgs) -> Result<Outcome> {
     match args.command {
         IndexCommand::Build(a) => build(a),
         IndexCommand::Inspect(a) => inspect(a),
+        IndexCommand::Calibrate(a) => calibrate(a),
         IndexCommand::Verify(a) => {
             Index::open(&a.dir)?.verify()?;
             println!("{}: ok", a.dir.display());
@@ -173,8 +208,43 @@ fn build(args: BuildArgs) -> Result<Outcome> {
     Ok(Outcome { rejected: parsed.rejected.len() })
 }
 
+fn calibrate(args: CalibrateArgs) -> Result<Outcome> {
+    let engine = Engine::open(&super::model_dir(args.model), &args.dir)?;
+    let mut examples = read_fewrel(&args.data)?;
+    if let Some(range) = &args.sentences {
+        examples = per_relation(&examples, range);
+    }
+    if examples.is_empty() {
+        return Err(Error::InvalidData(format!("{}: no sentences to calibrate on", args.data.display())));
+    }
+    let bar = ProgressBar::new(examples.len() as u64)
+        .with_style(ProgressStyle::with_template("calibrating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));
+    let judged = judge(&engine, &examples, 1, args.batch_size, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let best: Vec<_> = judged.iter().map(|j| j.best()).collect();
+    let answerable = best.iter().filter(|b| b.answerable).count();
+    if answerable == 0 || answerable == best.len() {
+        eprintln!("rmx: warning: {} of the {} sentences have their relation in the index; a threshold needs both kinds", answerable, best.len());
+    }
+    let (min_score, accuracy) = choose_threshold(&best);
+    let c = Calibration {
+        min_score,
+        fingerprint: engine.index.fingerprint().to_string(),
+        relations: engine.index.len(),
+        data: args.data.display().to_string(),
+        answerable,
+        unanswerable: best.len() - answerable,
+        accuracy,
+    };
+    calibration::save(&args.dir, &c)?;
+    println!("{}", serde_json::to_string(&c).expect("a calibration serialises"));
+    Ok(Outcome { rejected: 0 })
+}
+
 fn inspect(args: InspectArgs) -> Result<Outcome> {
-    let info = Index::open(&args.dir)?.info();
+    let index = Index::open(&args.dir)?;
+    let info = index.info();
+    let calibrated = calibration::load(&args.dir, index.fingerprint(), index.len())?;
     let mode = format!("{:?}", info.mode).to_lowercase();
     let precision = format!("{:?}", info.precision).to_lowercase();
     if args.json {
@@ -185,7 +255,7 @@ fn inspect(args: InspectArgs) -> Result<Outcome> {
             json!({
                 "path": info.path, "format_version": info.format_version, "relations": info.count, "dim": info.dim,
                 "precision": precision, "search": mode, "fingerprint": info.fingerprint, "file_bytes": info.file_size,
-                "hnsw": hnsw, "sections": sections,
+                "hnsw": hnsw, "sections": sections, "calibration": calibrated,
             })
         );
     } else {
@@ -194,9 +264,13 @@ fn inspect(args: InspectArgs) -> Result<Outcome> {
         println!("relations      {}", info.count);
         // An ensemble with the zero-training default (mode "...+zero-shot-β") has a block per model.
         let models = if info.fingerprint.split(';').next().is_some_and(|mode| mode.contains("+zero-shot")) { 2 } else { 1 };
+        // The zero-training default appends one hubness-bias component (model::hubness).
+        let bias = info.dim % 3;
+        let parts = info.dim - bias;
+        let bias_note = if bias == 1 { " + 1 hubness bias" } else { "" };
         match models {
-            1 => println!("dimensions     {} (3 parts × {})", info.dim, info.dim / 3),
-            n => println!("dimensions     {} ({n} models × 3 parts × {})", info.dim, info.dim / (3 * n)),
+            1 => println!("dimensions     {} (3 parts × {}{bias_note})", info.dim, parts / 3),
+            n => println!("dimensions     {} ({n} models × 3 parts × {}{bias_note})", info.dim, parts / (3 * n)),
         }
         println!("precision      {precision}");
         println!("search         {mode}");
@@ -204,6 +278,13 @@ fn inspect(args: InspectArgs) -> Result<Outcome> {
             println!("hnsw           M={} M0={} ef_construction={} ef_search={} levels={}", h.m, h.m0, h.ef_construction, h.ef_search, h.max_level + 1);
         }
         println!("fingerprint    {}", info.fingerprint);
+        match &calibrated {
+            Some(c) => println!(
+                "min score      {} (calibrated on {}: {} sentences with their relation in the index, {} without; accuracy {:.4})",
+                c.min_score, c.data, c.answerable, c.unanswerable, c.accuracy
+            ),
+            None => println!("min score      none (not calibrated: every best answer is a relation; see rmx index calibrate)"),
+        }
         println!("file size      {} bytes", info.file_size);
         for s in &info.sections {
             println!("  section {:<12} {:>12} bytes at {}", s.name, s.len, s.offset);

@@ -68,6 +68,17 @@ pub struct EncoderPrecision {
 }
 
 /// `--model DIR`, or the default model's directory.
+/// `A..B`: positions `[A, B)` within each relation (`rmx eval --sentences`, `rmx index
+/// calibrate --sentences`).
+pub fn parse_range(text: &str) -> std::result::Result<std::ops::Range<usize>, String> {
+    let (a, b) = text.split_once("..").ok_or("expected A..B, e.g. 0..50")?;
+    let (a, b): (usize, usize) = (a.trim().parse().map_err(|e| format!("{a:?}: {e}"))?, b.trim().parse().map_err(|e| format!("{b:?}: {e}"))?);
+    if a >= b {
+        return Err(format!("empty range {a}..{b}"));
+    }
+    Ok(a..b)
+}
+
 pub fn model_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.unwrap_or_else(default_model_dir)
 }

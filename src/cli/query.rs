@@ -17,9 +17,12 @@ use std::path::PathBuf;
 ///   {"text":"...","head":[0,11],"tail":[20,32]}           (character spans [start, end))
 ///   {"tokens":["Marie","Curie",...],"h":{"pos":[0,2]},"t":{"pos":[3,5]}}
 /// Output, one line per input line in order:
-///   {"line":1,"results":[{"id":"P26","name":"spouse","score":0.73,"parts":{"context":..,"head":..,"tail":..}},...]}
-/// where score = (1−2α)·context + α·(head + tail). Bad lines are reported on stderr as
-/// <stdin>:N: reason and skipped (exit code 1).
+///   {"line":1,"relation":"P26","results":[{"id":"P26","name":"spouse","score":0.73,"parts":{"context":..,"head":..,"tail":..}},...]}
+/// where score = (1−2α)·context + α·(head + tail) (+ "bias" where the zero-training default
+/// corrects a relation described by text alone). "relation" is the best result's id when its
+/// score reaches the threshold (--min-score, else the index's calibrated one, see
+/// `rmx index calibrate`; an uncalibrated index has none), else null: no relation.
+/// Bad lines are reported on stderr as <stdin>:N: reason and skipped (exit code 1).
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 #[command(
@@ -46,6 +49,10 @@ pub struct QueryArgs {
     /// The tail entity as it is written in --text.
     #[arg(long, requires = "text")]
     tail: Option<String>,
+    /// Answer "relation": null when the best score is below S (default: the index's
+    /// calibrated threshold; none for an uncalibrated index).
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    min_score: Option<f32>,
     /// Instances encoded together when reading stdin (output is flushed after each batch).
     #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
@@ -54,17 +61,21 @@ pub struct QueryArgs {
 #[derive(Serialize)]
 struct Answer<'a> {
     line: usize,
+    relation: Option<&'a str>,
     results: Vec<Match<'a>>,
 }
 
 pub fn run(args: QueryArgs) -> Result<Outcome> {
+    if let Some(s) = args.min_score.filter(|s| !s.is_finite()) {
+        return Err(Error::InvalidArgument(format!("--min-score {s} is not a finite number")));
+    }
     let mut engine = Engine::open(&super::model_dir(args.model), &args.index)?;
     engine.matcher.set_precision(args.precision.value)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if let Some(text) = args.text {
         let value = serde_json::json!({ "text": text, "head": args.head, "tail": args.tail });
         let line = Line { number: 1, text: value.to_string() };
-        let rejected = answer_batch(&engine, args.k, "<args>", &[line], &mut out)?;
+        let rejected = answer_batch(&engine, args.k, args.min_score, "<args>", &[line], &mut out)?;
         return Ok(Outcome { rejected });
     }
     let mut input = Batches::new(std::io::stdin().lock(), "<stdin>", args.batch_size);
@@ -74,13 +85,13 @@ pub fn run(args: QueryArgs) -> Result<Outcome> {
         if lines.is_empty() {
             break;
         }
-        rejected += answer_batch(&engine, args.k, &input.name, &lines, &mut out)?;
+        rejected += answer_batch(&engine, args.k, args.min_score, &input.name, &lines, &mut out)?;
     }
     Ok(Outcome { rejected })
 }
 
 /// Answers one batch of lines in order, flushing after it; returns how many were rejected.
-fn answer_batch(engine: &Engine, k: usize, source: &str, lines: &[Line], out: &mut impl Write) -> Result<usize> {
+fn answer_batch(engine: &Engine, k: usize, min_score: Option<f32>, source: &str, lines: &[Line], out: &mut impl Write) -> Result<usize> {
     let mut numbers = Vec::with_capacity(lines.len());
     let mut instances = Vec::with_capacity(lines.len());
     let mut rejected = 0;
@@ -99,7 +110,10 @@ fn answer_batch(engine: &Engine, k: usize, source: &str, lines: &[Line], out: &m
     }
     for (&line, answer) in numbers.iter().zip(engine.query_batch(&instances, k)?) {
         match answer {
-            Ok(results) => write_line(out, &Answer { line, results }).map_err(|e| Error::io("<stdout>", e))?,
+            Ok(results) => {
+                let relation = engine.relation(&results, min_score);
+                write_line(out, &Answer { line, relation, results }).map_err(|e| Error::io("<stdout>", e))?
+            }
             Err(e) => reject(line, e),
         }
     }

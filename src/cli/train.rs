@@ -1,22 +1,12 @@
 //! `rmx train`: fine-tune the RE-Matching model on labelled sentences.
 use super::Outcome;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use rmx::data::descriptions::read_description_files;
-use rmx::data::fewrel::{read_labelled, read_split};
-use rmx::model::bert::Bert;
-use rmx::model::description::{description_texts, encode_relations, DescriptionStyle};
-use rmx::model::heads::CheckpointSettings;
-use rmx::model::rematch::Matcher;
-use rmx::model::scoring::PartWeights;
-use rmx::model::sentence::SentenceEncoder;
-use rmx::text::tokenizer::TextTokenizer;
-use rmx::train::checkpoint::{save_checkpoint, DESCRIPTION_DIR};
-use rmx::train::dataset::prepare_training;
-use rmx::train::description_tower::DescriptionTower;
-use rmx::train::evaluate::evaluate;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rmx::model::description::DescriptionStyle;
+use rmx::train::checkpoint::DESCRIPTION_DIR;
 use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
-use rmx::train::trainer::{Negatives, StepReport, TrainSettings, Trainer};
+use rmx::train::run::{run as run_training, HeldOut, Progress, TrainPlan};
+use rmx::train::trainer::{Negatives, TrainSettings};
 use rmx::{Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -140,60 +130,6 @@ fn parse_negatives(s: &str) -> std::result::Result<Negatives, String> {
 
 pub fn run(args: TrainArgs) -> Result<Outcome> {
     let started = Instant::now();
-    let unseen = match &args.split {
-        Some(split) => read_split(split, "test")?,
-        None => args.unseen.clone(),
-    };
-    if args.batch_size == 0 || args.epochs == 0 {
-        return Err(Error::InvalidArgument("--batch-size and --epochs must be at least 1".into()));
-    }
-    let descriptions = read_description_files(&args.descriptions)?;
-    let mut rejected: Vec<String> = descriptions.rejected.clone();
-    let mut examples = Vec::new();
-    for path in &args.data {
-        let labelled = read_labelled(path)?;
-        rejected.extend(labelled.rejected);
-        examples.extend(labelled.examples);
-    }
-    for id in unseen.iter().filter(|u| !examples.iter().any(|e| &e.relation == *u)) {
-        eprintln!("note: unseen relation {id} has no sentence in the data");
-    }
-
-    // A trained checkpoint continues from its encoder and keeps its description encoder.
-    let source = super::model_dir(args.model);
-    let description_dir = match CheckpointSettings::load(&source)? {
-        Some(s) if s.zero_shot_encoder.is_some() => {
-            return Err(Error::InvalidArgument(format!(
-                "{}: a checkpoint that trained its description side cannot be trained further; start from a plain encoder or a checkpoint trained without --train-descriptions",
-                source.display()
-            )))
-        }
-        Some(s) => source.join(s.description_encoder),
-        None => source.clone(),
-    };
-    let description = SentenceEncoder::load(&description_dir)?;
-    let bert = Bert::load(&source)?;
-    let tokenizer = TextTokenizer::load(&source.join("tokenizer.json"))?;
-    let prepared = prepare_training(&examples, &descriptions.relations, &unseen, &tokenizer, bert.config.max_position_embeddings)?;
-    for r in &prepared.rejected {
-        rejected.push(format!("{}: {r}", args.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("+")));
-    }
-    for r in &rejected {
-        eprintln!("{r}");
-    }
-    if !(0.0..1.0).contains(&args.dropout) {
-        return Err(Error::InvalidArgument(format!("--dropout {} is outside [0, 1)", args.dropout)));
-    }
-    if !(0.0..=0.5).contains(&args.alpha) {
-        return Err(Error::InvalidArgument(format!("--alpha {} is outside [0, 0.5]", args.alpha)));
-    }
-    let validation = match &args.validate {
-        Some(path) => Some(read_labelled(path)?.examples),
-        None => None,
-    };
-    if !(0.0..1.0).contains(&args.zero_shot_weight) {
-        return Err(Error::InvalidArgument(format!("--zero-shot-weight {} is outside [0, 1)", args.zero_shot_weight)));
-    }
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
         return Err(Error::InvalidArgument(format!("--temperature {} must be positive", args.temperature)));
     }
@@ -216,139 +152,89 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         objective: ObjectiveSettings { alpha: args.alpha, matching, ..ObjectiveSettings::default() },
         ..TrainSettings::default()
     };
-    let weights = PartWeights::from_alpha(settings.objective.alpha);
-    let vectors = encode_relations(&description, &prepared.relations, settings.description_style, weights, 64, |_| {})?;
-    let n = prepared.set.sentences.len();
-    eprintln!(
-        "training on {n} sentences of {} relations ({} held out), {} epochs, batch {}, lr {}, seed {}",
-        prepared.relations.len(),
-        unseen.len(),
-        settings.epochs,
-        settings.batch_size,
-        settings.lr,
-        settings.seed
-    );
-
-    let extra: Vec<_> = if args.extra_negatives {
-        descriptions.relations.iter().filter(|r| !unseen.contains(&r.id) && !prepared.relations.iter().any(|t| t.id == r.id)).cloned().collect()
-    } else {
-        Vec::new()
+    let plan = TrainPlan {
+        data: args.data,
+        descriptions: args.descriptions,
+        held_out: match args.split {
+            Some(split) => HeldOut::Split(split),
+            None => HeldOut::Relations(args.unseen),
+        },
+        model: super::model_dir(args.model),
+        output: args.output,
+        validate: args.validate,
+        settings,
     };
-    let extra_vectors = encode_relations(&description, &extra, settings.description_style, weights, 64, |_| {})?;
-    if args.extra_negatives {
-        eprintln!("{} description-only relations are extra negatives", extra.len());
-    }
-    let mut trainer = Trainer::new(&bert, vectors.concat(), settings.clone()).with_extra_negatives(extra_vectors.concat());
-    if args.train_descriptions {
-        let texts = prepared
-            .relations
-            .iter()
-            .map(|r| {
-                let [text, head, tail] = description_texts(r, settings.description_style);
-                let ids = |t: Option<String>| description.tokenize(t.as_deref().unwrap_or(&r.description)).map(|t| t.ids);
-                Ok([ids(text)?, ids(head)?, ids(tail)?])
-            })
-            .collect::<Result<Vec<_>>>()?;
-        trainer = trainer.with_description_tower(DescriptionTower::new(&description.bert, texts, settings.adamw));
-    }
-    drop(bert);
     let mut log = match &args.log {
-        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?)),
+        Some(path) => Some((path, std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?))),
         None => None,
     };
-    let bar = ProgressBar::new((n.div_ceil(settings.batch_size) * settings.epochs) as u64)
-        .with_style(ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]").expect("valid template"));
-    let (mut epoch_losses, mut validation_scores) = (Vec::new(), Vec::new());
-    let (mut sentences, mut seconds, mut peak_activations) = (0usize, 0.0f64, 0usize);
-    let mut log_error = None;
-    for epoch in 1..=settings.epochs {
-        let (mut epoch_loss, mut epoch_steps) = (0.0f64, 0usize);
-        bar.set_prefix(format!("{epoch}/{}", settings.epochs));
-        trainer.run_epoch(&prepared.set, epoch, |s: &StepReport| {
-            epoch_loss += (s.matching + s.adversarial) as f64;
-            epoch_steps += 1;
-            sentences += s.sentences;
-            seconds += s.seconds;
-            peak_activations = peak_activations.max(s.activation_bytes);
-            bar.set_message(format!(
-                "loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s",
-                s.matching + s.adversarial,
-                s.matching,
-                s.adversarial,
-                sentences as f64 / seconds
-            ));
-            bar.inc(1);
-            if let (Some(w), None) = (log.as_mut(), &log_error) {
-                if let Err(e) = writeln!(w, "{}", serde_json::to_string(s).expect("report serialises")).and_then(|()| w.flush()) {
-                    log_error = Some(e);
-                }
-            }
-            if bar.is_hidden() && s.step.is_multiple_of(10) {
+    let (epochs, batch_size) = (plan.settings.epochs, plan.settings.batch_size);
+    let bar = ProgressBar::hidden();
+    let (mut sentences, mut seconds) = (0usize, 0.0f64);
+    let mut epoch = 0;
+    let summary = run_training(&plan, |p| {
+        match p {
+            Progress::Note(line) => eprintln!("{line}"),
+            Progress::Rejected(line) => eprintln!("{line}"),
+            Progress::Started { sentences, relations, held_out, steps_per_epoch } => {
                 eprintln!(
-                    "epoch {epoch} step {}/{}: loss {:.4} (match {:.4}, adv {:.3}), {:.1} sent/s",
-                    s.step,
-                    s.total_steps,
+                    "training on {sentences} sentences of {relations} relations ({held_out} held out), {epochs} epochs, batch {batch_size}, lr {}, seed {}",
+                    plan.settings.lr, plan.settings.seed
+                );
+                bar.set_length((steps_per_epoch * epochs) as u64);
+                bar.set_style(
+                    ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]").expect("valid template"),
+                );
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            Progress::Epoch(e) => {
+                epoch = e;
+                bar.set_prefix(format!("{e}/{epochs}"));
+            }
+            Progress::Step(s) => {
+                sentences += s.sentences;
+                seconds += s.seconds;
+                bar.set_message(format!(
+                    "loss {:.4} (match {:.4}, adv {:.3})  {:.1} sent/s",
                     s.matching + s.adversarial,
                     s.matching,
                     s.adversarial,
                     sentences as f64 / seconds
-                );
+                ));
+                bar.inc(1);
+                if let Some((path, w)) = log.as_mut() {
+                    writeln!(w, "{}", serde_json::to_string(s).expect("report serialises")).and_then(|()| w.flush()).map_err(|e| Error::io(*path, e))?;
+                }
+                if bar.is_hidden() && s.step.is_multiple_of(10) {
+                    eprintln!(
+                        "epoch {epoch} step {}/{}: loss {:.4} (match {:.4}, adv {:.3}), {:.1} sent/s",
+                        s.step,
+                        s.total_steps,
+                        s.matching + s.adversarial,
+                        s.matching,
+                        s.adversarial,
+                        sentences as f64 / seconds
+                    );
+                }
             }
-        });
-        epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
-        if let Some(examples) = &validation {
-            // With a trained description side, the frozen encoder serves the zero-training part.
-            let loaded = SentenceEncoder::load(&description_dir)?;
-            let (description_encoder, frozen) = match &trainer.description_tower {
-                Some(tower) => (loaded.with_bert(tower.to_bert()), Some(loaded)),
-                None => (loaded, None),
-            };
-            let matcher = Matcher::from_trained(
-                trainer.encoder.to_bert(&trainer.params),
-                trainer.heads.to_heads(&trainer.params),
-                description_encoder,
-                frozen,
-                settings.objective.alpha,
-                settings.description_style,
-                settings.zero_shot_weight,
-            )?;
-            let scores = evaluate(&matcher, examples, &descriptions.relations, &unseen, false, 64, |_| {})?;
-            bar.suspend(|| {
+            Progress::Validated { epoch, scores } => bar.suspend(|| {
                 eprintln!(
                     "epoch {epoch}: validation macro F1 {:.4} (P {:.4}, R {:.4}), accuracy {:.4}",
                     scores.f1, scores.precision, scores.recall, scores.accuracy
                 )
-            });
-            validation_scores.push(
-                serde_json::json!({"epoch": epoch, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "accuracy": scores.accuracy}),
-            );
+            }),
         }
-    }
-    bar.finish_and_clear();
-    if let (Some(e), Some(path)) = (log_error, &args.log) {
-        return Err(Error::io(path, e));
-    }
-    let record = serde_json::json!({
-        "settings": settings,
-        "data": args.data,
-        "descriptions": args.descriptions,
-        "unseen": unseen,
-        "training_relations": prepared.relations.iter().map(|r| &r.id).collect::<Vec<_>>(),
-        "extra_negative_relations": extra.iter().map(|r| &r.id).collect::<Vec<_>>(),
-        "sentences": n,
-        "mean_loss_per_epoch": epoch_losses,
-        "sentences_per_second": sentences as f64 / seconds,
-        "peak_activation_bytes": peak_activations,
-        "validation": validation_scores,
+        Ok(())
     });
-    save_checkpoint(&args.output, &trainer, &source, &description_dir, record)?;
+    bar.finish_and_clear();
+    let summary = summary?;
     eprintln!(
         "trained in {:.0} s ({:.1} sentences/s); mean loss per epoch {:?}; checkpoint {} (description encoder in {}/{DESCRIPTION_DIR})",
         started.elapsed().as_secs_f64(),
-        sentences as f64 / seconds,
-        epoch_losses.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
-        args.output.display(),
-        args.output.display()
+        summary.sentences_per_second,
+        summary.epoch_losses.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        plan.output.display(),
+        plan.output.display()
     );
-    Ok(Outcome { rejected: rejected.len() })
+    Ok(Outcome { rejected: summary.rejected })
 }

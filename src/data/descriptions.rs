@@ -1,6 +1,9 @@
 //! Relation descriptions: rmx's `descriptions.jsonl`, RE-Matching's description files
 //! (with keywords, or `{"P26": "description", …}`), and FewRel's `pid2name.json`
-//! (`{"P26": ["spouse", "the subject has the object as their spouse …"], …}`). The last two
+//! (`{"P26": ["spouse", "the subject has the object as their spouse …"], …}`), and
+//! Wikidata's property list as its query service exports it (`[{"property":
+//! "http://www.wikidata.org/entity/P26", "propertyLabel": "spouse", "propertyDescription":
+//! "…"}, …]`; a property without a description is described by its label). The last three
 //! have no entity-type keywords.
 //!
 //! descriptions.jsonl, one relation per line (unknown fields are ignored):
@@ -51,13 +54,27 @@ pub struct Parsed {
     pub rejected: Vec<String>,
 }
 
+/// Wikidata's export: the id is the last segment of the entity URL.
+#[derive(Deserialize)]
+struct WikidataProperty {
+    property: String,
+    #[serde(rename = "propertyLabel")]
+    label: Option<String>,
+    #[serde(rename = "propertyDescription")]
+    description: Option<String>,
+}
+
 /// Reads descriptions in any of the formats: a file whose first non-blank character is `[`
-/// is RE-Matching's JSON list, one JSON object mapping ids to `[name, description]` is
+/// is Wikidata's export when its first entry has `"property"`, else RE-Matching's JSON list, one JSON object mapping ids to `[name, description]` is
 /// pid2name (mapping ids to description strings: RE-Matching's plain description file),
 /// anything else is JSON Lines. `name` labels messages (`<stdin>` or the path).
 pub fn parse_descriptions(text: &str, name: &str) -> Result<Parsed> {
     let parsed = if text.trim_start().starts_with('[') {
-        parse_rematching(text, name)?
+        if is_wikidata(text) {
+            parse_wikidata(text, name)?
+        } else {
+            parse_rematching(text, name)?
+        }
     } else if let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, (String, String)>>(text) {
         parse_pid2name(map, name)
     } else if let Some(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(text).ok().filter(|m| !m.contains_key("id")) {
@@ -111,6 +128,30 @@ fn parse_rematching(text: &str, name: &str) -> Result<Parsed> {
     for (i, r) in list.into_iter().enumerate() {
         let relation =
             Relation { name: r.relation.clone(), id: r.relation, description: r.description.join(" "), head: clean_keywords(r.h), tail: clean_keywords(r.t) };
+        match validate(&relation, &mut seen) {
+            Ok(()) => out.relations.push(relation),
+            Err(reason) => out.rejected.push(format!("{name}: entry {}: {reason}", i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a JSON list's first entry has a `"property"` key (Wikidata's export).
+fn is_wikidata(text: &str) -> bool {
+    let mut stream = serde_json::Deserializer::from_str(text.trim_start().trim_start_matches('[')).into_iter::<serde_json::Value>();
+    matches!(stream.next(), Some(Ok(serde_json::Value::Object(first))) if first.contains_key("property"))
+}
+
+fn parse_wikidata(text: &str, name: &str) -> Result<Parsed> {
+    let list: Vec<WikidataProperty> =
+        serde_json::from_str(text).map_err(|e| Error::Input(format!("{name}:{}: invalid Wikidata property list: {e}", e.line())))?;
+    let mut out = Parsed::default();
+    let mut seen = HashSet::new();
+    for (i, p) in list.into_iter().enumerate() {
+        let id = p.property.rsplit('/').next().unwrap_or_default().to_string();
+        let label = p.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+        let description = p.description.map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).or_else(|| label.clone()).unwrap_or_default();
+        let relation = Relation { name: label.unwrap_or_else(|| id.clone()), id, description, head: Vec::new(), tail: Vec::new() };
         match validate(&relation, &mut seen) {
             Ok(()) => out.relations.push(relation),
             Err(reason) => out.rejected.push(format!("{name}: entry {}: {reason}", i + 1)),
@@ -210,6 +251,19 @@ mod tests {
         assert_eq!(merged.relations.len(), 1, "P26 once; P9 rejected");
         assert_eq!(merged.relations[0].description, "first", "the earlier file wins");
         assert_eq!(merged.rejected.len(), 1);
+    }
+
+    #[test]
+    fn wikidata_export() {
+        let text = r#"[{"property":"http://www.wikidata.org/entity/P19","propertyLabel":"place of birth","propertyDescription":"birth location"},
+            {"property":"http://www.wikidata.org/entity/P10","propertyLabel":"video"},
+            {"property":"http://www.wikidata.org/entity/P19","propertyLabel":"again","propertyDescription":"x"},
+            {"property":"http://www.wikidata.org/entity/P11"}]"#;
+        let p = parse_descriptions(text, "wd.json").unwrap();
+        let got: Vec<_> = p.relations.iter().map(|r| (r.id.as_str(), r.name.as_str(), r.description.as_str())).collect();
+        assert_eq!(got, [("P19", "place of birth", "birth location"), ("P10", "video", "video")]);
+        assert!(p.relations.iter().all(|r| r.head.is_empty() && r.tail.is_empty()));
+        assert_eq!(p.rejected, ["wd.json: entry 3: duplicate relation id \"P19\"", "wd.json: entry 4: relation P11: empty description"]);
     }
 
     #[test]

@@ -33,6 +33,22 @@ pub fn read_fewrel(path: &Path) -> Result<Vec<Example>> {
     Ok(examples)
 }
 
+/// The examples at positions `range` within each relation (in file order), e.g. `0..50`
+/// for the first 50 sentences of every relation: a sample, or a split of the same
+/// relations' sentences into calibration and test parts.
+pub fn per_relation(examples: &[Example], range: &std::ops::Range<usize>) -> Vec<Example> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    examples
+        .iter()
+        .filter(|e| {
+            let n = seen.entry(&e.relation).or_insert(0);
+            *n += 1;
+            range.contains(&(*n - 1))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Labelled sentences read leniently (for training): what was read, and one
 /// `file:place: reason` line per rejected record.
 pub struct Labelled {

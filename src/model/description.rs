@@ -9,7 +9,8 @@
 //!
 //! Rule for a missing or empty keyword list: that part uses the description's embedding
 //! (the entity is then compared with what the relation says), so every relation keeps three
-//! parts and a unit vector.
+//! parts and a unit vector. (The zero-training default treats a relation with no keyword
+//! list at all differently: `zero_shot::relation_texts`.)
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use crate::data::descriptions::Relation;
@@ -40,6 +41,18 @@ pub fn description_texts(relation: &Relation, style: DescriptionStyle) -> [Optio
     [Some(relation.description.clone()), types(&relation.head), types(&relation.tail)]
 }
 
+/// The texts whose embeddings, summed, make each of a relation's three parts (context,
+/// head, tail); an empty list makes a zero part.
+pub type PartTexts = [Vec<String>; 3];
+
+/// [`description_texts`] as part texts: a missing keyword list becomes the description.
+pub fn part_texts(relation: &Relation, style: DescriptionStyle) -> PartTexts {
+    let [text, head, tail] = description_texts(relation, style);
+    let text = text.expect("a relation always has a description");
+    let or_text = |part: Option<String>| vec![part.unwrap_or_else(|| text.clone())];
+    [vec![text.clone()], or_text(head), or_text(tail)]
+}
+
 /// Unit vectors `[3d]` of `relations`, encoded `batch` relations at a time; `progress(n)` is
 /// called after every batch with the number of relations done.
 pub fn encode_relations(
@@ -48,18 +61,52 @@ pub fn encode_relations(
     style: DescriptionStyle,
     weights: PartWeights,
     batch: usize,
+    progress: impl FnMut(usize),
+) -> Result<Vec<Vec<f32>>> {
+    encode_part_texts(encoder, relations, |r| part_texts(r, style), weights, batch, progress)
+}
+
+/// Vectors `[3d]` of `relations` whose parts are made by `texts` (unit unless a part is
+/// zero); each distinct text of a relation is embedded once.
+pub fn encode_part_texts(
+    encoder: &SentenceEncoder,
+    relations: &[Relation],
+    texts: impl Fn(&Relation) -> PartTexts,
+    weights: PartWeights,
+    batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
+    let d = encoder.dim();
     let mut vectors = Vec::with_capacity(relations.len());
     for chunk in relations.chunks(batch.max(1)) {
-        let texts: Vec<[Option<String>; 3]> = chunk.iter().map(|r| description_texts(r, style)).collect();
-        let flat: Vec<&str> = texts.iter().flatten().flatten().map(String::as_str).collect();
-        let mut embedded = encoder.embed_texts(&flat)?.into_iter();
-        for t in &texts {
-            let ctx = embedded.next().expect("one embedding per description");
-            let head = if t[1].is_some() { embedded.next().expect("head embedding") } else { ctx.clone() };
-            let tail = if t[2].is_some() { embedded.next().expect("tail embedding") } else { ctx.clone() };
-            vectors.push(combine_parts([&ctx, &head, &tail], weights));
+        let parts: Vec<PartTexts> = chunk.iter().map(&texts).collect();
+        let distinct: Vec<Vec<&str>> = parts
+            .iter()
+            .map(|p| {
+                let mut seen: Vec<&str> = Vec::new();
+                for t in p.iter().flatten().map(String::as_str) {
+                    if !seen.contains(&t) {
+                        seen.push(t);
+                    }
+                }
+                seen
+            })
+            .collect();
+        let flat: Vec<&str> = distinct.iter().flatten().copied().collect();
+        let embedded = encoder.embed_texts(&flat)?;
+        let mut at = 0;
+        for (p, own) in parts.iter().zip(&distinct) {
+            let rows = &embedded[at..at + own.len()];
+            at += own.len();
+            let sum = |list: &[String]| {
+                let mut part = vec![0.0f32; d];
+                for t in list {
+                    let row = &rows[own.iter().position(|o| o == t).expect("every text was embedded")];
+                    part.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+                part
+            };
+            vectors.push(combine_parts([&sum(&p[0]), &sum(&p[1]), &sum(&p[2])], weights));
         }
         progress(vectors.len());
     }

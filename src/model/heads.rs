@@ -5,9 +5,17 @@
 //! `{"format": 1, "alpha": 0.33, "description_encoder": "description_encoder", ...}` (a
 //! directory, relative to the checkpoint, holding the frozen description-side sentence
 //! encoder; the other fields are documented on [`CheckpointSettings`]).
-use super::bert::Linear;
 use super::description::DescriptionStyle;
 use super::weights::{Tensor, WeightFile};
+
+/// A linear layer's parameters, PyTorch layout.
+#[derive(Clone)]
+pub struct Linear {
+    /// `[out × in]`
+    pub weight: Tensor,
+    /// `[out]`
+    pub bias: Tensor,
+}
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

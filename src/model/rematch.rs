@@ -10,12 +10,11 @@
 use super::bert::{Bert, PackedBatch, Precision};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
+use super::hubness;
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use super::zero_shot::{self, PlainQuery};
-use crate::backend::cpu::distill::{project_out_forward, query_attention_forward};
-use crate::backend::cpu::entity_pool::{entity_pool_forward, EntityRows};
-use crate::backend::cpu::linear::{linear_forward, Activation};
+use crate::backend::{Activation, Backend, Device as D, EntityRows};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::text::markers::{MarkedTokens, WordInstance};
@@ -94,7 +93,7 @@ impl Matcher {
             None => {
                 let description = SentenceEncoder::load(dir)?;
                 let weights = zero_shot::WEIGHTS;
-                let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v1", weights, &[])?;
+                let fingerprint = super::fingerprint::of_model(dir, "zero-shot-v2", weights, &[])?;
                 Ok(Matcher { query: QuerySide::ZeroShot, description, blocks: vec![weights], fingerprint })
             }
         }
@@ -152,8 +151,14 @@ impl Matcher {
         PartWeights::sum(&self.blocks)
     }
 
-    /// `3d` per block: the dimension of query and relation vectors.
+    /// The dimension of query and relation vectors: `3d` per block, plus one component for
+    /// the hubness bias in the zero-training default (`hubness`).
     pub fn dim(&self) -> usize {
+        self.parts_dim() + usize::from(matches!(self.query, QuerySide::ZeroShot))
+    }
+
+    /// `3d` per block: the leading components of the vectors, which hold the parts.
+    pub fn parts_dim(&self) -> usize {
         3 * self.description.dim() * self.blocks.len()
     }
 
@@ -211,7 +216,9 @@ impl Matcher {
             }
             QuerySide::ZeroShot => {
                 let plain = inputs.iter().map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
-                zero_shot::encode(&self.description, &plain, self.blocks[0])
+                let mut queries = zero_shot::encode(&self.description, &plain, self.blocks[0])?;
+                queries.iter_mut().for_each(hubness::append_query_constant);
+                Ok(queries)
             }
         }
     }
@@ -227,7 +234,13 @@ impl Matcher {
                 Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
             }
             QuerySide::Trained { style, .. } => encode(&self.description, style, self.blocks[0], &mut progress),
-            QuerySide::ZeroShot => encode(&self.description, DescriptionStyle::KeywordList, self.blocks[0], &mut progress),
+            QuerySide::ZeroShot => {
+                let mut vectors =
+                    description::encode_part_texts(&self.description, relations, zero_shot::relation_texts, self.blocks[0], batch, &mut progress)?;
+                let text_only: Vec<bool> = relations.iter().map(zero_shot::is_text_only).collect();
+                hubness::append_biases(&mut vectors, &text_only, hubness::STRENGTH);
+                Ok(vectors)
+            }
         }
     }
 }
@@ -277,18 +290,19 @@ fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: 
     // hidden: [T × d]
     let hidden = bert.forward(&batch)?;
     // eh, et: [n × d]; markers: [n × 2d]
-    let (mut eh, mut et, mut markers, mut arg) = (vec![0.0; n * d], vec![0.0; n * d], vec![0.0; n * 2 * d], vec![0u32; n * 2 * d]);
-    entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
+    let (mut eh, mut et, mut markers, mut arg) = (D::zeros(n * d), D::zeros(n * d), D::zeros(n * 2 * d), vec![0u32; n * 2 * d]);
+    D::entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
     // x: [n × d]
-    let mut x = vec![0.0; n * d];
-    linear_forward(&markers, n, heads.context.weight.data(), heads.context.bias.data(), &mut x, Activation::Bias);
+    let mut x = D::zeros(n * d);
+    D::linear_forward(&markers, n, heads.context.weight.data(), heads.context.bias.data(), &mut x, Activation::Bias);
     // x_star: [n × d]; attn: [T]
-    let (mut x_star, mut attn) = (vec![0.0; n * d], vec![0.0; batch.tokens()]);
-    query_attention_forward(&hidden, &batch.starts, heads.distill_query.data(), &mut x_star, &mut attn);
-    let mut context = vec![0.0; n * d];
-    project_out_forward(&x, &x_star, d, &mut context);
-    for v in context.iter_mut().chain(eh.iter_mut()).chain(et.iter_mut()) {
-        *v = v.tanh();
+    let (mut x_star, mut attn) = (D::zeros(n * d), D::zeros(batch.tokens()));
+    D::query_attention_forward(&hidden, &batch.starts, heads.distill_query.data(), &mut x_star, &mut attn);
+    let mut context = D::zeros(n * d);
+    D::project_out_forward(&x, &x_star, d, &mut context);
+    for part in [&mut context, &mut eh, &mut et] {
+        D::tanh_forward(part);
     }
+    let (context, eh, et) = (D::to_host(&context), D::to_host(&eh), D::to_host(&et));
     Ok((0..n).map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], weights)).collect())
 }

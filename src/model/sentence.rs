@@ -1,7 +1,7 @@
 //! Sentence embeddings as sentence-transformers computes them for all-MiniLM-L6-v2: the
 //! mean of the last hidden layer over the tokens, L2-normalised.
 use super::bert::{Bert, PackedBatch};
-use crate::backend::cpu::pooling::{l2_normalize, mean_pool_forward};
+use crate::backend::{Backend, Device as D};
 use crate::error::{Error, Result};
 use crate::text::tokenizer::TextTokenizer;
 use std::path::{Path, PathBuf};
@@ -61,16 +61,10 @@ impl SentenceEncoder {
         let batch = PackedBatch::new(sequences);
         let hidden = self.bert.forward(&batch)?;
         let d = self.dim();
-        let mut pooled = vec![0.0f32; batch.len() * d];
-        mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
-        Ok(pooled
-            .chunks_exact(d)
-            .map(|row| {
-                let mut v = row.to_vec();
-                l2_normalize(&mut v);
-                v
-            })
-            .collect())
+        let mut pooled = D::zeros(batch.len() * d);
+        D::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
+        D::l2_normalize_rows(&mut pooled, d);
+        Ok(D::to_host(&pooled).chunks_exact(d).map(<[f32]>::to_vec).collect())
     }
 
     /// Embeddings of texts (truncated as `tokenize` says).

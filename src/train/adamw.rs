@@ -5,8 +5,8 @@
 //! `p ← p·(1 − lr·wd)`; `m ← β1 m + (1−β1) g`; `v ← β2 v + (1−β2) g²`;
 //! `p ← p − (lr / (1−β1^k)) · m / (√v / √(1−β2^k) + eps)`.
 //! Every parameter is decayed (biases and LayerNorm included), as the reference does.
-use super::params::{Grads, ParamId, ParamSet};
-use rayon::prelude::*;
+use crate::backend::{AdamWStep, Backend, Buf, Device as D};
+use crate::model::params::{Grads, ParamId, ParamSet};
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct AdamWSettings {
@@ -27,17 +27,14 @@ pub struct AdamW {
     /// Per-parameter multiplier of the learning rate (1 unless set).
     lr_scale: Vec<f64>,
     /// First and second moments, laid out like the parameters.
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    m: Vec<Buf>,
+    v: Vec<Buf>,
     steps: u64,
 }
 
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 16;
-
 impl AdamW {
     pub fn new(params: &ParamSet, settings: AdamWSettings) -> AdamW {
-        let zeros = || params.values.iter().map(|v| vec![0.0f32; v.len()]).collect();
+        let zeros = || (0..params.len()).map(|id| D::zeros(params.get(id).len())).collect();
         AdamW { settings, lr_scale: vec![1.0; params.len()], m: zeros(), v: zeros(), steps: 0 }
     }
 
@@ -60,18 +57,11 @@ impl AdamW {
         let k = self.steps as i32;
         let bias2_sqrt = (1.0 - s.beta2.powi(k)).sqrt() as f32;
         let (b1, b2, eps) = (s.beta1 as f32, s.beta2 as f32, s.eps as f32);
-        for ((((p, g), m), v), &scale) in params.values.iter_mut().zip(&grads.0).zip(&mut self.m).zip(&mut self.v).zip(&self.lr_scale) {
+        for (id, ((m, v), &scale)) in self.m.iter_mut().zip(&mut self.v).zip(&self.lr_scale).enumerate() {
             let lr = lr * scale;
             let decay = (1.0 - lr * s.weight_decay) as f32;
             let step_size = (lr / (1.0 - s.beta1.powi(k))) as f32;
-            p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(|(((p, g), m), v)| {
-                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *p *= decay;
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
-                }
-            });
+            D::adamw_step(params.get_mut(id), grads.get(id), m, v, AdamWStep { decay, step_size, beta1: b1, beta2: b2, bias2_sqrt, eps });
         }
     }
 }
@@ -127,7 +117,7 @@ mod tests {
                 v64[i] = 0.999 * v64[i] + 0.001 * g[i] * g[i];
                 p64[i] -= lr / (1.0 - 0.9f64.powi(k)) * m64[i] / (v64[i].sqrt() / (1.0 - 0.999f64.powi(k)).sqrt() + 1e-8);
             }
-            let got: Vec<f32> = params.values.concat();
+            let got: Vec<f32> = (0..params.len()).flat_map(|i| params.get(i).to_vec()).collect();
             for (g, w) in got.iter().zip(&p64) {
                 assert!((*g as f64 - w).abs() < 1e-6, "step {k}: {g} vs {w}");
             }
@@ -143,8 +133,8 @@ mod tests {
         let mut opt = AdamW::new(&one, AdamWSettings { weight_decay: 0.0, ..settings });
         opt.set_lr_scale(1, 10.0);
         opt.step(&mut one, &g, 1e-3);
-        assert!(((1.0 - one.values[1][0]) / (1.0 - one.values[0][0]) - 10.0).abs() < 1e-3);
+        assert!(((1.0 - one.get(1)[0]) / (1.0 - one.get(0)[0]) - 10.0).abs() < 1e-3);
         // The zero-gradient parameter was still decayed and moved by its momentum.
-        assert!(params.values[0][2] != 2.0);
+        assert!(params.get(0)[2] != 2.0);
     }
 }

@@ -13,10 +13,10 @@
 //!   same layout, with the frozen one copied to `zero_shot_encoder/` for the zero-training
 //!   part;
 //! - `rmx.json`: format, α, the description encoder's directory, and the training record.
-use super::params::ParamSet;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::model::heads::{CheckpointSettings, HEADS_FILE, SETTINGS_FILE, SETTINGS_FORMAT};
+use crate::model::params::ParamSet;
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -56,9 +56,9 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
     let skip: HashSet<&str> = [WEIGHTS_FILE, SETTINGS_FILE, HEADS_FILE, DESCRIPTION_DIR, ZERO_SHOT_DIR].into();
     copy_tree(source, dir, &skip)?;
     let heads: HashSet<usize> = HashSet::from_iter(trainer.heads.ids());
-    write_encoder(&dir.join(WEIGHTS_FILE), &trainer.params, &heads, &source.join(WEIGHTS_FILE))?;
+    write_encoder(&dir.join(WEIGHTS_FILE), &trainer.bert.params, &heads, &source.join(WEIGHTS_FILE))?;
 
-    let p = &trainer.params;
+    let p = &trainer.bert.params;
     let heads: Vec<(String, TensorView)> = trainer.heads.ids().into_iter().map(|id| (p.name(id).to_string(), f32_view(p.get(id), p.shape(id)))).collect();
     write_safetensors(&dir.join(HEADS_FILE), heads)?;
 
@@ -67,7 +67,7 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
     let zero_shot_encoder = match &trainer.description_tower {
         Some(tower) => {
             copy_tree(description_encoder, &dir.join(DESCRIPTION_DIR), &[WEIGHTS_FILE].into())?;
-            write_encoder(&dir.join(DESCRIPTION_DIR).join(WEIGHTS_FILE), &tower.params, &HashSet::new(), &description_encoder.join(WEIGHTS_FILE))?;
+            write_encoder(&dir.join(DESCRIPTION_DIR).join(WEIGHTS_FILE), &tower.bert.params, &HashSet::new(), &description_encoder.join(WEIGHTS_FILE))?;
             copy_tree(description_encoder, &dir.join(ZERO_SHOT_DIR), &HashSet::new())?;
             Some(PathBuf::from(ZERO_SHOT_DIR))
         }

@@ -12,14 +12,13 @@
 //! The tower runs without dropout, with its own AdamW state and the input side's schedule.
 //! Extra negatives (description-only relations) stay frozen vectors.
 use super::adamw::{AdamW, AdamWSettings};
-use super::encoder::{Dropout, EncoderCache, EncoderIds};
-use super::params::ParamSet;
-use crate::backend::cpu::pooling::{mean_pool_backward, mean_pool_forward};
-use crate::model::bert::{Bert, PackedBatch};
+use super::encoder::EncoderCache;
+use crate::backend::{Backend, Buf, Device as D};
+use crate::model::bert::{Bert, Dropout, PackedBatch};
 
 pub struct DescriptionTower {
-    pub params: ParamSet,
-    pub encoder: EncoderIds,
+    /// The encoder being trained.
+    pub bert: Bert,
     optimizer: AdamW,
     /// Token ids of each training relation's three texts, in label order.
     texts: Vec<[Vec<u32>; 3]>,
@@ -30,17 +29,16 @@ pub struct TowerForward {
     batch: PackedBatch,
     cache: EncoderCache,
     /// `[R × 3d]`: per relation, the pooled description, head-type and tail-type texts.
-    pub pooled: Vec<f32>,
+    pub pooled: Buf,
 }
 
 impl DescriptionTower {
     /// Starts from `bert` (the description encoder); `texts[label]`: the token ids of that
     /// training relation's description, head-type and tail-type texts.
     pub fn new(bert: &Bert, texts: Vec<[Vec<u32>; 3]>, adamw: AdamWSettings) -> DescriptionTower {
-        let mut params = ParamSet::default();
-        let encoder = EncoderIds::from_bert(bert, &mut params);
-        let optimizer = AdamW::new(&params, adamw);
-        DescriptionTower { params, encoder, optimizer, texts }
+        let bert = bert.snapshot();
+        let optimizer = AdamW::new(&bert.params, adamw);
+        DescriptionTower { bert, optimizer, texts }
     }
 
     pub fn relations(&self) -> usize {
@@ -49,30 +47,25 @@ impl DescriptionTower {
 
     /// The description parts of the training relations `labels`, `[R × 3d]`.
     pub fn forward(&self, labels: &[u32]) -> TowerForward {
-        let d = self.encoder.config.hidden_size;
+        let d = self.bert.config.hidden_size;
         let sequences: Vec<&[u32]> = labels.iter().flat_map(|&l| self.texts[l as usize].iter().map(Vec::as_slice)).collect();
         let batch = PackedBatch::new(&sequences);
-        let cache = self.encoder.forward(&self.params, &batch, Dropout::OFF);
+        let cache = self.bert.forward_train(&batch, Dropout::OFF);
         // pooled: [3R × d] = [R × 3d]
-        let mut pooled = vec![0.0f32; sequences.len() * d];
-        mean_pool_forward(cache.hidden(), &batch.starts, d, &mut pooled);
+        let mut pooled = D::zeros(sequences.len() * d);
+        D::mean_pool_forward(cache.hidden(), &batch.starts, d, &mut pooled);
         TowerForward { batch, cache, pooled }
     }
 
     /// The backward pass from `d_pooled: [R × 3d]` and one AdamW step at `lr`.
     pub fn backward_and_step(&mut self, forward: TowerForward, d_pooled: &[f32], lr: f64) {
-        let d = self.encoder.config.hidden_size;
+        let d = self.bert.config.hidden_size;
         assert_eq!(d_pooled.len(), forward.pooled.len());
-        let mut d_hidden = vec![0.0f32; forward.cache.hidden().len()];
-        mean_pool_backward(d_pooled, &forward.batch.starts, d, &mut d_hidden);
-        let mut grads = self.params.zero_grads();
-        self.encoder.backward(&self.params, &forward.batch, &forward.cache, &d_hidden, Dropout::OFF, &mut grads);
+        let mut d_hidden = D::zeros(forward.cache.hidden().len());
+        D::mean_pool_backward(d_pooled, &forward.batch.starts, d, &mut d_hidden);
+        let mut grads = self.bert.params.zero_grads();
+        self.bert.backward(&forward.batch, &forward.cache, &d_hidden, Dropout::OFF, &mut grads);
         drop(forward);
-        self.optimizer.step(&mut self.params, &grads, lr);
-    }
-
-    /// The trained description encoder (copied).
-    pub fn to_bert(&self) -> Bert {
-        self.encoder.to_bert(&self.params)
+        self.optimizer.step(&mut self.bert.params, &grads, lr);
     }
 }

@@ -7,6 +7,6 @@ pub mod encoder;
 pub mod evaluate;
 pub mod metrics;
 pub mod objective;
-pub mod params;
 pub mod rng;
+pub mod run;
 pub mod trainer;

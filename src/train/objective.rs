@@ -12,19 +12,13 @@
 //! matching = mean_i max(0, γ − s(i, r_i) + max(0, max_{r ∈ N_i} s(i, r)))   (or the contrastive loss)
 //! loss = matching + adv
 //! ```
-use super::params::{Grads, LinearIds, ParamId, ParamSet};
 use super::rng::Rng;
-use crate::backend::cpu::activation::{grl_backward, tanh_backward, tanh_forward};
-use crate::backend::cpu::cosine::{cosine_scores_backward, cosine_scores_forward};
-use crate::backend::cpu::distill::{project_out_backward, project_out_forward, query_attention_backward, query_attention_forward};
-use crate::backend::cpu::entity_pool::{entity_pool_backward, entity_pool_forward, EntityRows};
-use crate::backend::cpu::linear::{linear_backward, linear_forward, Activation};
-use crate::backend::cpu::loss::{
-    contrastive_loss_backward, contrastive_loss_forward, cross_entropy_backward, cross_entropy_forward, matching_loss_backward, matching_loss_forward,
-};
-use crate::model::bert::Linear;
-use crate::model::heads::Heads;
-use crate::model::weights::Tensor;
+use crate::backend::{Activation, Backend, Buf, Device as D, EntityRows};
+use crate::model::heads::{Heads, Linear};
+use crate::model::params::{Grads, LinearIds, ParamId, ParamSet};
+
+/// RE-Matching's margin γ.
+pub const MATCHING_MARGIN: f32 = 0.06;
 
 /// The method's constants.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -54,12 +48,7 @@ pub enum MatchingLoss {
 
 impl Default for ObjectiveSettings {
     fn default() -> Self {
-        ObjectiveSettings {
-            alpha: crate::model::rematch::DEFAULT_ALPHA,
-            gamma: crate::backend::cpu::loss::MATCHING_MARGIN,
-            grl_lambda: 0.5,
-            matching: MatchingLoss::Margin,
-        }
+        ObjectiveSettings { alpha: crate::model::rematch::DEFAULT_ALPHA, gamma: MATCHING_MARGIN, grl_lambda: 0.5, matching: MatchingLoss::Margin }
     }
 }
 
@@ -112,10 +101,10 @@ impl HeadIds {
         [c.weight, c.bias, self.distill_query, h.weight, h.bias, o.weight, o.bias]
     }
 
-    /// The inference heads with the current values (copied; the adversary only serves
-    /// training).
+    /// The inference heads with the current values (the tensors are shared until either
+    /// side changes one; the adversary only serves training).
     pub fn to_heads(&self, p: &ParamSet) -> Heads {
-        let t = |id: ParamId| Tensor::from_vec(p.get(id).to_vec(), p.shape(id).to_vec());
+        let t = |id: ParamId| p.tensor(id).clone();
         Heads { context: Linear { weight: t(self.context.weight), bias: t(self.context.bias) }, distill_query: t(self.distill_query) }
     }
 }
@@ -150,20 +139,20 @@ impl Losses {
 /// Forward values the backward pass needs. `[B × d]` unless noted.
 pub struct ObjectiveCache {
     /// `[B × 2d]` marker states and `[B × 2d]` arg-max rows of the entity pools
-    markers: Vec<f32>,
+    markers: Buf,
     argmax: Vec<u32>,
-    x: Vec<f32>,
-    x_star: Vec<f32>,
+    x: Buf,
+    x_star: Buf,
     /// `[T]` distillation attention
-    attn: Vec<f32>,
+    attn: Buf,
     /// `tanh(adversary.0(x*))`
-    adversary_hidden: Vec<f32>,
+    adversary_hidden: Buf,
     /// `[B × n_train]`
-    logits: Vec<f32>,
+    logits: Buf,
     /// `[B × 3d]`: `c | h | t` per row (after tanh): the query parts inference scores
-    pub parts: Vec<f32>,
+    pub parts: Buf,
     /// `[B × R]`
-    pub scores: Vec<f32>,
+    pub scores: Buf,
 }
 
 impl HeadIds {
@@ -174,35 +163,31 @@ impl HeadIds {
     pub fn forward(&self, p: &ParamSet, hidden: &[f32], starts: &[usize], targets: &Targets, settings: &ObjectiveSettings) -> (Losses, ObjectiveCache) {
         let (d, b) = (self.d, targets.rows.len());
         let r = targets.descriptions.len() / (3 * d);
-        let zeros = |n: usize| vec![0.0f32; n];
+        let zeros = |n: usize| D::zeros(n);
         let (mut eh, mut et, mut markers, mut argmax) = (zeros(b * d), zeros(b * d), zeros(b * 2 * d), vec![0u32; b * 2 * d]);
-        entity_pool_forward(hidden, d, targets.rows, &mut eh, &mut et, &mut markers, &mut argmax);
+        D::entity_pool_forward(hidden, d, targets.rows, &mut eh, &mut et, &mut markers, &mut argmax);
         let mut x = zeros(b * d);
-        linear_forward(&markers, b, p.get(self.context.weight), p.get(self.context.bias), &mut x, Activation::Bias);
+        D::linear_forward(&markers, b, p.get(self.context.weight), p.get(self.context.bias), &mut x, Activation::Bias);
         let (mut x_star, mut attn) = (zeros(b * d), zeros(hidden.len() / d));
-        query_attention_forward(hidden, starts, p.get(self.distill_query), &mut x_star, &mut attn);
+        D::query_attention_forward(hidden, starts, p.get(self.distill_query), &mut x_star, &mut attn);
 
         let mut adversary_hidden = zeros(b * d);
-        linear_forward(&x_star, b, p.get(self.adversary_hidden.weight), p.get(self.adversary_hidden.bias), &mut adversary_hidden, Activation::Bias);
-        tanh_forward(&mut adversary_hidden);
+        D::linear_forward(&x_star, b, p.get(self.adversary_hidden.weight), p.get(self.adversary_hidden.bias), &mut adversary_hidden, Activation::Bias);
+        D::tanh_forward(&mut adversary_hidden);
         let mut logits = zeros(b * self.n_train);
-        linear_forward(&adversary_hidden, b, p.get(self.adversary_out.weight), p.get(self.adversary_out.bias), &mut logits, Activation::Bias);
-        let adversarial = cross_entropy_forward(&logits, self.n_train, targets.train_label);
+        D::linear_forward(&adversary_hidden, b, p.get(self.adversary_out.weight), p.get(self.adversary_out.bias), &mut logits, Activation::Bias);
+        let adversarial = D::cross_entropy_forward(&logits, self.n_train, targets.train_label);
 
         let mut projected = zeros(b * d);
-        project_out_forward(&x, &x_star, d, &mut projected);
+        D::project_out_forward(&x, &x_star, d, &mut projected);
         let mut parts = zeros(b * 3 * d);
-        for (i, row) in parts.chunks_exact_mut(3 * d).enumerate() {
-            row[..d].copy_from_slice(&projected[i * d..(i + 1) * d]);
-            row[d..2 * d].copy_from_slice(&eh[i * d..(i + 1) * d]);
-            row[2 * d..].copy_from_slice(&et[i * d..(i + 1) * d]);
-        }
-        tanh_forward(&mut parts);
+        D::concat_parts(&[&projected, &eh, &et], d, &mut parts);
+        D::tanh_forward(&mut parts);
         let mut scores = zeros(b * r);
-        cosine_scores_forward(&parts, targets.descriptions, d, &Self::part_weights(settings), &mut scores);
+        D::cosine_scores_forward(&parts, targets.descriptions, d, &Self::part_weights(settings), &mut scores);
         let matching = match settings.matching {
-            MatchingLoss::Margin => matching_loss_forward(&scores, r, targets.relation, targets.negatives, settings.gamma),
-            MatchingLoss::Contrastive { temperature } => contrastive_loss_forward(&scores, r, targets.relation, targets.negatives, temperature),
+            MatchingLoss::Margin => D::matching_loss_forward(&scores, r, targets.relation, targets.negatives, settings.gamma),
+            MatchingLoss::Contrastive { temperature } => D::contrastive_loss_forward(&scores, r, targets.relation, targets.negatives, temperature),
         };
         let cache = ObjectiveCache { markers, argmax, x, x_star, attn, adversary_hidden, logits, parts, scores };
         (Losses { matching, adversarial }, cache)
@@ -227,51 +212,47 @@ impl HeadIds {
     ) {
         let (d, b) = (self.d, targets.rows.len());
         let r = targets.descriptions.len() / (3 * d);
-        let zeros = |n: usize| vec![0.0f32; n];
+        let zeros = |n: usize| D::zeros(n);
 
         // matching loss → scores → parts (c | h | t) → their tanh inputs
         let mut d_scores = zeros(b * r);
         match settings.matching {
-            MatchingLoss::Margin => matching_loss_backward(&cache.scores, r, targets.relation, targets.negatives, settings.gamma, 1.0, &mut d_scores),
+            MatchingLoss::Margin => D::matching_loss_backward(&cache.scores, r, targets.relation, targets.negatives, settings.gamma, 1.0, &mut d_scores),
             MatchingLoss::Contrastive { temperature } => {
-                contrastive_loss_backward(&cache.scores, r, targets.relation, targets.negatives, temperature, 1.0, &mut d_scores)
+                D::contrastive_loss_backward(&cache.scores, r, targets.relation, targets.negatives, temperature, 1.0, &mut d_scores)
             }
         }
         let mut d_parts = zeros(b * 3 * d);
-        cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts, d_descriptions);
+        D::cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts, d_descriptions);
         let mut d_pre = zeros(b * 3 * d);
-        tanh_backward(&cache.parts, &d_parts, &mut d_pre);
+        D::tanh_backward(&cache.parts, &d_parts, &mut d_pre);
         let (mut d_projected, mut d_eh, mut d_et) = (zeros(b * d), zeros(b * d), zeros(b * d));
-        for (i, row) in d_pre.chunks_exact(3 * d).enumerate() {
-            d_projected[i * d..(i + 1) * d].copy_from_slice(&row[..d]);
-            d_eh[i * d..(i + 1) * d].copy_from_slice(&row[d..2 * d]);
-            d_et[i * d..(i + 1) * d].copy_from_slice(&row[2 * d..]);
-        }
+        D::split_parts(&d_pre, d, &mut [&mut d_projected, &mut d_eh, &mut d_et]);
 
         // projection-subtraction → x and x*
         let (mut dx, mut d_x_star) = (zeros(b * d), zeros(b * d));
-        project_out_backward(&cache.x, &cache.x_star, d, &d_projected, &mut dx, &mut d_x_star);
+        D::project_out_backward(&cache.x, &cache.x_star, d, &d_projected, &mut dx, &mut d_x_star);
 
         // adversary, through the gradient reversal into x*
         let mut d_logits = zeros(b * self.n_train);
-        cross_entropy_backward(&cache.logits, self.n_train, targets.train_label, 1.0, &mut d_logits);
+        D::cross_entropy_backward(&cache.logits, self.n_train, targets.train_label, 1.0, &mut d_logits);
         let mut d_hidden_adv = zeros(b * d);
         let [dw, db] = grads.many([self.adversary_out.weight, self.adversary_out.bias]);
-        linear_backward(&cache.adversary_hidden, b, p.get(self.adversary_out.weight), &d_logits, Some(&mut d_hidden_adv), dw, db);
+        D::linear_backward(&cache.adversary_hidden, b, p.get(self.adversary_out.weight), &d_logits, Some(&mut d_hidden_adv), dw, db);
         let mut d_pre_adv = zeros(b * d);
-        tanh_backward(&cache.adversary_hidden, &d_hidden_adv, &mut d_pre_adv);
+        D::tanh_backward(&cache.adversary_hidden, &d_hidden_adv, &mut d_pre_adv);
         let mut d_x_star_adv = zeros(b * d);
         let [dw, db] = grads.many([self.adversary_hidden.weight, self.adversary_hidden.bias]);
-        linear_backward(&cache.x_star, b, p.get(self.adversary_hidden.weight), &d_pre_adv, Some(&mut d_x_star_adv), dw, db);
-        grl_backward(&d_x_star_adv, settings.grl_lambda, &mut d_x_star);
+        D::linear_backward(&cache.x_star, b, p.get(self.adversary_hidden.weight), &d_pre_adv, Some(&mut d_x_star_adv), dw, db);
+        D::grl_backward(&d_x_star_adv, settings.grl_lambda, &mut d_x_star);
 
         // distillation attention: gradient to the query only (H is detached here)
-        query_attention_backward(hidden, starts, p.get(self.distill_query), &cache.attn, &d_x_star, grads.get_mut(self.distill_query), None);
+        D::query_attention_backward(hidden, starts, p.get(self.distill_query), &cache.attn, &d_x_star, grads.get_mut(self.distill_query), None);
 
         // context projection → markers; entity pools and markers → H
         let mut d_markers = zeros(b * 2 * d);
         let [dw, db] = grads.many([self.context.weight, self.context.bias]);
-        linear_backward(&cache.markers, b, p.get(self.context.weight), &dx, Some(&mut d_markers), dw, db);
-        entity_pool_backward(d, targets.rows, &cache.argmax, &d_eh, &d_et, &d_markers, d_hidden);
+        D::linear_backward(&cache.markers, b, p.get(self.context.weight), &dx, Some(&mut d_markers), dw, db);
+        D::entity_pool_backward(d, targets.rows, &cache.argmax, &d_eh, &d_et, &d_markers, d_hidden);
     }
 }

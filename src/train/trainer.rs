@@ -4,11 +4,10 @@
 //! comes from one seeded [`Rng`]: the same seed and data give the same losses.
 use super::adamw::{linear_schedule, AdamW, AdamWSettings};
 use super::description_tower::DescriptionTower;
-use super::encoder::{Dropout, EncoderIds};
 use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
-use super::params::ParamSet;
 use super::rng::Rng;
-use crate::model::bert::Bert;
+use crate::backend::{Backend, Device as D};
+use crate::model::bert::{Bert, Dropout};
 use crate::model::description::DescriptionStyle;
 use crate::model::rematch::pack_marked;
 use crate::text::markers::MarkedTokens;
@@ -104,8 +103,8 @@ pub struct StepReport {
 }
 
 pub struct Trainer {
-    pub params: ParamSet,
-    pub encoder: EncoderIds,
+    /// The encoder being trained; its parameters hold the heads' too.
+    pub bert: Bert,
     pub heads: HeadIds,
     /// Frozen description vectors of the training relations, `[n_train × 3d]`.
     relation_vectors: Vec<f32>,
@@ -125,14 +124,13 @@ impl Trainer {
         let d = bert.config.hidden_size;
         assert!(!relation_vectors.is_empty() && relation_vectors.len().is_multiple_of(3 * d), "relation vectors are not [n × 3d]");
         let mut rng = Rng::new(settings.seed);
-        let mut params = ParamSet::default();
-        let encoder = EncoderIds::from_bert(bert, &mut params);
-        let heads = HeadIds::init(&mut params, d, relation_vectors.len() / (3 * d), &mut rng);
-        let mut optimizer = AdamW::new(&params, settings.adamw);
+        let mut bert = bert.snapshot();
+        let heads = HeadIds::init(&mut bert.params, d, relation_vectors.len() / (3 * d), &mut rng);
+        let mut optimizer = AdamW::new(&bert.params, settings.adamw);
         for id in heads.ids() {
             optimizer.set_lr_scale(id, settings.head_lr_scale);
         }
-        Trainer { params, encoder, heads, relation_vectors, extra_negatives: Vec::new(), optimizer, description_tower: None, settings, rng }
+        Trainer { bert, heads, relation_vectors, extra_negatives: Vec::new(), optimizer, description_tower: None, settings, rng }
     }
 
     /// Adds description vectors `[n × 3d]` of relations that have no training sentence (never
@@ -222,14 +220,14 @@ impl Trainer {
             descriptions[..f.pooled.len()].copy_from_slice(&f.pooled);
         }
         let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
-        let cache = self.encoder.forward(&self.params, &packed, dropout);
-        let (losses, head_cache) = self.heads.forward(&self.params, cache.hidden(), &packed.starts, &targets, &settings);
-        let mut grads = self.params.zero_grads();
-        let mut d_hidden = vec![0.0f32; cache.hidden().len()];
+        let cache = self.bert.forward_train(&packed, dropout);
+        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &packed.starts, &targets, &settings);
+        let mut grads = self.bert.params.zero_grads();
+        let mut d_hidden = D::zeros(cache.hidden().len());
         // d_descriptions: [(R + extra) × 3d]; only the batch relations' rows are used.
-        let mut d_descriptions = tower_forward.as_ref().map(|_| vec![0.0f32; descriptions.len()]);
+        let mut d_descriptions = tower_forward.as_ref().map(|_| D::zeros(descriptions.len()));
         self.heads.backward(
-            &self.params,
+            &self.bert.params,
             cache.hidden(),
             &packed.starts,
             &targets,
@@ -239,10 +237,10 @@ impl Trainer {
             &mut d_hidden,
             d_descriptions.as_deref_mut(),
         );
-        self.encoder.backward(&self.params, &packed, &cache, &d_hidden, dropout, &mut grads);
+        self.bert.backward(&packed, &cache, &d_hidden, dropout, &mut grads);
         let activation_bytes = cache.bytes();
         drop(cache);
-        self.optimizer.step(&mut self.params, &grads, lr);
+        self.optimizer.step(&mut self.bert.params, &grads, lr);
         if let (Some(tower), Some(f), Some(dd)) = (self.description_tower.as_mut(), tower_forward, d_descriptions) {
             let rows = f.pooled.len();
             tower.backward_and_step(f, &dd[..rows], lr);

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -498,6 +499,11 @@ static void test_build(const char *model, const char *workdir, const char *index
     e = NULL;
     EXPECT(rmx_engine_open(model, tmp, &e), RMX_OK, NULL);
     CHECK(rmx_engine_relations(e) == 4, "f16/hnsw index holds %zu relations", rmx_engine_relations(e));
+    float min_score = 0.0f;
+    EXPECT(rmx_engine_min_score(e, &min_score), RMX_OK, NULL);
+    CHECK(isinf(min_score) && min_score < 0, "an uncalibrated index has min score -INFINITY, not %g", (double)min_score);
+    EXPECT(rmx_engine_min_score(e, NULL), RMX_ERR_NULL_ARGUMENT, "out");
+    EXPECT(rmx_engine_min_score(NULL, &min_score), RMX_ERR_NULL_ARGUMENT, "engine");
     rmx_instance x = inst(SENTENCE, 0, 11, 20, 32);
     poison();
     EXPECT(rmx_query(e, &x, 2, out_buf, n_buf), RMX_OK, NULL);

@@ -1,20 +1,17 @@
 //! Element-wise layers of the training graph without weights: `tanh` and the gradient
 //! reversal layer (GRL).
-use rayon::prelude::*;
-
-/// Elements per parallel task.
-const CHUNK: usize = 16_384;
+use super::parallel::{for_each_chunk, CHUNK};
 
 /// `x ← tanh(x)` in place (the RE-Matching heads' `tanh`, as the inference path computes it).
 pub fn tanh_forward(x: &mut [f32]) {
-    x.par_chunks_mut(CHUNK).for_each(|c| c.iter_mut().for_each(|v| *v = v.tanh()));
+    for_each_chunk(x, CHUNK, |_, c| c.iter_mut().for_each(|v| *v = v.tanh()));
 }
 
 /// Backward of `y = tanh(x)` from the output: `dx += dy ⊙ (1 − y²)`. `y, dy, dx`: same length.
 pub fn tanh_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert!(dy.len() == y.len() && dx.len() == y.len());
-    dx.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)).for_each(|((dx, y), dy)| {
-        for ((g, &y), &d) in dx.iter_mut().zip(y).zip(dy) {
+    for_each_chunk(dx, CHUNK, |start, dx| {
+        for ((g, &y), &d) in dx.iter_mut().zip(&y[start..]).zip(&dy[start..]) {
             *g += d * (1.0 - y * y);
         }
     });
@@ -24,8 +21,8 @@ pub fn tanh_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
 /// layer reads the same buffer), the backward `dx += −λ · dy`.
 pub fn grl_backward(dy: &[f32], lambda: f32, dx: &mut [f32]) {
     assert_eq!(dx.len(), dy.len());
-    dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).for_each(|(dx, dy)| {
-        dx.iter_mut().zip(dy).for_each(|(g, &d)| *g -= lambda * d);
+    for_each_chunk(dx, CHUNK, |start, dx| {
+        dx.iter_mut().zip(&dy[start..]).for_each(|(g, &d)| *g -= lambda * d);
     });
 }
 

@@ -12,7 +12,6 @@ use super::gemm::{gemm, MatRef, Plain};
 use super::math::{exp, lane_max, lane_sum};
 use super::parallel::for_each_mut;
 use super::simd::multiversion;
-use rayon::prelude::*;
 
 /// `q, k, v, ctx: [T × d]`, heads interleaved by column (head `h` owns columns
 /// `h·dh .. (h+1)·dh`); `starts: [n_seqs + 1]`, increasing, `starts[n] = T`.
@@ -106,7 +105,8 @@ pub fn attention_backward(q: &[f32], k: &[f32], v: &[f32], starts: &[usize], hea
         tasks.push((seq[0], seq[1] - seq[0], bq, bk, bv));
         (rq, rk, rv) = (tq, tk, tv);
     }
-    tasks.into_par_iter().for_each(|(start, len, dq, dk, dv)| {
+    for_each_mut(&mut tasks, |_, (start, len, dq, dk, dv)| {
+        let (start, len) = (*start, *len);
         if len == 0 {
             return;
         }

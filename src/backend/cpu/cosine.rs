@@ -5,14 +5,16 @@
 //! The backward pass gives `da` (the query side) and, when the description encoder is
 //! trained too, `db`.
 use super::gemm::{gemm, MatRef, Plain};
-use rayon::prelude::*;
+use super::parallel::{for_each_chunk, for_each_mut};
 
 /// Each `d`-part of each row of `x` scaled to unit norm (times `weights[p]`), into `out`;
 /// returns the parts' norms `[rows × P]`. A zero part stays zero.
 fn normalize_parts(x: &[f32], d: usize, weights: &[f32], out: &mut [f32]) -> Vec<f32> {
     let width = d * weights.len();
     let mut norms = vec![0.0f32; x.len() / width.max(1) * weights.len()];
-    out.par_chunks_mut(width.max(1)).zip(x.par_chunks(width.max(1))).zip(norms.par_chunks_mut(weights.len().max(1))).for_each(|((o, x), norms)| {
+    let mut rows: Vec<(&mut [f32], &mut [f32])> = out.chunks_mut(width.max(1)).zip(norms.chunks_mut(weights.len().max(1))).collect();
+    for_each_mut(&mut rows, |i, (o, norms)| {
+        let x = &x[i * width..(i + 1) * width];
         for (p, (&w, norm)) in weights.iter().zip(norms.iter_mut()).enumerate() {
             let part = &x[p * d..(p + 1) * d];
             *norm = part.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -77,7 +79,9 @@ fn first_side_backward(a: &[f32], b: &[f32], d: usize, weights: &[f32], d_scores
     let mut g = vec![0.0f32; a.len()];
     gemm(MatRef::row_major(d_scores, n, m), MatRef::row_major(&bn, m, width), &mut g, width, false, &Plain);
     let parts = weights.len();
-    da.par_chunks_mut(width).zip(an.par_chunks(width)).zip(g.par_chunks(width)).zip(norms.par_chunks(parts)).for_each(|(((da, an), g), norms)| {
+    for_each_chunk(da, width, |start, da| {
+        let i = start / width;
+        let (an, g, norms) = (&an[start..start + width], &g[start..start + width], &norms[i * parts..(i + 1) * parts]);
         for p in 0..parts {
             if norms[p] > 0.0 {
                 let r = p * d..(p + 1) * d;

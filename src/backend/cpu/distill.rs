@@ -7,7 +7,7 @@
 //! Training: RE-Matching's distillation attention reads `sg(H)` (stop-gradient), so the
 //! gradient of `x*` reaches the query `q` only; [`query_attention_backward`] can also give
 //! `dH` for generality, which RE-Matching training does not ask for.
-use rayon::prelude::*;
+use super::parallel::{for_each_chunk, for_each_mut};
 
 /// `x_star: [n × d]` and the attention weights `attn: [T]` (per sequence, summing to 1).
 pub fn query_attention_forward(h: &[f32], starts: &[usize], q: &[f32], x_star: &mut [f32], attn: &mut [f32]) {
@@ -15,14 +15,15 @@ pub fn query_attention_forward(h: &[f32], starts: &[usize], q: &[f32], x_star: &
     let n = starts.len() - 1;
     let total = *starts.last().unwrap_or(&0);
     assert!(h.len() == total * d && x_star.len() == n * d && attn.len() == total);
-    let mut attn_blocks = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(n);
     let mut rest: &mut [f32] = attn;
-    for s in starts.windows(2) {
+    for (s, xs) in starts.windows(2).zip(x_star.chunks_mut(d.max(1))) {
         let (block, tail) = rest.split_at_mut(s[1] - s[0]);
-        attn_blocks.push(block);
+        tasks.push((xs, block));
         rest = tail;
     }
-    x_star.par_chunks_mut(d).zip(attn_blocks.into_par_iter()).zip(starts.par_windows(2)).for_each(|((xs, a), s)| {
+    for_each_mut(&mut tasks, |i, (xs, a)| {
+        let s = &starts[i..i + 2];
         let rows = &h[s[0] * d..s[1] * d];
         for (ai, row) in a.iter_mut().zip(rows.chunks_exact(d)) {
             *ai = row.iter().zip(q).map(|(x, y)| x * y).sum();
@@ -45,7 +46,8 @@ pub fn query_attention_forward(h: &[f32], starts: &[usize], q: &[f32], x_star: &
 /// removes nothing.
 pub fn project_out_forward(x: &[f32], x_star: &[f32], d: usize, out: &mut [f32]) {
     assert!(x.len() == x_star.len() && out.len() == x.len());
-    out.par_chunks_mut(d).zip(x.par_chunks(d)).zip(x_star.par_chunks(d)).for_each(|((o, x), s)| {
+    for_each_chunk(out, d, |start, o| {
+        let (x, s) = (&x[start..start + o.len()], &x_star[start..start + o.len()]);
         let dot: f32 = x.iter().zip(s).map(|(a, b)| a * b).sum();
         let norm2: f32 = s.iter().map(|v| v * v).sum();
         let k = if norm2 > 0.0 { dot / norm2 } else { 0.0 };
@@ -76,27 +78,23 @@ pub fn query_attention_backward(h: &[f32], starts: &[usize], q: &[f32], attn: &[
         dl_blocks.push(block);
         rest = tail;
     }
-    let partials: Vec<Vec<f32>> = dl_blocks
-        .into_par_iter()
-        .zip(starts.par_windows(2))
-        .zip(d_x_star.par_chunks(d.max(1)))
-        .map(|((dl, s), g)| {
-            let (rows, a) = (&h[s[0] * d..s[1] * d], &attn[s[0]..s[1]]);
-            for (o, row) in dl.iter_mut().zip(rows.chunks_exact(d)) {
-                *o = row.iter().zip(g).map(|(x, y)| x * y).sum();
-            }
-            let mean: f32 = dl.iter().zip(a).map(|(x, y)| x * y).sum();
-            dl.iter_mut().zip(a).for_each(|(o, &ai)| *o = ai * (*o - mean));
-            let mut dq = vec![0.0f32; d];
-            for (&l, row) in dl.iter().zip(rows.chunks_exact(d)) {
-                dq.iter_mut().zip(row).for_each(|(o, v)| *o += l * v);
-            }
-            dq
-        })
-        .collect();
-    for p in partials {
-        dq.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
+    let mut tasks: Vec<(&mut [f32], Vec<f32>)> = dl_blocks.into_iter().map(|dl| (dl, vec![0.0f32; d])).collect();
+    for_each_mut(&mut tasks, |si, (dl, dq)| {
+        let (s, g) = (&starts[si..si + 2], &d_x_star[si * d..(si + 1) * d]);
+        let (rows, a) = (&h[s[0] * d..s[1] * d], &attn[s[0]..s[1]]);
+        for (o, row) in dl.iter_mut().zip(rows.chunks_exact(d)) {
+            *o = row.iter().zip(g).map(|(x, y)| x * y).sum();
+        }
+        let mean: f32 = dl.iter().zip(a).map(|(x, y)| x * y).sum();
+        dl.iter_mut().zip(a).for_each(|(o, &ai)| *o = ai * (*o - mean));
+        for (&l, row) in dl.iter().zip(rows.chunks_exact(d)) {
+            dq.iter_mut().zip(row).for_each(|(o, v)| *o += l * v);
+        }
+    });
+    for (_, p) in &tasks {
+        dq.iter_mut().zip(p).for_each(|(o, v)| *o += v);
     }
+    drop(tasks);
     if let Some(dh) = dh {
         assert_eq!(dh.len(), total * d);
         for (si, s) in starts.windows(2).enumerate() {
@@ -120,21 +118,22 @@ pub fn query_attention_backward(h: &[f32], starts: &[usize], q: &[f32], attn: &[
 pub fn project_out_backward(x: &[f32], x_star: &[f32], d: usize, d_out: &[f32], dx: &mut [f32], d_x_star: &mut [f32]) {
     assert!(x.len() == x_star.len() && d_out.len() == x.len() && dx.len() == x.len() && d_x_star.len() == x.len());
     let d = d.max(1);
-    dx.par_chunks_mut(d).zip(d_x_star.par_chunks_mut(d)).zip(x.par_chunks(d)).zip(x_star.par_chunks(d)).zip(d_out.par_chunks(d)).for_each(
-        |((((dx, ds), x), s), g)| {
-            let norm2: f32 = s.iter().map(|v| v * v).sum();
-            if norm2 > 0.0 {
-                let k = x.iter().zip(s).map(|(a, b)| a * b).sum::<f32>() / norm2;
-                let gs = g.iter().zip(s).map(|(a, b)| a * b).sum::<f32>() / norm2;
-                for c in 0..d {
-                    dx[c] += g[c] - gs * s[c];
-                    ds[c] += -k * g[c] - gs * (x[c] - 2.0 * k * s[c]);
-                }
-            } else {
-                dx.iter_mut().zip(g).for_each(|(o, v)| *o += v);
+    let mut rows: Vec<(&mut [f32], &mut [f32])> = dx.chunks_mut(d).zip(d_x_star.chunks_mut(d)).collect();
+    for_each_mut(&mut rows, |i, (dx, ds)| {
+        let r = i * d..(i + 1) * d;
+        let (x, s, g) = (&x[r.clone()], &x_star[r.clone()], &d_out[r]);
+        let norm2: f32 = s.iter().map(|v| v * v).sum();
+        if norm2 > 0.0 {
+            let k = x.iter().zip(s).map(|(a, b)| a * b).sum::<f32>() / norm2;
+            let gs = g.iter().zip(s).map(|(a, b)| a * b).sum::<f32>() / norm2;
+            for c in 0..d {
+                dx[c] += g[c] - gs * s[c];
+                ds[c] += -k * g[c] - gs * (x[c] - 2.0 * k * s[c]);
             }
-        },
-    );
+        } else {
+            dx.iter_mut().zip(g).for_each(|(o, v)| *o += v);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -2,10 +2,7 @@
 //! `hash(key, i) ≥ p · 2⁶⁴`, and kept values are scaled by `1/(1 − p)`. The mask is a pure
 //! function of `(key, i)`, so it is the same however the work is split across threads, and
 //! the backward pass recomputes it instead of storing it.
-use rayon::prelude::*;
-
-/// Elements per parallel task.
-const CHUNK: usize = 16_384;
+use super::parallel::{for_each_chunk, CHUNK};
 
 /// SplitMix64's finaliser of `key + i·γ`: a well-mixed 64-bit value per element.
 #[inline(always)]
@@ -24,8 +21,8 @@ fn apply_mask(x: &mut [f32], p: f32, key: u64) {
     }
     let threshold = (p as f64 * u64::MAX as f64) as u64;
     let scale = 1.0 / (1.0 - p);
-    x.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        let base = (c * CHUNK) as u64;
+    for_each_chunk(x, CHUNK, |start, chunk| {
+        let base = start as u64;
         for (j, v) in chunk.iter_mut().enumerate() {
             *v = if hash(key, base + j as u64) >= threshold { *v * scale } else { 0.0 };
         }
@@ -42,7 +39,7 @@ pub fn dropout_backward(dy: &[f32], p: f32, key: u64, dx: &mut [f32]) {
     assert_eq!(dx.len(), dy.len());
     let mut masked = dy.to_vec();
     apply_mask(&mut masked, p, key);
-    dx.par_chunks_mut(CHUNK).zip(masked.par_chunks(CHUNK)).for_each(|(dx, m)| dx.iter_mut().zip(m).for_each(|(a, b)| *a += b));
+    for_each_chunk(dx, CHUNK, |start, dx| dx.iter_mut().zip(&masked[start..]).for_each(|(a, b)| *a += b));
 }
 
 #[cfg(test)]

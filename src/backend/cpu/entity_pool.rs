@@ -2,17 +2,10 @@
 //! hidden layer `H: [T × d]` of a packed batch, per instance
 //! `e_h = max over H[head span]`, `e_t = max over H[tail span]` (a true max, no ReLU) and
 //! `m = [H[head marker] ; H[tail marker]]` (`2d`, the input of the context projection).
-use rayon::prelude::*;
+use super::parallel::for_each_mut;
 use std::ops::Range;
 
-/// Row indices into the packed `H` of one instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntityRows {
-    pub head: Range<usize>,
-    pub tail: Range<usize>,
-    pub head_marker: usize,
-    pub tail_marker: usize,
-}
+pub use crate::backend::EntityRows;
 
 /// `heads, tails: [n × d]`, `markers: [n × 2d]`; `argmax: [n × 2 × d]` receives the row each
 /// max came from (head then tail), which the backward pass routes the gradient to.
@@ -24,15 +17,15 @@ pub fn entity_pool_forward(h: &[f32], d: usize, rows: &[EntityRows], heads: &mut
         assert!(!r.head.is_empty() && !r.tail.is_empty() && r.head.end <= total && r.tail.end <= total);
         assert!(r.head_marker < total && r.tail_marker < total);
     }
-    heads.par_chunks_mut(d).zip(tails.par_chunks_mut(d)).zip(markers.par_chunks_mut(2 * d)).zip(argmax.par_chunks_mut(2 * d)).zip(rows.par_iter()).for_each(
-        |((((eh, et), m), arg), r)| {
-            let (arg_h, arg_t) = arg.split_at_mut(d);
-            max_rows(h, d, r.head.clone(), eh, arg_h);
-            max_rows(h, d, r.tail.clone(), et, arg_t);
-            m[..d].copy_from_slice(&h[r.head_marker * d..(r.head_marker + 1) * d]);
-            m[d..].copy_from_slice(&h[r.tail_marker * d..(r.tail_marker + 1) * d]);
-        },
-    );
+    let mut tasks: Vec<_> = heads.chunks_mut(d).zip(tails.chunks_mut(d)).zip(markers.chunks_mut(2 * d)).zip(argmax.chunks_mut(2 * d)).collect();
+    for_each_mut(&mut tasks, |i, (((eh, et), m), arg)| {
+        let r = &rows[i];
+        let (arg_h, arg_t) = arg.split_at_mut(d);
+        max_rows(h, d, r.head.clone(), eh, arg_h);
+        max_rows(h, d, r.tail.clone(), et, arg_t);
+        m[..d].copy_from_slice(&h[r.head_marker * d..(r.head_marker + 1) * d]);
+        m[d..].copy_from_slice(&h[r.tail_marker * d..(r.tail_marker + 1) * d]);
+    });
 }
 
 /// Column-wise max of rows `span` of `h`, and the row of each max (first on ties).

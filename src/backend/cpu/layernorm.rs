@@ -4,9 +4,8 @@
 //! input `x`) and saves `mean` and `rstd = 1/sqrt(var + eps)` per row;
 //! [`layernorm_backward`] recomputes `x̂ = (x − mean)·rstd` from them.
 use super::math::{lane_sum, LANES};
-use super::parallel::for_each_row;
+use super::parallel::{for_each_mut, for_each_row, rows_per_task};
 use super::simd::multiversion;
-use rayon::prelude::*;
 
 /// Normalises every row of `x: [rows × d]` in place. `gamma, beta: [d]`.
 pub fn layernorm_forward(x: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
@@ -32,11 +31,6 @@ fn layernorm_row_generic(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32)
     }
 }
 
-/// Rows per parallel task of the training kernels (~16k elements).
-fn rows_per_task(d: usize) -> usize {
-    (16_384 / d.max(1)).max(1)
-}
-
 /// Training forward: `y = LayerNorm(x)` for `x, y: [rows × d]`, saving `mean, rstd: [rows]`.
 /// `y` equals [`layernorm_forward`]'s result bit for bit.
 #[allow(clippy::too_many_arguments)]
@@ -45,8 +39,10 @@ pub fn layernorm_forward_saving(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32
     let rows = x.len() / d;
     assert!(x.len() == rows * d && y.len() == x.len() && mean.len() == rows && rstd.len() == rows);
     let per = rows_per_task(d);
-    y.par_chunks_mut(per * d).zip(x.par_chunks(per * d)).zip(mean.par_chunks_mut(per)).zip(rstd.par_chunks_mut(per)).for_each(|(((y, x), mean), rstd)| {
-        for (((y, x), m), r) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(mean).zip(rstd) {
+    let mut tasks: Vec<_> = y.chunks_mut(per * d).zip(mean.chunks_mut(per)).zip(rstd.chunks_mut(per)).collect();
+    for_each_mut(&mut tasks, |b, ((y, mean), rstd)| {
+        let x = &x[b * per * d..b * per * d + y.len()];
+        for (((y, x), m), r) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(mean.iter_mut()).zip(rstd.iter_mut()) {
             (*m, *r) = layernorm_row_saving(x, y, gamma, beta, eps);
         }
     });
@@ -86,20 +82,13 @@ pub fn layernorm_backward(x: &[f32], d: usize, gamma: &[f32], mean: &[f32], rstd
     let rows = x.len() / d;
     assert!(x.len() == rows * d && dy.len() == x.len() && dx.len() == x.len() && mean.len() == rows && rstd.len() == rows);
     let per = rows_per_task(d);
-    let partials: Vec<Vec<f32>> = dx
-        .par_chunks_mut(per * d)
-        .zip(x.par_chunks(per * d))
-        .zip(dy.par_chunks(per * d))
-        .zip(mean.par_chunks(per))
-        .zip(rstd.par_chunks(per))
-        .map(|((((dx, x), dy), mean), rstd)| {
-            let mut acc = vec![0.0f32; 2 * d];
-            let (dg, db) = acc.split_at_mut(d);
-            layernorm_backward_rows(x, dy, mean, rstd, gamma, dx, dg, db);
-            acc
-        })
-        .collect();
-    for p in partials {
+    let mut tasks: Vec<(&mut [f32], Vec<f32>)> = dx.chunks_mut(per * d).map(|dx| (dx, vec![0.0f32; 2 * d])).collect();
+    for_each_mut(&mut tasks, |b, (dx, acc)| {
+        let (r, e) = (b * per, b * per + dx.len() / d);
+        let (dg, db) = acc.split_at_mut(d);
+        layernorm_backward_rows(&x[r * d..e * d], &dy[r * d..e * d], &mean[r..e], &rstd[r..e], gamma, dx, dg, db);
+    });
+    for (_, p) in tasks {
         dgamma.iter_mut().zip(&p[..d]).for_each(|(a, v)| *a += v);
         dbeta.iter_mut().zip(&p[d..]).for_each(|(a, v)| *a += v);
     }

@@ -9,18 +9,9 @@
 //! epilogue untouched. `BiasResidual` needs no backward of its own: `d residual = dy`.
 use super::gelu::{bias_gelu_forward, gelu_forward};
 use super::gemm::{gemm, gemm_packed, Epilogue, MatRef, PackedB, Plain};
-use rayon::prelude::*;
+use super::parallel::{for_each_chunk, CHUNK};
 
-/// What happens to `x · Wᵀ` before it is stored.
-#[derive(Clone, Copy)]
-pub enum Activation<'a> {
-    /// `y = x·Wᵀ + b`
-    Bias,
-    /// `y = gelu(x·Wᵀ + b)`
-    BiasGelu,
-    /// `y = x·Wᵀ + b + residual`, `residual: [rows × out]` (the input of a LayerNorm).
-    BiasResidual(&'a [f32]),
-}
+pub use crate::backend::Activation;
 
 struct Fused<'a> {
     bias: &'a [f32],
@@ -77,7 +68,7 @@ fn fused_product(x: &[f32], rows: usize, k: usize, b: &[f32], y: &mut [f32], act
 pub fn linear_gelu_forward_saving(x: &[f32], rows: usize, w: &[f32], b: &[f32], z: &mut [f32], y: &mut [f32]) {
     linear_forward(x, rows, w, b, z, Activation::Bias);
     assert_eq!(y.len(), z.len(), "output is not [rows × out]");
-    y.par_chunks_mut(16_384).zip(z.par_chunks(16_384)).for_each(|(y, z)| gelu_forward(z, y));
+    for_each_chunk(y, CHUNK, |start, y| gelu_forward(&z[start..start + y.len()], y));
 }
 
 /// Backward of `y = x·Wᵀ + b`, accumulating every gradient (`+=`):

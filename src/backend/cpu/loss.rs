@@ -46,9 +46,6 @@ fn check_logits(logits: &[f32], classes: usize, labels: &[u32]) -> usize {
     labels.len()
 }
 
-/// RE-Matching's margin γ.
-pub const MATCHING_MARGIN: f32 = 0.06;
-
 /// The hardest negative of a row: `(column, score)` of the largest score among the columns
 /// marked in `negatives` (the first on ties), `None` when none is marked.
 fn hardest_negative(row: &[f32], negatives: &[bool]) -> Option<(usize, f32)> {
@@ -174,6 +171,7 @@ fn candidate_softmax_norm(row: &[f32], positive: usize, negatives: &[bool], temp
 mod tests {
     use super::*;
     use crate::testutil::*;
+    use crate::train::objective::MATCHING_MARGIN;
 
     fn cross_entropy64(z: &[f64], classes: usize, labels: &[u32]) -> f64 {
         let n = labels.len() as f64;

@@ -9,19 +9,13 @@
 pub mod activation;
 pub mod attention;
 pub mod cosine;
+mod device;
 pub mod distill;
 pub mod dropout;
 pub mod embedding;
 pub mod entity_pool;
 pub mod gelu;
 pub mod gemm;
-mod gemm_kernel;
-#[cfg(target_arch = "x86_64")]
-mod gemm_kernel_amx;
-#[cfg(target_arch = "x86_64")]
-mod gemm_kernel_int8;
-mod gemm_pack;
-pub mod gemm_pack_int8;
 pub mod layernorm;
 pub mod linear;
 pub mod loss;
@@ -30,3 +24,5 @@ pub mod parallel;
 pub mod pooling;
 pub mod simd;
 mod team;
+
+pub use device::{Cpu, PackedWeights, PACK_AFTER_TOKENS};

@@ -1,7 +1,8 @@
 //! Splitting work across the threads: the parallel steps of the encoder's forward pass go
 //! through [`for_each_index`] / [`for_each_mut`], which run on the spinning team of
 //! [`with_team`] when the caller leads one (see `team.rs`) and on the rayon pool otherwise.
-use rayon::prelude::*;
+//! Every op splits its work through this file: [`for_each_chunk`] for element-wise work,
+//! [`for_each_row`] for rows, [`for_each_mut`] for tasks of its own, in [`CHUNK`]-sized pieces.
 
 pub use super::team::{for_each_index, leads_team, with_team};
 
@@ -24,18 +25,32 @@ pub fn for_each_mut<T: Send>(items: &mut [T], f: impl Fn(usize, &mut T) + Sync) 
     });
 }
 
+/// Elements per parallel task: small rows are batched, big matrices still split across
+/// cores, and scheduling costs nothing next to the work.
+pub const CHUNK: usize = 16_384;
+
+/// Rows per parallel task for rows of `width` elements (at least one).
+pub fn rows_per_task(width: usize) -> usize {
+    (CHUNK / width.max(1)).max(1)
+}
+
+/// Runs `f(start, chunk)` on consecutive chunks of `len` elements of `out` (the last one may
+/// be shorter), in parallel; `start` is the chunk's first index in `out`.
+pub fn for_each_chunk<T: Send>(out: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let len = len.max(1);
+    let mut chunks: Vec<&mut [T]> = out.chunks_mut(len).collect();
+    for_each_mut(&mut chunks, |c, chunk| f(c * len, chunk));
+}
+
 /// Runs `f(row_index, row)` on every row of the row-major matrix `x` (row length `d`), in
 /// parallel in blocks large enough that scheduling costs nothing next to the work.
 pub fn for_each_row(x: &mut [f32], d: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if d == 0 {
         return;
     }
-    // ~16k elements per task: small rows are batched, big matrices still split across cores.
-    let rows_per_task = (16_384 / d).max(1);
-    let mut blocks: Vec<&mut [f32]> = x.chunks_mut(rows_per_task * d).collect();
-    for_each_mut(&mut blocks, |block, rows| {
+    for_each_chunk(x, rows_per_task(d) * d, |start, rows| {
         for (r, row) in rows.chunks_exact_mut(d).enumerate() {
-            f(block * rows_per_task + r, row);
+            f(start / d + r, row);
         }
     });
 }
@@ -49,17 +64,13 @@ pub fn column_sums(m: &[f32], width: usize, acc: &mut [f32]) {
         return;
     }
     assert_eq!(m.len() % width, 0, "matrix is not a whole number of rows");
-    let rows_per_task = (16_384 / width).max(1);
-    let partials: Vec<Vec<f32>> = m
-        .par_chunks(rows_per_task * width)
-        .map(|block| {
-            let mut p = vec![0.0f32; width];
-            for row in block.chunks_exact(width) {
-                p.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-            }
-            p
-        })
-        .collect();
+    let per = rows_per_task(width) * width;
+    let mut partials: Vec<Vec<f32>> = vec![vec![0.0f32; width]; m.len().div_ceil(per)];
+    for_each_mut(&mut partials, |b, p| {
+        for row in m[b * per..m.len().min((b + 1) * per)].chunks_exact(width) {
+            p.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
+    });
     for p in partials {
         acc.iter_mut().zip(&p).for_each(|(a, v)| *a += v);
     }

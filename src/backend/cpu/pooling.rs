@@ -1,10 +1,11 @@
 //! Pooling of token rows into one vector per sequence.
-use rayon::prelude::*;
+use super::parallel::{for_each_chunk, for_each_mut};
 
 /// Mean over each packed sequence's rows: `h: [T × d]` → `out: [n_seqs × d]`.
 pub fn mean_pool_forward(h: &[f32], starts: &[usize], d: usize, out: &mut [f32]) {
     assert_eq!(out.len(), (starts.len() - 1) * d);
-    out.par_chunks_mut(d.max(1)).zip(starts.par_windows(2)).for_each(|(o, seq)| {
+    for_each_chunk(out, d, |start, o| {
+        let seq = &starts[start / d.max(1)..];
         o.fill(0.0);
         for t in seq[0]..seq[1] {
             o.iter_mut().zip(&h[t * d..(t + 1) * d]).for_each(|(a, b)| *a += b);
@@ -34,7 +35,8 @@ pub fn mean_pool_backward(d_out: &[f32], starts: &[usize], d: usize, dh: &mut [f
         blocks.push(block);
         rest = tail;
     }
-    blocks.into_par_iter().zip(d_out.par_chunks(d.max(1))).for_each(|(block, g)| {
+    for_each_mut(&mut blocks, |s, block| {
+        let g = &d_out[s * d..(s + 1) * d];
         let n = (block.len() / d.max(1)).max(1) as f32;
         for row in block.chunks_exact_mut(d.max(1)) {
             row.iter_mut().zip(g).for_each(|(a, b)| *a += b / n);

@@ -1,9 +1,10 @@
 //! The AVX512-VNNI int8 GEMM microkernel. It sums in i32 and dequantizes as it stores,
 //! with parameters that travel inside the packed panels, so it lives apart from the
-//! f32-accumulating vector kernels of [`super::gemm_kernel`]; it plugs into the same driver
+//! f32-accumulating vector kernels of [`super::kernel`]; it plugs into the same driver
 //! through [`MicroKernel`].
-use super::gemm_kernel::{dispatch_rows, APanel, MicroKernel};
-use super::gemm_pack_int8::Int8Quad;
+use super::kernel::{dispatch_rows, MicroKernel};
+use super::matrix::APanel;
+use super::pack_int8::Int8Quad;
 use std::arch::x86_64::*;
 
 /// AVX512-VNNI int8: 12 × 32 (24 i32 accumulators, 2 B vectors of 16 column quads, one

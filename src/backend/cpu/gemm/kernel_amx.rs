@@ -1,8 +1,9 @@
 //! The AMX-BF16 GEMM microkernel. It computes in tile registers rather than vector
 //! registers, so its configuration, loads and release live here, apart from the vector
-//! kernels of [`super::gemm_kernel`]; it plugs into the same driver through [`MicroKernel`].
-use super::gemm_kernel::{APanel, MicroKernel};
-use super::gemm_pack::Bf16Pair;
+//! kernels of [`super::kernel`]; it plugs into the same driver through [`MicroKernel`].
+use super::kernel::MicroKernel;
+use super::matrix::APanel;
+use super::pack::Bf16Pair;
 
 /// AMX-BF16: 32 × 32 (2 × 2 tiles of 16 × 16 f32 sums in `tmm0..tmm3`; A in `tmm4`,
 /// `tmm5`, 16 rows × 32 depth steps each; B in `tmm6`, `tmm7`, 16 depth pairs × 16

@@ -1,29 +1,50 @@
-//! Trainable parameters: owned f32 tensors addressed by id, with names (Hugging Face names
-//! for the encoder) and shapes, and gradient buffers of the same layout.
+//! Parameters: tensors on the device (borrowed from a weight file or owned), addressed by
+//! id, with names (Hugging Face names for the encoder) and shapes; one set serves
+//! inference, training and checkpoints. [`Grads`] has the same layout.
+use crate::backend::{Backend, Buf, Device as D, Tensor};
 
 /// Index of a tensor in a [`ParamSet`] (and in its [`Grads`]).
 pub type ParamId = usize;
 
+/// Named tensors. A clone shares the tensors until either side changes one
+/// ([`Tensor::data_mut`] copies a shared tensor first).
 #[derive(Clone, Default)]
 pub struct ParamSet {
     names: Vec<String>,
-    shapes: Vec<Vec<usize>>,
-    /// One buffer per tensor, row-major.
-    pub values: Vec<Vec<f32>>,
+    /// One tensor per parameter, row-major.
+    values: Vec<Tensor>,
 }
 
 impl ParamSet {
     pub fn push(&mut self, name: &str, shape: &[usize], value: Vec<f32>) -> ParamId {
         assert_eq!(value.len(), shape.iter().product::<usize>(), "{name}: value does not fill its shape");
+        self.push_tensor(name, Tensor::from_vec(value, shape.to_vec()))
+    }
+
+    pub fn push_tensor(&mut self, name: &str, tensor: Tensor) -> ParamId {
         assert!(!self.names.iter().any(|n| n == name), "{name}: duplicate parameter");
         self.names.push(name.to_string());
-        self.shapes.push(shape.to_vec());
-        self.values.push(value);
+        self.values.push(tensor);
         self.values.len() - 1
     }
 
     pub fn get(&self, id: ParamId) -> &[f32] {
+        self.values[id].data()
+    }
+
+    /// The values of `id` to change in place.
+    pub fn get_mut(&mut self, id: ParamId) -> &mut [f32] {
+        self.values[id].data_mut()
+    }
+
+    pub fn tensor(&self, id: ParamId) -> &Tensor {
         &self.values[id]
+    }
+
+    /// Replaces parameter `id` by `tensor` (same shape).
+    pub fn set(&mut self, id: ParamId, tensor: Tensor) {
+        assert_eq!(tensor.shape(), self.values[id].shape(), "{}: shape", self.names[id]);
+        self.values[id] = tensor;
     }
 
     pub fn id(&self, name: &str) -> Option<ParamId> {
@@ -35,7 +56,7 @@ impl ParamSet {
     }
 
     pub fn shape(&self, id: ParamId) -> &[usize] {
-        &self.shapes[id]
+        self.values[id].shape()
     }
 
     pub fn len(&self) -> usize {
@@ -48,18 +69,18 @@ impl ParamSet {
 
     /// Total number of scalars.
     pub fn numel(&self) -> usize {
-        self.values.iter().map(Vec::len).sum()
+        self.values.iter().map(|v| v.data().len()).sum()
     }
 
     /// Zeroed gradient buffers, one per tensor.
     pub fn zero_grads(&self) -> Grads {
-        Grads(self.values.iter().map(|v| vec![0.0; v.len()]).collect())
+        Grads(self.values.iter().map(|v| D::zeros(v.data().len())).collect())
     }
 }
 
 /// Gradients, one buffer per parameter of a [`ParamSet`], accumulated (`+=`) by the
 /// backward passes.
-pub struct Grads(pub Vec<Vec<f32>>);
+pub struct Grads(pub Vec<Buf>);
 
 impl Grads {
     pub fn get(&self, id: ParamId) -> &[f32] {

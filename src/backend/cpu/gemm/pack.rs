@@ -3,10 +3,9 @@
 //!
 //! Panels hold [`PanelElem`]s: `f32` for the f32 kernels, [`Bf16Pair`] (two depth steps
 //! rounded to bf16) for the bf16 kernel, `Int8Quad` (four quantized depth steps,
-//! [`super::gemm_pack_int8`]) for the int8 kernel.
+//! [`super::pack_int8`]) for the int8 kernel.
 
-use super::gemm::MatRef;
-use super::gemm_kernel::APanel;
+use super::matrix::{APanel, MatRef};
 use std::cell::Cell;
 use std::ops::Range;
 
@@ -22,7 +21,7 @@ pub(crate) unsafe trait PanelElem: Copy + Send + Sync + 'static {
 
     /// Elements after the depth that hold quantization parameters: rows after each packed
     /// B panel, elements after each packed row of A (0 unless quantized: see
-    /// [`super::gemm_pack_int8::Int8Quad`]). Kernels read them, never multiply them.
+    /// [`super::pack_int8::Int8Quad`]). Kernels read them, never multiply them.
     const PARAMS: usize = 0;
 
     /// Packs `B[depth, cols]` into `ceil(cols.len() / nr)` panels of `rows` rows of `nr`
@@ -147,7 +146,7 @@ unsafe impl PanelElem for Bf16Pair {
 /// If the CPU lacks AVX512-BF16 (bf16 panels are only packed for the bf16 kernel, which
 /// runs on such CPUs only) or `out` is not `src.len().div_ceil(2)` long.
 fn convert_row(src: &[f32], out: &mut [Bf16Pair]) {
-    assert!(super::simd::bf16_dot_supported(), "this CPU has no AVX512-BF16");
+    assert!(crate::backend::cpu::simd::bf16_dot_supported(), "this CPU has no AVX512-BF16");
     assert_eq!(out.len(), src.len().div_ceil(2));
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX512-BF16 (with AVX-512F) checked above; the lengths agree.

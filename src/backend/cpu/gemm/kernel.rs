@@ -6,9 +6,10 @@
 //! `#[target_feature]` function so that the vector operations inline to single
 //! instructions. `B` comes packed (rows of `NR` contiguous elements); `A` is read through
 //! strides, so a row-major f32 `A` needs no packing. The AMX tile kernel, which works on
-//! tile registers rather than vectors, is in [`super::gemm_kernel_amx`].
+//! tile registers rather than vectors, is in [`super::kernel_amx`].
 
-use super::gemm_pack::PanelElem;
+use super::matrix::APanel;
+use super::pack::PanelElem;
 
 /// A SIMD vector of `f32` lanes. Every method is `unsafe`: the CPU must support the vector's
 /// instruction set, and pointers must be valid for `LANES` floats.
@@ -64,22 +65,6 @@ impl<V: Vector> Multiply for V {
         unsafe { a.mul_add(b, acc) }
     }
 }
-
-/// Where a microkernel reads its strip of `A`: element `(r, p)` is at `ptr + r * rs + p * cs`
-/// (`p` counts elements, each covering `E::DEPTH` depth steps).
-pub(crate) struct APanel<E> {
-    pub ptr: *const E,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<E> Clone for APanel<E> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<E> Copy for APanel<E> {}
 
 /// A family of microkernels: tiles of up to `MR` rows and exactly `NR` columns.
 pub(crate) trait MicroKernel {
@@ -286,7 +271,7 @@ pub(crate) use x86::{Avx2, Avx512, Avx512Bf16};
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{store, tile_any, APanel, MicroKernel, Multiply, Vector};
-    use crate::backend::cpu::gemm_pack::Bf16Pair;
+    use crate::backend::cpu::gemm::pack::Bf16Pair;
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]

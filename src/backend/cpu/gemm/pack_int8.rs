@@ -17,9 +17,8 @@
 //! `A` row its scale (f32 bits) and zero point; after a packed `B` panel a row of its
 //! columns' scales and a row of their sums `Σ_p q_pj`.
 
-use super::gemm::MatRef;
-use super::gemm_kernel::APanel;
-use super::gemm_pack::PanelElem;
+use super::matrix::{APanel, MatRef};
+use super::pack::PanelElem;
 use std::ops::Range;
 
 /// Four consecutive depth steps of one row of `A` (as `u8`) or one column of `B` (as
@@ -164,7 +163,7 @@ unsafe impl PanelElem for Int8Quad {
 /// [`quantize_row_u8`], on AVX-512 where the CPU has it.
 fn quantize_row(x: &[f32], out: &mut [u8]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd::Isa::Avx512.is_supported() {
+    if crate::backend::cpu::simd::Isa::Avx512.is_supported() {
         // SAFETY: AVX-512F checked just above; the lengths are checked inside.
         return unsafe { x86::quantize_row_u8_avx512(x, out) };
     }

@@ -1,69 +1,16 @@
-//! Matrix product `C (+)= A · B` for f32, with a fused epilogue.
-//!
-//! Interface (stable; the fast implementation lives behind it):
-//! - `A` is `m × k`, `B` is `k × n`, both arbitrary strided views, so a transposed operand is
-//!   only a view (a PyTorch `Linear` weight `W: [n, k]` is `B = Wᵀ` with `rs = 1, cs = k`).
-//! - `C` is `m × n`, row-major with row stride `ldc`.
-//! - The epilogue runs exactly once on every element of `C` after its sum is complete, while
-//!   the block is still in cache (bias, bias+GELU, bias+residual, …).
-//!
-//! Implementation: BLIS-style. B is packed per `kc × NC` block into `NR`-wide panels
-//! ([`super::gemm_pack`]; or once for all calls, [`PackedB`]), A is read in place when its
-//! rows are contiguous (packed otherwise), and a register-blocked `MR × NR` microkernel
-//! ([`super::gemm_kernel`]: 6 × 16 AVX2+FMA, 12 × 32 AVX-512F, 4 × 8 portable) runs over
-//! `MC`-row blocks. C is cut into a grid of rectangles, a few per rayon thread (rows for a
-//! batch, columns for one sentence). The epilogue runs on each finished `MC × NC` block,
-//! right after its last depth block has been added.
-//!
-//! int8 ([`PackedB::int8`]): the same driver on the AVX512-VNNI kernel, B quantized per
-//! column to i8 when packed, each strip of A per row to u8 (a zero point per row), sums exact
-//! in i32, dequantized as the kernel stores them ([`super::gemm_pack_int8`]).
-//!
-//! bf16 ([`PackedB::bf16`]): the same driver on a bf16 kernel ([`Bf16Kernel`]: AMX
-//! 32 × 32 `tdpbf16ps` tiles where the CPU and OS allow, else AVX512-BF16 12 × 32
-//! `vdpbf16ps`): B pre-packed as pairs of bf16 depth steps, each strip of A converted to
-//! bf16 pairs when it is first used in a block, products summed in f32. Half the bytes of
-//! B and A per flop; the epilogue sees f32 sums as usual.
+//! The GEMM driver: blocking, threading, the epilogue (see the module doc, `gemm/mod.rs`).
 
-use super::gemm_kernel::{APanel, MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel::{Avx2, Avx512, Avx512Bf16};
+use super::kernel::{Avx2, Avx512, Avx512Bf16};
+use super::kernel::{MicroKernel, Portable};
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel_amx::AmxBf16;
+use super::kernel_amx::AmxBf16;
 #[cfg(target_arch = "x86_64")]
-use super::gemm_kernel_int8::Avx512Vnni;
-use super::gemm_pack::{with_scratch, Aligned, PanelElem};
-use super::parallel::{for_each_index, leads_team};
-use super::simd::{int8_dot_supported, Bf16Kernel, Isa};
-
-/// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
-#[derive(Clone, Copy, Debug)]
-pub struct MatRef<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a> MatRef<'a> {
-    /// A row-major matrix `rows × cols`.
-    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix view out of bounds");
-        MatRef { data, rows, cols, rs: cols, cs: 1 }
-    }
-
-    /// The transpose of a row-major `rows × cols` matrix (a `cols × rows` view).
-    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix view out of bounds");
-        MatRef { data, rows: cols, cols: rows, rs: 1, cs: cols }
-    }
-
-    #[inline]
-    pub fn at(&self, i: usize, j: usize) -> f32 {
-        self.data[i * self.rs + j * self.cs]
-    }
-}
+use super::kernel_int8::Avx512Vnni;
+use super::matrix::{APanel, MatRef};
+use super::pack::{with_scratch, Aligned, PanelElem};
+use crate::backend::cpu::parallel::{for_each_index, leads_team};
+use crate::backend::cpu::simd::{int8_dot_supported, Bf16Kernel, Isa};
 
 /// Work applied to finished rows of `C`: `apply(row, col0, out)` gets `C[row, col0..col0+out.len()]`.
 pub trait Epilogue: Sync {
@@ -145,7 +92,7 @@ impl PackedB {
     /// cost callers measure (see `tests/encoder_golden.rs`).
     ///
     /// # Panics
-    /// If the CPU has no bf16 kernel (check [`super::simd::bf16_dot_supported`] first) or
+    /// If the CPU has no bf16 kernel (check [`crate::backend::cpu::simd::bf16_dot_supported`] first) or
     /// `b` exceeds its data.
     pub fn bf16(b: MatRef) -> Self {
         let kernel = Bf16Kernel::current().expect("this CPU has no AVX512-BF16 (bf16 products need it)");
@@ -169,11 +116,11 @@ impl PackedB {
 
     /// Packs `b` quantized to int8 for the AVX512-VNNI kernel: each column to `i8` with its
     /// own scale; [`gemm_packed`] then quantizes each row of A to `u8` with its own scale and
-    /// zero point and sums the products exactly in i32 (see [`super::gemm_pack_int8`]). An
+    /// zero point and sums the products exactly in i32 (see [`super::pack_int8`]). An
     /// inference option whose accuracy cost callers measure (see `tests/encoder_golden.rs`).
     ///
     /// # Panics
-    /// If the CPU has no AVX512-VNNI (check [`super::simd::int8_dot_supported`] first) or
+    /// If the CPU has no AVX512-VNNI (check [`crate::backend::cpu::simd::int8_dot_supported`] first) or
     /// `b` exceeds its data.
     pub fn int8(b: MatRef) -> Self {
         assert!(int8_dot_supported(), "this CPU has no AVX512-VNNI (int8 products need it)");
@@ -304,17 +251,6 @@ enum BSource<'a> {
     View(MatRef<'a>),
     /// Already packed for this instruction set.
     Packed(&'a PackedB),
-}
-
-impl MatRef<'_> {
-    /// Panics unless every element of the view lies inside `data` (the fast path reads
-    /// through raw pointers, so views built field by field are checked here).
-    fn check_bounds(&self) {
-        if self.rows > 0 && self.cols > 0 {
-            let last = (self.rows - 1).checked_mul(self.rs).zip((self.cols - 1).checked_mul(self.cs)).and_then(|(r, c)| r.checked_add(c));
-            assert!(last.is_some_and(|last| last < self.data.len()), "matrix view out of bounds");
-        }
-    }
 }
 
 /// Rows of A per block: `MC × kc` of A (108 KiB at kc = 384) stays in L2 (512 KiB) while
