@@ -30,7 +30,7 @@
  * The ABI version of this header; `rmx_abi_version()` returns the library's. They differ
  * when a program is run against a library built from another, incompatible header.
  */
-#define RMX_ABI_VERSION 2
+#define RMX_ABI_VERSION 3
 
 /**
  * `rmx_build_options.precision`: vectors stored as 32-bit floats (the default).
@@ -56,6 +56,12 @@
  * `rmx_build_options.search`: always an HNSW graph.
  */
 #define RMX_SEARCH_HNSW 2
+
+/**
+ * `rmx_build_options.flags`: when some records are rejected, build from the others (still
+ * `RMX_ERR_REJECTED`, listing them) instead of building nothing.
+ */
+#define RMX_BUILD_SKIP_INVALID 1
 
 /**
  * What an entry point did. `RMX_OK` is 0; every other value is a failure class, with the
@@ -84,11 +90,14 @@ typedef enum rmx_status {
    */
   RMX_ERR_IO = 3,
   /**
-   * The model directory is unusable (missing files, bad config, wrong tensor shapes).
+   * The model directory is unusable (missing files, bad config or tokenizer, wrong tensor
+   * shapes, a checkpoint's `rmx.json` invalid or out of range), or the model produced a
+   * non-finite vector.
    */
   RMX_ERR_MODEL = 4,
   /**
-   * The index is damaged: not an rmx index, truncated, or a checksum failed.
+   * The index is damaged: not an rmx index, truncated, or a checksum failed (at open, or
+   * for a block of the index a query reads: no answer is computed from a damaged block).
    */
   RMX_ERR_INDEX_CORRUPT = 5,
   /**
@@ -100,14 +109,15 @@ typedef enum rmx_status {
    */
   RMX_ERR_MODEL_MISMATCH = 7,
   /**
-   * The descriptions file holds no usable relation (empty, or every record rejected);
-   * nothing was built.
+   * The descriptions file holds no usable relation (empty, in no known format, or every
+   * record rejected); nothing was built.
    */
   RMX_ERR_INVALID_INPUT = 8,
   /**
-   * Partial success of `rmx_index_build`: some records of the descriptions file were
-   * rejected, and the index WAS built from the others (as `rmx index build` exiting 1).
-   * `rmx_last_error()` lists the rejected records, one `file:line: reason` per line.
+   * Some records of the descriptions file were rejected (as `rmx index build` exiting 1);
+   * `rmx_last_error()` lists them, one `file:line: reason` per line. By default nothing
+   * was built and an existing index at the destination is untouched; with
+   * `RMX_BUILD_SKIP_INVALID` the index WAS built from the other records.
    */
   RMX_ERR_REJECTED = 9,
   /**
@@ -175,6 +185,10 @@ typedef struct rmx_build_options {
    * Relations encoded per batch; 0 means the default (32).
    */
   size_t batch_size;
+  /**
+   * `RMX_BUILD_*` bits, or 0: `RMX_BUILD_SKIP_INVALID`.
+   */
+  uint32_t flags;
 } rmx_build_options;
 
 #ifdef __cplusplus
@@ -303,9 +317,10 @@ enum rmx_status rmx_query_batch(const struct rmx_engine *engine,
  * directory and moved into place, so an existing index at `index_dir` is replaced only on
  * success; a destination that exists and is not an index fails with `RMX_ERR_IO`.
  *
- * Records that are invalid (bad JSON, missing fields, duplicate ids) are skipped:
- * `RMX_ERR_REJECTED` then says the index WAS built from the valid ones, and
- * `rmx_last_error()` lists the rejected records, one "file:line: reason" per line. No
+ * All or nothing: when records are invalid (bad JSON, missing fields, duplicate ids),
+ * nothing is built and an existing index at `index_dir` is untouched: `RMX_ERR_REJECTED`,
+ * with `rmx_last_error()` listing the rejected records, one "file:line: reason" per line
+ * (`rmx_index_build_with` and `RMX_BUILD_SKIP_INVALID` build from the valid ones). No
  * valid record at all is `RMX_ERR_INVALID_INPUT` (nothing built). Thread-safe (distinct
  * `index_dir`s); slow: it runs the encoder over every description.
  *
@@ -317,8 +332,10 @@ enum rmx_status rmx_index_build(const char *model_dir,
                                 const char *index_dir);
 
 /**
- * As `rmx_index_build`, with `options` (NULL: the defaults). An unknown precision or
- * search value is `RMX_ERR_INVALID_ARGUMENT`.
+ * As `rmx_index_build`, with `options` (NULL: the defaults). An unknown precision, search
+ * value or flag bit is `RMX_ERR_INVALID_ARGUMENT`. With `RMX_BUILD_SKIP_INVALID` in
+ * `options->flags`, rejected records are left out: the index is built from the others,
+ * and `RMX_ERR_REJECTED` (a partial success) lists the rejected ones.
  *
  * # Safety
  * The strings are NULL or NUL-terminated; `options` is NULL or valid for reading.

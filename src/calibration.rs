@@ -60,7 +60,14 @@ pub fn load(index_dir: &Path, fingerprint: &str, relations: usize) -> Result<Opt
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let bad = |why: String| Error::Input(format!("{}: {why} (recalibrate with rmx index calibrate, or delete the file)", path.display()));
+    // A damaged or foreign calibration file is a damaged index directory (RMX_ERR_INDEX_CORRUPT).
+    let bad = |why: String| {
+        Error::Index(rmx_index::Error::Corrupt {
+            path: path.clone(),
+            section: "calibration",
+            reason: format!("{why} (recalibrate with rmx index calibrate, or delete the file)"),
+        })
+    };
     let stored: Stored = serde_json::from_str(&text).map_err(|e| bad(format!("invalid calibration file: {e}")))?;
     if stored.version > VERSION {
         return Err(bad(format!("calibration format version {} is newer than this rmx reads ({VERSION})", stored.version)));

@@ -7,7 +7,7 @@ use crate::model::rematch::Matcher;
 use crate::model::scoring::part_cosines;
 use crate::text::markers::WordInstance;
 use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info, Precision};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One answer: a relation, its score and the score's three cosines; `score = Σ w·parts +
 /// bias`, where `bias` is the hubness correction of a relation described by text alone in
@@ -48,7 +48,12 @@ impl Engine {
         let matcher = Matcher::load(model_dir)?;
         let index = Index::open_expecting(index_dir, matcher.fingerprint())?;
         if index.dim() != matcher.dim() {
-            return Err(Error::Input(format!("index dimension {} does not match the model's {}", index.dim(), matcher.dim())));
+            return Err(Error::ModelMismatch(format!(
+                "{}: index dimension {} does not match the model's {}; rebuild the index with this model",
+                index_dir.display(),
+                index.dim(),
+                matcher.dim()
+            )));
         }
         let calibration = calibration::load(index_dir, index.fingerprint(), index.len())?;
         Ok(Engine { matcher, index, calibration })
@@ -92,9 +97,8 @@ impl Engine {
             .search(query, k)?
             .iter()
             .map(|hit| {
-                let corrupt = || Error::Input(format!("{}: relation row {} is unreadable (run rmx index verify)", self.index.path().display(), hit.row));
-                let relation = self.index.relation(hit.row).ok_or_else(corrupt)?;
-                let vector = self.index.vector(hit.row).ok_or_else(corrupt)?;
+                let relation = self.index.read_relation(hit.row)?;
+                let vector = self.index.read_vector(hit.row)?;
                 let parts = self.matcher.parts_dim();
                 let [context, head, tail] = part_cosines(&query[..parts], &vector[..parts], self.matcher.blocks());
                 let bias = vector.get(parts).copied().unwrap_or(0.0);
@@ -119,19 +123,28 @@ impl Default for BuildSettings {
     }
 }
 
+/// What `build_index` wrote.
+pub struct Built {
+    pub info: Info,
+    /// Temporary directories of earlier builds into the same place that were killed
+    /// mid-build, removed by this one.
+    pub swept: Vec<PathBuf>,
+}
+
 /// Encodes `relations` with `matcher` into a new index at `output` (atomically replacing an
 /// existing index only on success); `progress(done)` after each batch of relations.
-pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Info> {
+pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Built> {
     if relations.is_empty() {
-        return Err(Error::Input("no relations to index".into()));
+        return Err(Error::InvalidData("no relations to index".into()));
     }
     let vectors = matcher.encode_relations(relations, settings.batch, progress)?;
     let options =
         IndexOptions { precision: settings.precision, mode: settings.mode, fingerprint: matcher.fingerprint().to_string(), ..IndexOptions::default() };
     let mut writer = IndexWriter::create(output, matcher.dim(), options)?;
+    let swept = writer.swept().to_vec();
     for (r, v) in relations.iter().zip(&vectors) {
         let meta = serde_json::json!({ "description": r.description, "head": r.head, "tail": r.tail }).to_string();
         writer.add(&r.id, &r.name, &meta, v)?;
     }
-    Ok(writer.finish()?)
+    Ok(Built { info: writer.finish()?, swept })
 }

@@ -1,4 +1,6 @@
-//! The library's error type. Every failure names what it concerns (a path, a line) and why.
+//! The library's error type. Every failure names what it concerns (a path, a line) and why,
+//! and its variant says which class of failure it is: the C ABI maps each variant to one
+//! status (`capi::status::classify`) without looking at messages.
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -6,12 +8,25 @@ pub enum Error {
     /// A file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    /// A model directory is unusable (missing file, bad config, wrong tensor shape, …).
+    /// A model directory is unusable (missing file, bad config, wrong tensor shape, a
+    /// checkpoint's `rmx.json` out of range, …).
     #[error("{}: {reason}", path.display())]
     Model { path: PathBuf, reason: String },
-    /// One input record is invalid; the others can still be processed.
+    /// One input record (a query instance, a line) is invalid; the others can still be
+    /// processed.
     #[error("{0}")]
     Input(String),
+    /// A data file as a whole holds nothing usable (empty, every record rejected, not in
+    /// any known format); nothing was done with it.
+    #[error("{0}")]
+    InvalidData(String),
+    /// An option or argument is out of range (a thread count, a weight, a destination that
+    /// cannot be used).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The index and the model do not belong together (dimensions differ).
+    #[error("{0}")]
+    ModelMismatch(String),
     /// The relation index failed (open, build, search, verify).
     #[error(transparent)]
     Index(#[from] rmx_index::Error),

@@ -413,6 +413,68 @@ fn index_of_another_model_is_a_model_mismatch() {
     }
 }
 
+/// Each damaged input reaches C as the status whose doc names it (`capi_test status`: open,
+/// then rmx_query and rmx_query_batch when the open succeeds).
+#[test]
+fn c_each_failure_reaches_its_status() {
+    let dir = scratch("statuses");
+    let model = tiny_model();
+    let descriptions = dir.join("descriptions.jsonl");
+    std::fs::write(&descriptions, DESCRIPTIONS).unwrap();
+    let index = dir.join("index");
+    check(rmx().args(["index", "build"]).arg(&descriptions).arg("-o").arg(&index).arg("--model").arg(&model));
+    let data = std::fs::read(index.join("index.rmx")).unwrap();
+    let info = rmx_index::Index::open(&index).unwrap().info();
+
+    // A checkpoint whose rmx.json holds an ensemble weight outside [0, 1): the model is unusable.
+    let checkpoint = other_model(&dir);
+    std::fs::write(checkpoint.join("rmx.json"), r#"{"format": 2, "alpha": 0.33, "description_encoder": ".", "zero_shot_weight": 1.5}"#).unwrap();
+    // The model's fingerprint, but one more dimension.
+    let fingerprint = rmx::model::rematch::Matcher::load(&model).unwrap().fingerprint().to_string();
+    let wide = dir.join("wide-index");
+    let options = rmx_index::IndexOptions { fingerprint, ..Default::default() };
+    let mut writer = rmx_index::IndexWriter::create(&wide, info.dim + 1, options).unwrap();
+    writer.add("P1", "one", "{}", &vec![0.0; info.dim + 1]).unwrap();
+    writer.finish().unwrap();
+    // One flipped bit in the vectors: opens (metadata intact), fails the query that reads it.
+    let damaged = dir.join("damaged-index");
+    std::fs::create_dir_all(&damaged).unwrap();
+    let mut bytes = data.clone();
+    bytes[info.sections[0].offset as usize + 5] ^= 0x20;
+    std::fs::write(damaged.join("index.rmx"), bytes).unwrap();
+    // One flipped bit in the names: caught on open.
+    let bad_meta = dir.join("bad-meta-index");
+    std::fs::create_dir_all(&bad_meta).unwrap();
+    let mut bytes = data.clone();
+    bytes[info.sections[2].offset as usize + 1] ^= 0x20;
+    std::fs::write(bad_meta.join("index.rmx"), bytes).unwrap();
+
+    // (model, index, [(call, status, text its last error holds)])
+    type Case<'a> = (&'a Path, &'a Path, &'a [(&'a str, rmx_status, &'a str)]);
+    let cases: [Case; 5] = [
+        (&model, &index, &[("open", RMX_OK, ""), ("query", RMX_OK, ""), ("batch", RMX_OK, "")]),
+        (&checkpoint, &index, &[("open", RMX_ERR_MODEL, "zero-shot weight 1.5 is outside [0, 1)")]),
+        (&model, &wide, &[("open", RMX_ERR_MODEL_MISMATCH, "dimension")]),
+        (&model, &damaged, &[("open", RMX_OK, ""), ("query", RMX_ERR_INDEX_CORRUPT, "vectors: block 0"), ("batch", RMX_ERR_INDEX_CORRUPT, "vectors")]),
+        (&model, &bad_meta, &[("open", RMX_ERR_INDEX_CORRUPT, "meta heap")]),
+    ];
+    for (model, index, want) in cases {
+        let out = check(Command::new(capi_test()).arg("status").arg(model).arg(index));
+        let got: Vec<(String, i32, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(3, '\t').collect();
+                (f[0].to_string(), f[1].parse().unwrap(), f[2].to_string())
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{}: {got:?}", index.display());
+        for ((call, status, message), (want_call, want_status, needle)) in got.iter().zip(want) {
+            assert_eq!((call.as_str(), *status), (*want_call, *want_status as i32), "{} with {}: {message}", index.display(), model.display());
+            assert!(message.contains(needle), "{call} on {}: {message:?} lacks {needle:?}", index.display());
+        }
+    }
+}
+
 #[test]
 fn status_strings_cover_every_value() {
     let text = |s: i32| unsafe { CStr::from_ptr(rmx::capi::rmx_status_str(s)) }.to_str().unwrap().to_string();

@@ -277,14 +277,32 @@ fn bad_description_files() {
     }
     let dir = TempDir::new("cli-baddesc");
     let mixed = format!("{RELATIONS}{{bad json\n{{\"id\":\"P26\",\"description\":\"dup\"}}\n{{\"id\":\"P9\"}}\n");
-    let (o, index) = build_index(&dir, &mixed);
+    let relations = |o: &Output| -> String {
+        let info = rmx(&["index", "inspect", dir.join("index").to_str().unwrap(), "--json"], "");
+        assert_eq!(info.status.code(), Some(0), "{}", stderr(&info));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&info)).unwrap();
+        format!("{} ({})", v["relations"], stderr(o))
+    };
+    // An existing index of 2 relations; a rebuild with rejected lines writes nothing.
+    let (o, index) = build_index(&dir, &RELATIONS.lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = std::fs::read(index.join("index.rmx")).unwrap();
+    let (o, _) = build_index(&dir, &mixed);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("relations.jsonl:5: invalid relation"), "{err}");
     assert!(err.contains("relations.jsonl:6: duplicate relation id \"P26\""), "{err}");
     assert!(err.contains("relations.jsonl:7: invalid relation: missing field `description`"), "{err}");
-    let info = rmx(&["index", "inspect", index.to_str().unwrap(), "--json"], "");
-    assert!(stdout(&info).contains("\"relations\":4"));
+    assert!(err.contains("3 line(s) rejected; nothing was written"), "{err}");
+    assert_eq!(std::fs::read(index.join("index.rmx")).unwrap(), before, "a refused build changed the index");
+    assert!(relations(&o).starts_with("2 "));
+    // --skip-invalid builds from the valid lines, still exit 1 with every rejected line.
+    let o = rmx(&["index", "build", dir.join("relations.jsonl").to_str().unwrap(), "-o", index.to_str().unwrap(), "--skip-invalid"], "");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for line in [5, 6, 7] {
+        assert!(stderr(&o).contains(&format!("relations.jsonl:{line}: ")), "{}", stderr(&o));
+    }
+    assert!(relations(&o).starts_with("4 "));
 
     // An empty file and a file of only bad lines are fatal; the existing index stays as it was.
     let before = std::fs::read(index.join("index.rmx")).unwrap();
@@ -320,8 +338,10 @@ fn damaged_or_foreign_indexes_are_clear_errors() {
     newer[8..12].copy_from_slice(&99u32.to_le_bytes());
     let mut flipped_header = good.clone();
     flipped_header[30] ^= 0x40;
+    let inspect: serde_json::Value = serde_json::from_str(&stdout(&rmx(&["index", "inspect", index.to_str().unwrap(), "--json"], ""))).unwrap();
+    assert_eq!(inspect["sections"][0]["name"], "vectors");
     let mut flipped_vectors = good.clone();
-    flipped_vectors[600] ^= 0x01;
+    flipped_vectors[inspect["sections"][0]["offset"].as_u64().unwrap() as usize + 100] ^= 0x01;
     for (what, bytes, expect) in
         [("truncated", good[..good.len() / 2].to_vec(), "trunc"), ("newer version", newer, "version"), ("flipped header byte", flipped_header, "checksum")]
     {
@@ -330,8 +350,13 @@ fn damaged_or_foreign_indexes_are_clear_errors() {
         assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
         assert!(stderr(&o).to_lowercase().contains(expect), "{what}: {}", stderr(&o));
     }
-    // A flipped vector byte is caught by a full verification.
+    // A flipped vector byte fails the query that reads it (never a changed answer), and a
+    // full verification.
     std::fs::write(&data, &flipped_vectors).unwrap();
+    let o = rmx(&query, "");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("corrupt index: vectors: block 0"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "answered from a damaged index: {}", stdout(&o));
     let o = rmx(&["index", "verify", index.to_str().unwrap()], "");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     std::fs::write(&data, &good).unwrap();

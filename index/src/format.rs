@@ -1,6 +1,7 @@
 //! On-disk layout: header encoding/decoding and the structural checks done on open.
 //! See `index/FORMAT.md` for the prose description.
 
+use crate::blocks::{block_count, BLOCK_SHIFTS};
 use crate::error::{Error, Result};
 use crate::hash::xxh64;
 use std::path::Path;
@@ -9,8 +10,9 @@ use std::path::Path;
 pub const DATA_FILE: &str = "index.rmx";
 /// First 8 bytes of the data file.
 pub const MAGIC: [u8; 8] = *b"RMXINDEX";
-/// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads). Version 2 added the
+/// block checksums; version 1 files are still read (verified whole on open).
+pub const FORMAT_VERSION: u32 = 2;
 /// Every section starts at a multiple of this (and so does the header's end).
 pub const ALIGN: usize = 64;
 /// Size of the fixed part of the header; the fingerprint follows it.
@@ -40,6 +42,7 @@ const OFF_PRECISION: usize = 36;
 const OFF_MODE: usize = 37;
 const OFF_FP_LEN: usize = 40;
 const OFF_NSECTIONS: usize = 44;
+const OFF_BLOCK_SHIFT: usize = 48;
 const OFF_CHECKSUM: usize = 56;
 const OFF_HNSW: usize = 64;
 const OFF_SECTIONS: usize = 128;
@@ -108,11 +111,34 @@ pub enum Section {
     GraphNodes = 4,
     GraphLevel0 = 5,
     GraphUpper = 6,
+    /// The checksums of every block of the sections above (format version 2 on).
+    BlockSums = 7,
 }
 
-pub const NSECTIONS: usize = 7;
-pub const ALL_SECTIONS: [Section; NSECTIONS] =
+pub const NSECTIONS: usize = 8;
+/// The sections holding the index's data (covered by block checksums).
+pub const NDATA: usize = 7;
+pub const ALL_SECTIONS: [Section; NSECTIONS] = [
+    Section::Vectors,
+    Section::MetaOffsets,
+    Section::MetaHeap,
+    Section::IdTable,
+    Section::GraphNodes,
+    Section::GraphLevel0,
+    Section::GraphUpper,
+    Section::BlockSums,
+];
+pub const DATA_SECTIONS: [Section; NDATA] =
     [Section::Vectors, Section::MetaOffsets, Section::MetaHeap, Section::IdTable, Section::GraphNodes, Section::GraphLevel0, Section::GraphUpper];
+
+/// Number of sections in a file of format `version`.
+fn sections_in(version: u32) -> usize {
+    if version == 1 {
+        NDATA
+    } else {
+        NSECTIONS
+    }
+}
 
 impl Section {
     pub fn name(self) -> &'static str {
@@ -124,6 +150,7 @@ impl Section {
             Section::GraphNodes => "graph nodes",
             Section::GraphLevel0 => "graph level 0",
             Section::GraphUpper => "graph upper levels",
+            Section::BlockSums => "block checksums",
         }
     }
 }
@@ -160,6 +187,9 @@ pub struct Header {
     pub mode: SearchMode,
     pub fingerprint: String,
     pub hnsw: HnswHeader,
+    /// log2 of the checksum block size; 0 in version 1 (no block checksums).
+    pub block_shift: u32,
+    /// In a version-1 file the block-checksum entry is empty, at the end of the file.
     pub sections: [SectionEntry; NSECTIONS],
 }
 
@@ -207,7 +237,9 @@ impl Header {
             SearchMode::Hnsw => 1,
         };
         put_u32(&mut b, OFF_FP_LEN, self.fingerprint.len() as u32);
-        put_u32(&mut b, OFF_NSECTIONS, NSECTIONS as u32);
+        let nsections = sections_in(self.version);
+        put_u32(&mut b, OFF_NSECTIONS, nsections as u32);
+        put_u32(&mut b, OFF_BLOCK_SHIFT, self.block_shift);
         let h = &self.hnsw;
         put_u32(&mut b, OFF_HNSW, h.m);
         put_u32(&mut b, OFF_HNSW + 4, h.m0);
@@ -216,7 +248,7 @@ impl Header {
         put_u32(&mut b, OFF_HNSW + 16, h.entry_point);
         put_u32(&mut b, OFF_HNSW + 20, h.max_level);
         put_u64(&mut b, OFF_HNSW + 24, h.upper_records);
-        for (i, s) in self.sections.iter().enumerate() {
+        for (i, s) in self.sections.iter().enumerate().take(nsections) {
             let o = OFF_SECTIONS + i * SECTION_ENTRY;
             put_u32(&mut b, o, i as u32);
             put_u64(&mut b, o + 8, s.offset);
@@ -288,8 +320,13 @@ impl Header {
             return Err(corrupt(format!("fingerprint length {fp_len} exceeds the header")));
         }
         let fingerprint = std::str::from_utf8(&hb[FIXED_HEADER..FIXED_HEADER + fp_len]).map_err(|_| corrupt("fingerprint is not UTF-8".into()))?.to_string();
-        if get_u32(&hb, OFF_NSECTIONS) as usize != NSECTIONS {
+        let nsections = sections_in(version);
+        if get_u32(&hb, OFF_NSECTIONS) as usize != nsections {
             return Err(corrupt("unexpected number of sections".into()));
+        }
+        let block_shift = get_u32(&hb, OFF_BLOCK_SHIFT);
+        if version >= 2 && !BLOCK_SHIFTS.contains(&block_shift) {
+            return Err(corrupt(format!("block size 2^{block_shift} out of range")));
         }
         let hnsw = HnswHeader {
             m: get_u32(&hb, OFF_HNSW),
@@ -302,7 +339,7 @@ impl Header {
         };
         let mut sections = [SectionEntry::default(); NSECTIONS];
         let mut prev_end = hlen as u64;
-        for (i, s) in sections.iter_mut().enumerate() {
+        for (i, s) in sections.iter_mut().enumerate().take(nsections) {
             let o = OFF_SECTIONS + i * SECTION_ENTRY;
             let name = ALL_SECTIONS[i].name();
             if get_u32(&hb, o) as usize != i {
@@ -317,7 +354,11 @@ impl Header {
             }
             prev_end = end.unwrap();
         }
-        let h = Header { version, header_len: hlen, file_len, count, dim, precision, mode, fingerprint, hnsw, sections };
+        if nsections < NSECTIONS {
+            sections[Section::BlockSums as usize] = SectionEntry { offset: prev_end, len: 0, checksum: xxh64(&[], CHECKSUM_SEED) };
+        }
+        let block_shift = if version >= 2 { block_shift } else { 0 };
+        let h = Header { version, header_len: hlen, file_len, count, dim, precision, mode, fingerprint, hnsw, block_shift, sections };
         h.check_sizes().map_err(|(section, reason)| Error::Corrupt { path: path.to_path_buf(), section, reason })?;
         Ok(h)
     }
@@ -335,6 +376,10 @@ impl Header {
         expect(Section::Vectors, n.checked_mul(self.dim as u64).and_then(|x| x.checked_mul(self.precision.bytes() as u64)))?;
         expect(Section::MetaOffsets, Some((3 * n + 1) * 8))?;
         expect(Section::IdTable, Some(id_table_slots(self.count) as u64 * 4))?;
+        if self.version >= 2 {
+            let blocks: u64 = DATA_SECTIONS.iter().map(|&s| block_count(self.sections[s as usize].len, self.block_shift)).sum();
+            expect(Section::BlockSums, Some(blocks * 8))?;
+        }
         match self.mode {
             SearchMode::Exact => {
                 expect(Section::GraphNodes, Some(0))?;

@@ -5,6 +5,7 @@
 //! HNSW heuristic (Malkov & Yashunin, algorithm 4 without extension/keep-pruned), as in
 //! hnswlib.
 
+use crate::blocks::Guard;
 use crate::simd::{kernels, prefetch, Kernels};
 use half::f16;
 use std::cmp::{Ordering, Reverse};
@@ -19,13 +20,16 @@ pub(crate) enum Vectors<'a> {
     F16(&'a [f16]),
 }
 
-/// Vectors plus the kernels to score them.
+/// Vectors plus the kernels to score them, and (when read from a stored index) the guard
+/// of their blocks: a row in a block that fails its checksum is never read.
 #[derive(Clone, Copy)]
 pub(crate) struct Store<'a> {
     pub v: Vectors<'a>,
     pub dim: usize,
     pub n: usize,
     pub k: &'static Kernels,
+    guard: Option<Guard<'a>>,
+    row_bytes: usize,
 }
 
 /// How many bytes of a vector to prefetch ahead of scoring it.
@@ -37,12 +41,28 @@ impl<'a> Store<'a> {
             Vectors::F32(s) => s.len(),
             Vectors::F16(s) => s.len(),
         };
-        Store { v, dim, n: len / dim, k: kernels() }
+        let elem = match v {
+            Vectors::F32(_) => 4,
+            Vectors::F16(_) => 2,
+        };
+        Store { v, dim, n: len / dim, k: kernels(), guard: None, row_bytes: dim * elem }
     }
 
-    /// `q · v[row]`; `row < n` is the caller's responsibility (slicing checks it).
+    /// As [`Store::new`], reading each row only once `guard` has found its blocks intact.
+    pub fn guarded(v: Vectors<'a>, dim: usize, guard: Guard<'a>) -> Self {
+        Store { guard: Some(guard), ..Store::new(v, dim) }
+    }
+
+    /// `q · v[row]`; `row < n` is the caller's responsibility (slicing checks it). A row
+    /// whose block fails its checksum scores −∞ unread (the guard records the failure, and
+    /// the search reports it instead of an answer).
     #[inline(always)]
     pub fn score(&self, q: &[f32], row: usize) -> f32 {
+        if let Some(g) = &self.guard {
+            if !g.ok(row * self.row_bytes, (row + 1) * self.row_bytes) {
+                return f32::NEG_INFINITY;
+            }
+        }
         let d = self.dim;
         match self.v {
             Vectors::F32(s) => (self.k.dot_f32)(q, &s[row * d..row * d + d]),
@@ -230,28 +250,53 @@ pub(crate) fn search<G: Graph>(g: &G, st: &Store, q: &[f32], entry: u32, max_lev
 }
 
 /// Adjacency in the stored layout (read straight from the mapping, or from a just-built
-/// graph), with every access bounds-checked (a damaged graph degrades results, never memory safety).
+/// graph), with every access bounds-checked (a damaged graph degrades results, never memory
+/// safety) and, with `guards` (nodes, level 0, upper levels), only from intact blocks (a
+/// record in a failing block reads as no neighbours; the guard records the failure).
 pub(crate) struct FlatGraph<'a> {
     pub nodes: &'a [u32],
     pub l0: &'a [u32],
     pub upper: &'a [u32],
     pub m: usize,
     pub m0: usize,
+    pub guards: Option<[Guard<'a>; 3]>,
+}
+
+/// True when `words` (a range of u32s) of a section lies in intact blocks, or is unguarded.
+#[inline(always)]
+fn intact(guard: Option<&Guard>, words: &std::ops::Range<usize>) -> bool {
+    guard.is_none_or(|g| g.ok(words.start * 4, words.end * 4))
 }
 
 impl Graph for FlatGraph<'_> {
     #[inline]
     fn neighbors<'a>(&'a self, node: u32, level: usize, _buf: &'a mut Vec<u32>) -> &'a [u32] {
         let node = node as usize;
+        let [g_nodes, g_l0, g_upper] = match &self.guards {
+            Some([a, b, c]) => [Some(a), Some(b), Some(c)],
+            None => [None, None, None],
+        };
         let rec = if level == 0 {
             let w = 1 + self.m0;
-            self.l0.get(node * w..node * w + w)
+            let words = node * w..node * w + w;
+            if !intact(g_l0, &words) {
+                return &[];
+            }
+            self.l0.get(words)
         } else {
             let w = 1 + self.m;
-            match self.nodes.get(2 * node..2 * node + 2) {
+            let words = 2 * node..2 * node + 2;
+            if !intact(g_nodes, &words) {
+                return &[];
+            }
+            match self.nodes.get(words) {
                 Some(&[lvl, start]) if level <= lvl as usize => {
                     let r = start as usize + level - 1;
-                    self.upper.get(r * w..r * w + w)
+                    let words = r * w..r * w + w;
+                    if !intact(g_upper, &words) {
+                        return &[];
+                    }
+                    self.upper.get(words)
                 }
                 _ => None,
             }

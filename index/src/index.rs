@@ -1,5 +1,6 @@
 //! Opening and searching a stored index, straight from the memory mapping.
 
+use crate::blocks::{BlockStates, Guard};
 use crate::bytes::cast;
 use crate::error::{io, Error, Result};
 use crate::format::*;
@@ -30,8 +31,8 @@ pub struct Relation<'a> {
     pub meta: &'a str,
 }
 
-/// Above this many bytes of metadata, `open` leaves the metadata checksums to
-/// [`Index::verify`]: every metadata access is bounds- and UTF-8-checked regardless.
+/// Above this many bytes of metadata, `open` leaves the metadata blocks to be verified as
+/// they are first read: every metadata access is bounds- and UTF-8-checked regardless.
 pub const META_CHECK_ON_OPEN_MAX_BYTES: u64 = 16 << 20;
 
 /// Options of [`Index::open_with`].
@@ -43,9 +44,11 @@ pub struct OpenOptions {
     /// Verify the checksums of the metadata sections (offsets, string heap, id table) on
     /// open, when they total at most [`META_CHECK_ON_OPEN_MAX_BYTES`] (≈ 100k relations;
     /// hashing them costs at most a few milliseconds), so that opening time stays bounded
-    /// for any label-set size. Default true. Turning it off makes opening O(1) for any label-set size; every
-    /// metadata access is bounds- and UTF-8-checked anyway, so a damaged metadata section
-    /// then yields `None` from [`Index::relation`] instead of an open error.
+    /// for any label-set size. Default true. Turning it off makes opening O(1) for any
+    /// label-set size; each metadata block is then verified when first read, so a damaged
+    /// one yields `None` from [`Index::relation`] (and an error from the searches and
+    /// [`Index::read_relation`]) instead of an open error. Version-1 files, which have no
+    /// block checksums, are verified whole on open whatever this says.
     pub verify_meta: bool,
 }
 
@@ -155,7 +158,10 @@ impl std::fmt::Display for Info {
 /// An open index: a read-only memory mapping plus the decoded header. Opening reads and
 /// checks the header (and, by default, the metadata checksums); nothing is deserialised and
 /// nothing is allocated per relation, so opening costs the same for 80 or millions of
-/// relations. `Index` is `Send + Sync`: search from as many threads as you like.
+/// relations. Every other block is verified against its checksum the first time a search
+/// or look-up reads it (remembered for the life of the `Index`): a block that fails makes
+/// that search, and every later one, an [`Error::Corrupt`] naming its section. `Index` is
+/// `Send + Sync`: search from as many threads as you like.
 ///
 /// The data file must not be modified in place while it is open (rmx never does: it
 /// replaces indexes by renaming a new directory into place).
@@ -164,6 +170,8 @@ pub struct Index {
     file: PathBuf,
     map: Mmap,
     h: Header,
+    /// `None` for a version-1 file (no block checksums; verified whole on open).
+    blocks: Option<BlockStates>,
     pool: Mutex<Vec<Scratch>>,
 }
 
@@ -228,7 +236,8 @@ impl Index {
         // leave the mapping. (External in-place modification while mapped is unsupported.)
         let map = unsafe { Mmap::map(&f) }.map_err(io(&file))?;
         let h = Header::decode(&file, &map)?;
-        let idx = Index { dir, file, map, h, pool: Mutex::new(Vec::new()) };
+        let blocks = (h.block_shift > 0).then(|| BlockStates::new(&h));
+        let idx = Index { dir, file, map, h, blocks, pool: Mutex::new(Vec::new()) };
         if let Some(exp) = &opts.expected_fingerprint {
             if *exp != idx.h.fingerprint {
                 return Err(Error::ModelMismatch { path: idx.dir.clone(), index: idx.h.fingerprint.clone(), expected: exp.clone() });
@@ -239,7 +248,9 @@ impl Index {
         // and end at the heap's length.
         let offs = idx.u64s(Section::MetaOffsets)?;
         let heap_len = idx.h.sections[Section::MetaHeap as usize].len;
-        if offs.first() != Some(&0) || offs.last() != Some(&heap_len) {
+        let ends_read = idx.intact(Section::MetaOffsets, 0, 8) && idx.intact(Section::MetaOffsets, (offs.len().max(1) - 1) * 8, offs.len() * 8);
+        idx.check_intact()?;
+        if !ends_read || offs.first() != Some(&0) || offs.last() != Some(&heap_len) {
             return Err(idx.corrupt(Section::MetaOffsets, "offset table does not span the heap"));
         }
         idx.u32s(Section::IdTable)?;
@@ -247,18 +258,45 @@ impl Index {
         idx.u32s(Section::GraphLevel0)?;
         idx.u32s(Section::GraphUpper)?;
         idx.vectors()?;
+        if idx.blocks.is_none() {
+            // Version 1: no block checksums, so the only way to answer from checked data.
+            idx.verify()?;
+            return Ok(idx);
+        }
         let meta_sections = [Section::MetaOffsets, Section::MetaHeap, Section::IdTable];
         let meta_bytes: u64 = meta_sections.iter().map(|&s| idx.h.sections[s as usize].len).sum();
         if opts.verify_meta && meta_bytes <= META_CHECK_ON_OPEN_MAX_BYTES {
             for s in meta_sections {
                 idx.check_sum(s)?;
+                idx.intact(s, 0, usize::MAX);
             }
+            idx.check_intact()?;
         }
         Ok(idx)
     }
 
     fn corrupt(&self, s: Section, reason: impl Into<String>) -> Error {
         Error::Corrupt { path: self.file.clone(), section: s.name(), reason: reason.into() }
+    }
+
+    /// The guard of section `s`'s blocks (`None` for a version-1 file, verified on open).
+    fn guard(&self, s: Section) -> Option<Guard<'_>> {
+        self.blocks.as_ref().map(|b| b.guard(s, self.bytes(s), self.bytes(Section::BlockSums)))
+    }
+
+    /// True when bytes `start..end` of section `s` (clamped to it) lie in intact blocks.
+    fn intact(&self, s: Section, start: usize, end: usize) -> bool {
+        self.guard(s).is_none_or(|g| g.ok(start, end.min(self.bytes(s).len())))
+    }
+
+    /// `Err(Corrupt)` once any block read so far has failed its checksum: the section named
+    /// is the damaged block's, or the block-checksum table itself when that is what fails.
+    pub fn check_intact(&self) -> Result<()> {
+        let Some((section, reason)) = self.blocks.as_ref().and_then(|b| b.failure()) else {
+            return Ok(());
+        };
+        self.check_sum(Section::BlockSums)?;
+        Err(self.corrupt(*section, reason.clone()))
     }
 
     fn bytes(&self, s: Section) -> &[u8] {
@@ -284,8 +322,13 @@ impl Index {
         })
     }
 
+    /// The vectors, each row read only once its blocks are verified.
     fn store(&self) -> Store<'_> {
-        Store::new(self.vectors().expect("checked on open"), self.h.dim)
+        let v = self.vectors().expect("checked on open");
+        match self.guard(Section::Vectors) {
+            Some(g) => Store::guarded(v, self.h.dim, g),
+            None => Store::new(v, self.h.dim),
+        }
     }
 
     fn check_sum(&self, s: Section) -> Result<()> {
@@ -337,20 +380,40 @@ impl Index {
         Info::from_header(&self.h, &self.dir)
     }
 
-    /// Metadata of `row`, borrowed from the mapping. `None` if `row >= len()` (or if the
-    /// entry is damaged, which can only be seen when opened with `verify_meta: false`).
+    /// Metadata of `row`, borrowed from the mapping. `None` if `row >= len()`, or if the
+    /// entry's blocks fail their checksums (then [`Index::check_intact`] says which) or the
+    /// entry is malformed.
     pub fn relation(&self, row: usize) -> Option<Relation<'_>> {
         let offs = self.u64s(Section::MetaOffsets).ok()?;
-        if row >= self.h.count {
+        if row >= self.h.count || !self.intact(Section::MetaOffsets, 3 * row * 8, (3 * row + 4) * 8) {
             return None;
         }
         let o = offs.get(3 * row..3 * row + 4)?;
         let heap = self.bytes(Section::MetaHeap);
+        let (start, end) = (usize::try_from(o[0]).ok()?, usize::try_from(o[3]).ok()?);
+        if !self.intact(Section::MetaHeap, start, end) {
+            return None;
+        }
         let get = |a: u64, b: u64| -> Option<&str> {
             let (a, b) = (usize::try_from(a).ok()?, usize::try_from(b).ok()?);
             std::str::from_utf8(heap.get(a..b)?).ok()
         };
         Some(Relation { id: get(o[0], o[1])?, name: get(o[1], o[2])?, meta: get(o[2], o[3])? })
+    }
+
+    /// As [`Index::relation`], with the reason when there is none: [`Error::Invalid`] for a
+    /// row out of range, [`Error::Corrupt`] naming the damaged section otherwise.
+    pub fn read_relation(&self, row: usize) -> Result<Relation<'_>> {
+        if row >= self.h.count {
+            return Err(Error::Invalid(format!("row {row} out of range (the index holds {})", self.h.count)));
+        }
+        match self.relation(row) {
+            Some(r) => Ok(r),
+            None => {
+                self.check_intact()?;
+                Err(self.corrupt(Section::MetaHeap, format!("row {row}: offsets or text malformed")))
+            }
+        }
     }
 
     /// Row of the relation with this id (hash lookup in the mapped id table).
@@ -362,6 +425,9 @@ impl Index {
         let mask = t.len() - 1; // power of two: checked on open
         let mut i = xxh64(id.as_bytes(), ID_HASH_SEED) as usize & mask;
         for _ in 0..t.len() {
+            if !self.intact(Section::IdTable, i * 4, i * 4 + 4) {
+                return None;
+            }
             let r = t[i];
             if r == EMPTY {
                 return None;
@@ -380,12 +446,14 @@ impl Index {
         Some((r, self.relation(r)?))
     }
 
-    /// The stored vector of `row`, as f32 (converted from f16 if stored so).
+    /// The stored vector of `row`, as f32 (converted from f16 if stored so). `None` if
+    /// `row >= len()` or its blocks fail their checksums.
     pub fn vector(&self, row: usize) -> Option<Vec<f32>> {
-        if row >= self.h.count {
+        let d = self.h.dim;
+        let row_bytes = d * self.h.precision.bytes();
+        if row >= self.h.count || !self.intact(Section::Vectors, row * row_bytes, (row + 1) * row_bytes) {
             return None;
         }
-        let d = self.h.dim;
         Some(match self.vectors().ok()? {
             Vectors::F32(v) => v[row * d..row * d + d].to_vec(),
             Vectors::F16(v) => {
@@ -393,6 +461,18 @@ impl Index {
                 (crate::simd::kernels().f16_to_f32)(&v[row * d..row * d + d], &mut out);
                 out
             }
+        })
+    }
+
+    /// As [`Index::vector`], with the reason when there is none: [`Error::Invalid`] for a
+    /// row out of range, [`Error::Corrupt`] when its blocks fail their checksums.
+    pub fn read_vector(&self, row: usize) -> Result<Vec<f32>> {
+        if row >= self.h.count {
+            return Err(Error::Invalid(format!("row {row} out of range (the index holds {})", self.h.count)));
+        }
+        self.vector(row).ok_or(()).or_else(|()| {
+            self.check_intact()?;
+            Err(self.corrupt(Section::Vectors, format!("row {row} unreadable")))
         })
     }
 
@@ -416,24 +496,30 @@ impl Index {
     /// used; ignored by exact indexes). Larger is slower and more accurate.
     pub fn search_with_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         self.check_query(query)?;
-        match self.h.mode {
-            SearchMode::Exact => Ok(self.exact(query, k)),
-            SearchMode::Hnsw => Ok(self.hnsw(query, k, ef.max(k))),
-        }
+        let hits = match self.h.mode {
+            SearchMode::Exact => self.exact(query, k),
+            SearchMode::Hnsw => self.hnsw(query, k, ef.max(k)),
+        };
+        self.check_intact()?;
+        Ok(hits)
     }
 
     /// Exact search whatever the index mode (one pass over all vectors).
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.check_query(query)?;
-        Ok(self.exact(query, k))
+        let hits = self.exact(query, k);
+        self.check_intact()?;
+        Ok(hits)
     }
 
+    /// Every vector is read, so the whole section is verified first (once per process),
+    /// then scored without a check per row.
     fn exact(&self, q: &[f32], k: usize) -> Vec<Hit> {
         let n = self.h.count;
-        if k == 0 || n == 0 {
+        if k == 0 || n == 0 || !self.intact(Section::Vectors, 0, usize::MAX) {
             return Vec::new();
         }
-        let st = self.store();
+        let st = Store::new(self.vectors().expect("checked on open"), self.h.dim);
         let mut top = TopK::new(k.min(n));
         for r in 0..n {
             top.push(Scored { s: st.score(q, r), id: r as u32 });
@@ -464,6 +550,10 @@ impl Index {
             upper: self.u32s(Section::GraphUpper).unwrap_or(&[]),
             m: self.h.hnsw.m as usize,
             m0: self.h.hnsw.m0 as usize,
+            guards: match (self.guard(Section::GraphNodes), self.guard(Section::GraphLevel0), self.guard(Section::GraphUpper)) {
+                (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+                _ => None,
+            },
         }
     }
 
@@ -474,6 +564,10 @@ impl Index {
         for s in ALL_SECTIONS {
             self.check_sum(s)?;
         }
+        for s in DATA_SECTIONS {
+            self.intact(s, 0, usize::MAX);
+        }
+        self.check_intact()?;
         let n = self.h.count;
         // Metadata: monotone offsets within the heap, UTF-8 strings, ids found by lookup.
         let offs = self.u64s(Section::MetaOffsets)?;

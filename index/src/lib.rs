@@ -24,6 +24,7 @@
 //!
 //! The file format is described in `FORMAT.md` next to this crate's `Cargo.toml`.
 
+mod blocks;
 mod bytes;
 mod error;
 mod format;

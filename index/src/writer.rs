@@ -1,6 +1,7 @@
 //! Building an index: [`IndexWriter`] streams records to a temporary sibling directory,
 //! builds the graph, fsyncs, and renames the result into place.
 
+use crate::blocks::{append_block_sums, BLOCK_SHIFT};
 use crate::bytes::cast;
 use crate::error::{io, Error, Result};
 use crate::format::*;
@@ -101,6 +102,7 @@ pub struct IndexWriter {
     offsets: Vec<u64>,
     ids: HashMap<String, usize>,
     scratch: Vec<u8>,
+    swept: Vec<PathBuf>,
     done: bool,
 }
 
@@ -142,6 +144,7 @@ impl IndexWriter {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let swept = sweep_stale_temporaries(&parent, &name);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let tmp_dir = parent.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
         fs::create_dir(&tmp_dir).map_err(io(&tmp_dir))?;
@@ -160,6 +163,7 @@ impl IndexWriter {
             offsets: Vec::new(),
             ids: HashMap::new(),
             scratch: Vec::new(),
+            swept,
             done: false,
         };
         let f = OpenOptions::new().read(true).write(true).create_new(true).open(&file_path).map_err(io(&file_path))?;
@@ -168,6 +172,12 @@ impl IndexWriter {
         out.write_all(&vec![0u8; w.header_len]).map_err(io(&file_path))?;
         w.out = Some(out);
         Ok(w)
+    }
+
+    /// The temporary directories of earlier builds into the same destination, whose
+    /// process is gone (killed mid-build), that `create` removed.
+    pub fn swept(&self) -> &[PathBuf] {
+        &self.swept
     }
 
     /// Number of records added so far.
@@ -283,7 +293,7 @@ impl IndexWriter {
         let offsets = std::mem::take(&mut self.offsets);
         let table = self.id_table(&offsets);
         let heap = std::mem::take(&mut self.heap);
-        let mut write = |s: Section, data: &[u8], out: &mut BufWriter<File>| -> Result<()> {
+        let mut write = |s: Section, data: &[u8], out: &mut BufWriter<File>, sections: &mut [SectionEntry; NSECTIONS]| -> Result<()> {
             let start = align_up(pos);
             out.write_all(&[0u8; ALIGN][..(start - pos) as usize]).map_err(io(&path))?;
             out.write_all(data).map_err(io(&path))?;
@@ -291,18 +301,31 @@ impl IndexWriter {
             pos = start + data.len() as u64;
             Ok(())
         };
-        write(Section::MetaOffsets, &le_bytes_u64(&offsets), &mut out)?;
-        write(Section::MetaHeap, &heap, &mut out)?;
-        write(Section::IdTable, &le_bytes_u32(&table), &mut out)?;
+        write(Section::MetaOffsets, &le_bytes_u64(&offsets), &mut out, &mut sections)?;
+        write(Section::MetaHeap, &heap, &mut out, &mut sections)?;
+        write(Section::IdTable, &le_bytes_u32(&table), &mut out, &mut sections)?;
         let empty: Vec<u32> = Vec::new();
         let (nodes, l0, upper) = match &built {
             Some(b) => (&b.nodes, &b.l0, &b.upper),
             None => (&empty, &empty, &empty),
         };
-        write(Section::GraphNodes, &le_bytes_u32(nodes), &mut out)?;
-        write(Section::GraphLevel0, &le_bytes_u32(l0), &mut out)?;
-        write(Section::GraphUpper, &le_bytes_u32(upper), &mut out)?;
+        write(Section::GraphNodes, &le_bytes_u32(nodes), &mut out, &mut sections)?;
+        write(Section::GraphLevel0, &le_bytes_u32(l0), &mut out, &mut sections)?;
+        write(Section::GraphUpper, &le_bytes_u32(upper), &mut out, &mut sections)?;
         drop(built);
+        out.flush().map_err(io(&path))?;
+        let block_sums = {
+            // SAFETY: as for the graph build above: this writer's own file, which nothing
+            // else writes while the mapping lives (it is dropped before the next write).
+            let map = unsafe { memmap2::Mmap::map(out.get_ref()) }.map_err(io(&path))?;
+            let mut sums = Vec::new();
+            for s in DATA_SECTIONS {
+                let e = sections[s as usize];
+                append_block_sums(&map[e.offset as usize..(e.offset + e.len) as usize], BLOCK_SHIFT, &mut sums);
+            }
+            sums
+        };
+        write(Section::BlockSums, &block_sums, &mut out, &mut sections)?;
         let file_len = pos;
         let mut file = out.into_inner().map_err(|er| Error::Io { path: path.clone(), source: er.into_error() })?;
         let header = Header {
@@ -315,6 +338,7 @@ impl IndexWriter {
             mode,
             fingerprint: self.opts.fingerprint.clone(),
             hnsw: hnsw_hdr,
+            block_shift: BLOCK_SHIFT,
             sections,
         };
         let hb = header.encode();
@@ -352,6 +376,42 @@ impl Drop for IndexWriter {
             self.out = None;
             let _ = fs::remove_dir_all(&self.tmp_dir);
         }
+    }
+}
+
+/// Removes the temporary directories (`.<name>.tmp-<pid>-<nanos>`, and the `.old` ones of
+/// the rename-aside fallback) that builds into `parent/<name>` left behind when they were
+/// killed: those whose process no longer runs. A running build's are left alone. Returns
+/// what it removed; failures to remove are ignored (the next build tries again).
+fn sweep_stale_temporaries(parent: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(parent) else { return Vec::new() };
+    let mut swept = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|f| f.strip_prefix(&prefix)).and_then(|rest| rest.split('-').next()?.parse::<u32>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        if !process_alive(pid) && holds_only_data_file(&path) && fs::remove_dir_all(&path).is_ok() {
+            swept.push(path);
+        }
+    }
+    swept
+}
+
+/// True for a directory holding nothing but (at most) an index data file: what a build's
+/// temporary directory holds, so nothing else is ever swept.
+fn holds_only_data_file(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| entries.flatten().all(|e| e.file_name() == DATA_FILE && e.path().is_file()))
+}
+
+/// Whether process `pid` exists (on other systems than Linux: assumed, so nothing is swept).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
     }
 }
 

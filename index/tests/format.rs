@@ -149,7 +149,8 @@ fn wrong_magic_newer_version_truncated() {
     b[8..12].copy_from_slice(&(rmx_index::FORMAT_VERSION + 1).to_le_bytes());
     write_data(&dir, &b);
     match Index::open(&dir) {
-        Err(e @ Error::NewerVersion { found: 2, supported: 1, .. }) => {
+        Err(e @ Error::NewerVersion { found, supported, .. }) => {
+            assert_eq!((found, supported), (rmx_index::FORMAT_VERSION + 1, rmx_index::FORMAT_VERSION));
             assert!(e.to_string().contains("newer"), "{e}")
         }
         other => panic!("{:?}", other.map(|_| ())),
@@ -182,8 +183,9 @@ proptest! {
     }
 }
 
-/// One flipped byte in each section: header and metadata are caught on open, vectors and
-/// graph by verify() (and searching the damaged graph neither panics nor reads OOB).
+/// One flipped byte in each section: header and metadata are caught on open; vectors, graph
+/// and block checksums by the first search that reads the damaged block (an error naming
+/// the section, never an answer) and by verify().
 #[test]
 fn flipped_byte_in_each_section_is_detected() {
     for p in [Precision::F32, Precision::F16] {
@@ -203,14 +205,24 @@ fn flipped_byte_in_each_section_is_detected() {
                     b[pos] ^= bit;
                     write_data(&dir, &b);
                     let on_open = matches!(name, "header" | "meta offsets" | "meta heap" | "id table");
+                    // The checksums of metadata blocks are read on open, the others later.
+                    let either = name == "block checksums";
                     match Index::open(&dir) {
                         Err(e) => {
-                            assert!(on_open, "{name}@{pos}: unexpected open error {e}");
+                            assert!(on_open || either, "{name}@{pos}: unexpected open error {e}");
+                            assert!(!either || matches!(e, Error::Corrupt { section: "block checksums", .. }), "{e}");
                             let s = e.to_string();
                             assert!(s.contains("index.rmx") || s.contains("idx"), "{s}");
                         }
                         Ok(idx) => {
                             assert!(!on_open, "{name}@{pos}^{bit:#x}: not detected on open");
+                            // Each of these sections is one block here, which the search reads.
+                            let q = vec![0.25f32; idx.dim()];
+                            match idx.search(&q, 10) {
+                                Err(Error::Corrupt { section, .. }) => assert_eq!(section, name, "{name}@{pos}"),
+                                other => panic!("{name}@{pos}^{bit:#x}: search gave {other:?}"),
+                            }
+                            assert!(matches!(idx.search_exact(&q, 3), Err(Error::Corrupt { .. })), "{name}@{pos}: later searches fail too");
                             exercise(&idx);
                             match idx.verify() {
                                 Err(Error::Corrupt { section, .. }) => assert_eq!(section, name),
@@ -360,6 +372,74 @@ fn refuses_to_replace_a_non_index_directory() {
     assert_eq!(std::fs::read(dir.join("cat.jpg")).unwrap(), b"meow");
 }
 
+/// A damaged block fails only the reads that touch it: other rows of the same section are
+/// still served, and every search that reads it reports the block.
+#[test]
+fn blocks_are_verified_when_first_read() {
+    let t = TmpDir::new("blocks");
+    let dir = t.join("idx");
+    // 2,000 × 64 f32 = 500 KiB of vectors: 8 blocks of 64 KiB.
+    let info = build(&dir, &small_vecs(6, 2000, 64), opts(Precision::F32, BuildMode::Exact));
+    let vectors = &info.sections[0];
+    let row_bytes = 64 * 4;
+    let mut b = data(&dir);
+    let damaged_row = 5 * 65536 / row_bytes + 3;
+    b[vectors.offset as usize + damaged_row * row_bytes + 17] ^= 0x04;
+    write_data(&dir, &b);
+    let idx = Index::open(&dir).unwrap();
+    assert!(idx.vector(0).is_some() && idx.vector(2000 - 1).is_some());
+    assert!(idx.vector(damaged_row).is_none());
+    match idx.search(&vec![0.125f32; 64], 5) {
+        Err(e @ Error::Corrupt { section: "vectors", .. }) => assert!(e.to_string().contains("block 5"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(idx.verify().is_err());
+    // A fresh index over the intact file answers.
+    write_data(&dir, &data_of(&b, vectors.offset as usize + damaged_row * row_bytes + 17));
+    let idx = Index::open(&dir).unwrap();
+    assert_eq!(idx.search(&vec![0.125f32; 64], 5).unwrap().len(), 5);
+    idx.verify().unwrap();
+}
+
+/// `b` with the bit flipped back at `pos`.
+fn data_of(b: &[u8], pos: usize) -> Vec<u8> {
+    let mut b = b.to_vec();
+    b[pos] ^= 0x04;
+    b
+}
+
+/// A version-1 file (no block checksums: this build's file without its last section) still
+/// opens, verified whole on open, and answers as the version-2 file does; damage anywhere
+/// fails the open.
+#[test]
+fn version_1_files_are_verified_on_open() {
+    let t = TmpDir::new("v1");
+    let dir = t.join("idx");
+    let info = build(&dir, &small_vecs(7, 300, 16), hnsw_opts(Precision::F32));
+    let q = vec![0.3f32; 16];
+    let v2_answer = Index::open(&dir).unwrap().search(&q, 5).unwrap();
+    let sums = &info.sections[7];
+    assert_eq!(sums.name, "block checksums");
+    let upper = &info.sections[6];
+    let mut v1 = data(&dir)[..(upper.offset + upper.len) as usize].to_vec();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let len = v1.len() as u64;
+    v1[16..24].copy_from_slice(&len.to_le_bytes());
+    v1[44..48].copy_from_slice(&7u32.to_le_bytes());
+    v1[48..52].fill(0);
+    v1[128 + 7 * 32..128 + 8 * 32].fill(0);
+    reseal(&mut v1);
+    write_data(&dir, &v1);
+    let idx = Index::open(&dir).unwrap();
+    assert_eq!(idx.info().format_version, 1);
+    assert_eq!(idx.search(&q, 5).unwrap(), v2_answer);
+    idx.verify().unwrap();
+    let mut damaged = v1.clone();
+    damaged[info.sections[0].offset as usize + 40] ^= 0x10;
+    write_data(&dir, &damaged);
+    assert!(matches!(Index::open(&dir), Err(Error::Corrupt { section: "vectors", .. })));
+}
+
 #[test]
 fn open_without_meta_verification() {
     let t = TmpDir::new("lazy");
@@ -376,6 +456,6 @@ fn open_without_meta_verification() {
     let idx = Index::open_with(&dir, &lazy).unwrap();
     exercise(&idx);
     assert!(idx.relation(0).is_none());
-    assert!(idx.relation(1).is_some());
+    assert!(matches!(idx.read_relation(0), Err(Error::Corrupt { section: "meta heap", .. })));
     assert!(idx.verify().is_err());
 }

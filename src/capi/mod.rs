@@ -27,7 +27,7 @@ use strings::{c_path, c_text, StringTable};
 
 /// The ABI version of this header; `rmx_abi_version()` returns the library's. They differ
 /// when a program is run against a library built from another, incompatible header.
-pub const RMX_ABI_VERSION: u32 = 2;
+pub const RMX_ABI_VERSION: u32 = 3;
 
 /// `rmx_build_options.precision`: vectors stored as 32-bit floats (the default).
 pub const RMX_PRECISION_F32: u32 = 0;
@@ -39,6 +39,9 @@ pub const RMX_SEARCH_AUTO: u32 = 0;
 pub const RMX_SEARCH_EXACT: u32 = 1;
 /// `rmx_build_options.search`: always an HNSW graph.
 pub const RMX_SEARCH_HNSW: u32 = 2;
+/// `rmx_build_options.flags`: when some records are rejected, build from the others (still
+/// `RMX_ERR_REJECTED`, listing them) instead of building nothing.
+pub const RMX_BUILD_SKIP_INVALID: u32 = 1;
 
 /// An open model and relation index. Opaque. Thread-safe for queries: any number of
 /// threads may call `rmx_query` / `rmx_query_batch` on one engine at once; `rmx_engine_free`
@@ -98,6 +101,8 @@ pub struct rmx_build_options {
     pub search: u32,
     /// Relations encoded per batch; 0 means the default (32).
     pub batch_size: usize,
+    /// `RMX_BUILD_*` bits, or 0: `RMX_BUILD_SKIP_INVALID`.
+    pub flags: u32,
 }
 
 // The entry points that return a value, not a status: rmx_abi_version, rmx_version,
@@ -160,13 +165,8 @@ pub unsafe extern "C" fn rmx_engine_open(model_dir: *const c_char, index_dir: *c
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let engine = Engine::open(&model, index_dir).map_err(|e| match e {
-            // At open, an input error is the index's dimension disagreeing with the model's.
-            Error::Input(m) => Failure::new(RMX_ERR_MODEL_MISMATCH, m),
-            e => e.into(),
-        })?;
-        let strings = StringTable::of(&engine.index)
-            .map_err(|row| Failure::new(RMX_ERR_INDEX_CORRUPT, format!("{}: relation row {row} is unreadable", engine.index.path().display())))?;
+        let engine = Engine::open(&model, index_dir)?;
+        let strings = StringTable::of(&engine.index).map_err(Error::from)?;
         let handle = Box::into_raw(Box::new(rmx_engine { engine, strings }));
         // SAFETY: `out` is non-NULL and valid for writing by the caller's contract.
         unsafe { out.write(handle) };
@@ -294,9 +294,10 @@ pub unsafe extern "C" fn rmx_query_batch(
 /// directory and moved into place, so an existing index at `index_dir` is replaced only on
 /// success; a destination that exists and is not an index fails with `RMX_ERR_IO`.
 ///
-/// Records that are invalid (bad JSON, missing fields, duplicate ids) are skipped:
-/// `RMX_ERR_REJECTED` then says the index WAS built from the valid ones, and
-/// `rmx_last_error()` lists the rejected records, one "file:line: reason" per line. No
+/// All or nothing: when records are invalid (bad JSON, missing fields, duplicate ids),
+/// nothing is built and an existing index at `index_dir` is untouched: `RMX_ERR_REJECTED`,
+/// with `rmx_last_error()` listing the rejected records, one "file:line: reason" per line
+/// (`rmx_index_build_with` and `RMX_BUILD_SKIP_INVALID` build from the valid ones). No
 /// valid record at all is `RMX_ERR_INVALID_INPUT` (nothing built). Thread-safe (distinct
 /// `index_dir`s); slow: it runs the encoder over every description.
 ///
@@ -308,8 +309,10 @@ pub unsafe extern "C" fn rmx_index_build(model_dir: *const c_char, descriptions_
     unsafe { rmx_index_build_with(model_dir, descriptions_jsonl, index_dir, std::ptr::null()) }
 }
 
-/// As `rmx_index_build`, with `options` (NULL: the defaults). An unknown precision or
-/// search value is `RMX_ERR_INVALID_ARGUMENT`.
+/// As `rmx_index_build`, with `options` (NULL: the defaults). An unknown precision, search
+/// value or flag bit is `RMX_ERR_INVALID_ARGUMENT`. With `RMX_BUILD_SKIP_INVALID` in
+/// `options->flags`, rejected records are left out: the index is built from the others,
+/// and `RMX_ERR_REJECTED` (a partial success) lists the rejected ones.
 ///
 /// # Safety
 /// The strings are NULL or NUL-terminated; `options` is NULL or valid for reading.
@@ -324,11 +327,8 @@ pub unsafe extern "C" fn rmx_index_build_with(
         // SAFETY: the caller's contract on every argument.
         let (model, input, output, options) =
             unsafe { (model_path(model_dir)?, c_path(descriptions_jsonl, "descriptions_jsonl")?, c_path(index_dir, "index_dir")?, options.as_ref()) };
-        let settings = build_settings(options)?;
-        let parsed = read_descriptions(input).map_err(|e| match e {
-            Error::Input(m) => Failure::new(RMX_ERR_INVALID_INPUT, m),
-            e => e.into(),
-        })?;
+        let (settings, skip_invalid) = build_settings(options)?;
+        let parsed = read_descriptions(input)?;
         if parsed.relations.is_empty() {
             let mut message = format!("{}: no valid relations; the index was not built", input.display());
             for reason in &parsed.rejected {
@@ -337,16 +337,17 @@ pub unsafe extern "C" fn rmx_index_build_with(
             }
             return Err(Failure::new(RMX_ERR_INVALID_INPUT, message));
         }
+        let rejected = |outcome: String| {
+            let message = format!("{} record(s) rejected; {outcome}:\n{}", parsed.rejected.len(), parsed.rejected.join("\n"));
+            Failure::new(RMX_ERR_REJECTED, message)
+        };
+        if !parsed.rejected.is_empty() && !skip_invalid {
+            return Err(rejected(format!("nothing was built (RMX_BUILD_SKIP_INVALID builds from the other {})", parsed.relations.len())));
+        }
         let matcher = Matcher::load(&model)?;
         build_index(&matcher, &parsed.relations, output, settings, |_| {})?;
         if !parsed.rejected.is_empty() {
-            let message = format!(
-                "{} record(s) rejected; the index was built from the other {}:\n{}",
-                parsed.rejected.len(),
-                parsed.relations.len(),
-                parsed.rejected.join("\n")
-            );
-            return Err(Failure::new(RMX_ERR_REJECTED, message));
+            return Err(rejected(format!("the index was built from the other {}", parsed.relations.len())));
         }
         Ok(())
     })
@@ -425,9 +426,10 @@ fn answer(
     Ok(answers)
 }
 
-fn build_settings(options: Option<&rmx_build_options>) -> Result<BuildSettings, Failure> {
+/// The build settings and whether to skip rejected records.
+fn build_settings(options: Option<&rmx_build_options>) -> Result<(BuildSettings, bool), Failure> {
     let mut settings = BuildSettings::default();
-    let Some(o) = options else { return Ok(settings) };
+    let Some(o) = options else { return Ok((settings, false)) };
     settings.precision = match o.precision {
         RMX_PRECISION_F32 => Precision::F32,
         RMX_PRECISION_F16 => Precision::F16,
@@ -442,7 +444,10 @@ fn build_settings(options: Option<&rmx_build_options>) -> Result<BuildSettings, 
     if o.batch_size > 0 {
         settings.batch = o.batch_size;
     }
-    Ok(settings)
+    if o.flags & !RMX_BUILD_SKIP_INVALID != 0 {
+        return Err(Failure::invalid(format!("options->flags {:#x} holds unknown bits (known: RMX_BUILD_SKIP_INVALID)", o.flags)));
+    }
+    Ok((settings, o.flags & RMX_BUILD_SKIP_INVALID != 0))
 }
 
 /// `model_dir`, or the default model's directory for NULL.

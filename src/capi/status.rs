@@ -21,20 +21,24 @@ pub enum rmx_status {
     /// A file or directory could not be read or written (missing, permissions, disk full),
     /// or the index destination exists and is not an rmx index directory.
     RMX_ERR_IO = 3,
-    /// The model directory is unusable (missing files, bad config, wrong tensor shapes).
+    /// The model directory is unusable (missing files, bad config or tokenizer, wrong tensor
+    /// shapes, a checkpoint's `rmx.json` invalid or out of range), or the model produced a
+    /// non-finite vector.
     RMX_ERR_MODEL = 4,
-    /// The index is damaged: not an rmx index, truncated, or a checksum failed.
+    /// The index is damaged: not an rmx index, truncated, or a checksum failed (at open, or
+    /// for a block of the index a query reads: no answer is computed from a damaged block).
     RMX_ERR_INDEX_CORRUPT = 5,
     /// The index was written by a newer rmx (format version not supported).
     RMX_ERR_INDEX_VERSION = 6,
     /// The index was built with another model (encoder fingerprint or dimension differs).
     RMX_ERR_MODEL_MISMATCH = 7,
-    /// The descriptions file holds no usable relation (empty, or every record rejected);
-    /// nothing was built.
+    /// The descriptions file holds no usable relation (empty, in no known format, or every
+    /// record rejected); nothing was built.
     RMX_ERR_INVALID_INPUT = 8,
-    /// Partial success of `rmx_index_build`: some records of the descriptions file were
-    /// rejected, and the index WAS built from the others (as `rmx index build` exiting 1).
-    /// `rmx_last_error()` lists the rejected records, one `file:line: reason` per line.
+    /// Some records of the descriptions file were rejected (as `rmx index build` exiting 1);
+    /// `rmx_last_error()` lists them, one `file:line: reason` per line. By default nothing
+    /// was built and an existing index at the destination is untouched; with
+    /// `RMX_BUILD_SKIP_INVALID` the index WAS built from the other records.
     RMX_ERR_REJECTED = 9,
     /// A bug: rmx panicked. The call was abandoned; the engine stays usable.
     RMX_ERR_PANIC = 10,
@@ -75,7 +79,7 @@ pub fn describe(status: c_int) -> &'static CStr {
         RMX_ERR_INDEX_VERSION => c"index format version is not supported",
         RMX_ERR_MODEL_MISMATCH => c"index was built with another model",
         RMX_ERR_INVALID_INPUT => c"descriptions hold no usable relation",
-        RMX_ERR_REJECTED => c"some records were rejected (the index was built from the others)",
+        RMX_ERR_REJECTED => c"some records were rejected",
         RMX_ERR_PANIC => c"internal error (panic)",
         RMX_ERR_UNKNOWN => c"unknown error",
     }
@@ -85,14 +89,17 @@ pub fn describe_ptr(status: c_int) -> *const c_char {
     describe(status).as_ptr()
 }
 
-/// The failure class of a library error. `Error::Input` is an invalid argument here (an
-/// instance that cannot be marked); callers where it means something else map it first.
+/// The failure class of a library error: one status per variant (for the index's errors,
+/// per index variant). A record here is an instance passed by the caller, so an invalid
+/// record is an invalid argument.
 pub fn classify(e: &Error) -> rmx_status {
     use rmx_index::Error as I;
     match e {
         Error::Io { .. } => RMX_ERR_IO,
         Error::Model { .. } => RMX_ERR_MODEL,
-        Error::Input(_) => RMX_ERR_INVALID_ARGUMENT,
+        Error::Input(_) | Error::InvalidArgument(_) => RMX_ERR_INVALID_ARGUMENT,
+        Error::InvalidData(_) => RMX_ERR_INVALID_INPUT,
+        Error::ModelMismatch(_) => RMX_ERR_MODEL_MISMATCH,
         Error::CpuUnsupported(_) => RMX_ERR_UNKNOWN,
         Error::Index(i) => match i {
             I::Io { .. } | I::DestinationOccupied { .. } => RMX_ERR_IO,

@@ -48,12 +48,12 @@ pub struct StringTable {
 }
 
 impl StringTable {
-    /// Copies the strings of every row; `Err(row)` names an unreadable row.
-    pub fn of(index: &Index) -> Result<StringTable, usize> {
+    /// Copies the strings of every row; an unreadable row is the index's error (corrupt).
+    pub fn of(index: &Index) -> rmx_index::Result<StringTable> {
         let mut bytes = Vec::new();
         let mut starts = Vec::with_capacity(index.len());
         for row in 0..index.len() {
-            let r = index.relation(row).ok_or(row)?;
+            let r = index.read_relation(row)?;
             let mut at = [0; 2];
             for (slot, s) in at.iter_mut().zip([r.id, r.name]) {
                 *slot = bytes.len();

@@ -86,7 +86,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         None => args.relations.clone(),
     };
     if relations.is_empty() {
-        return Err(Error::Input("no relations to evaluate".into()));
+        return Err(Error::InvalidData("no relations to evaluate".into()));
     }
     let descriptions = read_descriptions(args.descriptions.as_ref().expect("required without --index"))?;
     for reason in &descriptions.rejected {
@@ -138,7 +138,7 @@ fn run_on_index(args: &EvalArgs, index: &Path) -> Result<Outcome> {
         examples.retain(|e| args.relations.contains(&e.relation));
     }
     if examples.is_empty() {
-        return Err(Error::Input("no sentences to evaluate".into()));
+        return Err(Error::InvalidData("no sentences to evaluate".into()));
     }
     let bar = ProgressBar::new(examples.len() as u64)
         .with_style(ProgressStyle::with_template("evaluating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));

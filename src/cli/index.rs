@@ -35,8 +35,10 @@ enum IndexCommand {
 /// {"id":"P26","name":"spouse","description":"...","head":["person"],"tail":["person","spouse"]}
 /// (name defaults to id; head/tail keyword lists are optional: a missing list makes that part
 /// compare the entity with the description), or RE-Matching's JSON description list.
-/// The index is written to a temporary directory and renamed into place: an existing index at
-/// -o is replaced only when the new build succeeds.
+/// All or nothing: when any line is rejected, each is reported (file:line: reason), nothing is
+/// written and the exit status is 1; --skip-invalid builds from the valid lines instead (still
+/// exit 1). The index is written to a temporary directory and renamed into place: an existing
+/// index at -o is replaced only when the new build succeeds.
 #[derive(Args)]
 #[command(
     after_help = "Example:\n  rmx index build relations.jsonl -o relations.rmx\n  cat relations.jsonl | rmx index build - -o relations.rmx --precision f16"
@@ -63,6 +65,9 @@ struct BuildArgs {
     /// Relations encoded per batch.
     #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
+    /// When some lines are rejected, build from the valid ones (default: build nothing).
+    #[arg(long)]
+    skip_invalid: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,7 +163,16 @@ fn build(args: BuildArgs) -> Result<Outcome> {
         eprintln!("{reason}");
     }
     if parsed.relations.is_empty() {
-        return Err(Error::Input(format!("{}: no valid relations; the index was not built", args.input.display())));
+        return Err(Error::InvalidData(format!("{}: no valid relations; the index was not built", args.input.display())));
+    }
+    if !parsed.rejected.is_empty() && !args.skip_invalid {
+        eprintln!(
+            "rmx: {} line(s) rejected; nothing was written to {} (fix them, or pass --skip-invalid to build from the other {})",
+            parsed.rejected.len(),
+            args.output.display(),
+            parsed.relations.len()
+        );
+        return Ok(Outcome { rejected: parsed.rejected.len() });
     }
     let mut matcher = Matcher::load(&super::model_dir(args.model))?;
     matcher.set_precision(args.encoder_precision)?;
@@ -178,8 +192,12 @@ fn build(args: BuildArgs) -> Result<Outcome> {
         },
         batch: args.batch_size,
     };
-    let info = build_index(&matcher, relations, &args.output, settings, |done| bar.set_position(done as u64))?;
+    let built = build_index(&matcher, relations, &args.output, settings, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
+    for dir in &built.swept {
+        eprintln!("rmx: removed {}, left by an interrupted build", dir.display());
+    }
+    let info = built.info;
     eprintln!(
         "rmx: indexed {} relations into {} ({} search, {} bytes)",
         info.count,
@@ -197,7 +215,7 @@ fn calibrate(args: CalibrateArgs) -> Result<Outcome> {
         examples = per_relation(&examples, range);
     }
     if examples.is_empty() {
-        return Err(Error::Input(format!("{}: no sentences to calibrate on", args.data.display())));
+        return Err(Error::InvalidData(format!("{}: no sentences to calibrate on", args.data.display())));
     }
     let bar = ProgressBar::new(examples.len() as u64)
         .with_style(ProgressStyle::with_template("calibrating {bar:40} {pos}/{len} sentences [{elapsed_precise}, eta {eta}]").expect("valid template"));

@@ -44,7 +44,7 @@ pub struct Outcome {
 
 pub fn run(cli: Cli) -> rmx::Result<Outcome> {
     if let Some(n) = cli.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().map_err(|e| rmx::Error::Input(format!("--threads: {e}")))?;
+        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().map_err(|e| rmx::Error::InvalidArgument(format!("--threads: {e}")))?;
     }
     match cli.command {
         Command::Embed(args) => embed::run(args),

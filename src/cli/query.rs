@@ -67,7 +67,7 @@ struct Answer<'a> {
 
 pub fn run(args: QueryArgs) -> Result<Outcome> {
     if let Some(s) = args.min_score.filter(|s| !s.is_finite()) {
-        return Err(Error::Input(format!("--min-score {s} is not a finite number")));
+        return Err(Error::InvalidArgument(format!("--min-score {s} is not a finite number")));
     }
     let mut engine = Engine::open(&super::model_dir(args.model), &args.index)?;
     engine.matcher.set_precision(args.precision.value)?;

@@ -131,7 +131,7 @@ fn parse_negatives(s: &str) -> std::result::Result<Negatives, String> {
 pub fn run(args: TrainArgs) -> Result<Outcome> {
     let started = Instant::now();
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
-        return Err(Error::Input(format!("--temperature {} must be positive", args.temperature)));
+        return Err(Error::InvalidArgument(format!("--temperature {} must be positive", args.temperature)));
     }
     let matching = match args.loss.as_str() {
         "contrastive" => MatchingLoss::Contrastive { temperature: args.temperature },

@@ -84,7 +84,7 @@ pub fn parse_descriptions(text: &str, name: &str) -> Result<Parsed> {
         parse_jsonl(text, name)
     };
     if parsed.relations.is_empty() && parsed.rejected.is_empty() {
-        return Err(Error::Input(format!("{name}: no relations (the file is empty)")));
+        return Err(Error::InvalidData(format!("{name}: no relations (the file is empty)")));
     }
     Ok(parsed)
 }
@@ -122,7 +122,7 @@ fn parse_jsonl(text: &str, name: &str) -> Parsed {
 
 fn parse_rematching(text: &str, name: &str) -> Result<Parsed> {
     let list: Vec<RematchingRelation> =
-        serde_json::from_str(text).map_err(|e| Error::Input(format!("{name}:{}: invalid RE-Matching description file: {e}", e.line())))?;
+        serde_json::from_str(text).map_err(|e| Error::InvalidData(format!("{name}:{}: invalid RE-Matching description file: {e}", e.line())))?;
     let mut out = Parsed::default();
     let mut seen = HashSet::new();
     for (i, r) in list.into_iter().enumerate() {

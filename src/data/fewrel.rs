@@ -20,13 +20,13 @@ pub struct Example {
 /// naming the relation and position (the data sets are curated: a bad one means a wrong file).
 pub fn read_fewrel(path: &Path) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
-    let map = value.as_object().ok_or_else(|| Error::Input(format!("{}: expected {{relation: [instances]}}", path.display())))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::InvalidData(format!("{}: invalid JSON: {e}", path.display())))?;
+    let map = value.as_object().ok_or_else(|| Error::InvalidData(format!("{}: expected {{relation: [instances]}}", path.display())))?;
     let mut examples = Vec::new();
     for (relation, instances) in map {
-        let list = instances.as_array().ok_or_else(|| Error::Input(format!("{}: {relation}: expected a list of instances", path.display())))?;
+        let list = instances.as_array().ok_or_else(|| Error::InvalidData(format!("{}: {relation}: expected a list of instances", path.display())))?;
         for (i, v) in list.iter().enumerate() {
-            let instance = instance_from_value(v).map_err(|e| Error::Input(format!("{}: {relation}[{i}]: {e}", path.display())))?;
+            let instance = instance_from_value(v).map_err(|e| Error::InvalidData(format!("{}: {relation}[{i}]: {e}", path.display())))?;
             examples.push(Example { relation: relation.clone(), instance });
         }
     }
@@ -75,7 +75,7 @@ pub fn read_labelled(path: &Path) -> Result<Labelled> {
         // (A one-line JSON Lines file parses as one object: a record has "relation".)
         Ok(Value::Object(map)) if !map.contains_key("relation") => {
             for (relation, instances) in &map {
-                let list = instances.as_array().ok_or_else(|| Error::Input(format!("{name}: {relation}: expected a list of instances")))?;
+                let list = instances.as_array().ok_or_else(|| Error::InvalidData(format!("{name}: {relation}: expected a list of instances")))?;
                 for (i, v) in list.iter().enumerate() {
                     take(format!("{relation}[{i}]"), Some(relation), v, &mut out);
                 }
@@ -86,7 +86,7 @@ pub fn read_labelled(path: &Path) -> Result<Labelled> {
                 take(format!("record {i}"), None, v, &mut out);
             }
         }
-        Ok(v) if !v.is_object() => return Err(Error::Input(format!("{name}: expected FewRel's {{relation: [instances]}} or a list of records"))),
+        Ok(v) if !v.is_object() => return Err(Error::InvalidData(format!("{name}: expected FewRel's {{relation: [instances]}} or a list of records"))),
         _ => {
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                 match serde_json::from_str::<Value>(line) {
@@ -103,11 +103,11 @@ pub fn read_labelled(path: &Path) -> Result<Labelled> {
 /// their index order.
 pub fn read_split(path: &Path, part: &str) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::InvalidData(format!("{}: invalid JSON: {e}", path.display())))?;
     let map: BTreeMap<String, u64> = value
         .get(part)
         .and_then(|p| serde_json::from_value(p.clone()).ok())
-        .ok_or_else(|| Error::Input(format!("{}: no \"{part}\" map of relation → index", path.display())))?;
+        .ok_or_else(|| Error::InvalidData(format!("{}: no \"{part}\" map of relation → index", path.display())))?;
     let mut relations: Vec<(u64, String)> = map.into_iter().map(|(r, i)| (i, r)).collect();
     relations.sort();
     Ok(relations.into_iter().map(|(_, r)| r).collect())

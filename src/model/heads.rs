@@ -67,6 +67,7 @@ impl CheckpointSettings {
         if !(0.0..=0.5).contains(&settings.alpha) {
             return Err(Error::model(&path, format!("alpha {} is outside [0, 0.5]", settings.alpha)));
         }
+        super::rematch::check_zero_shot_weight(settings.zero_shot_weight).map_err(|reason| Error::model(&path, reason))?;
         Ok(Some(settings))
     }
 }

@@ -66,8 +66,10 @@ impl Matcher {
     pub fn load_with(dir: &Path, zero_shot_weight: Option<f32>) -> Result<Matcher> {
         match CheckpointSettings::load(dir)? {
             Some(settings) => {
+                if let Some(beta) = zero_shot_weight {
+                    check_zero_shot_weight(beta).map_err(Error::InvalidArgument)?;
+                }
                 let beta = zero_shot_weight.unwrap_or(settings.zero_shot_weight);
-                check_zero_shot_weight(beta)?;
                 let description = SentenceEncoder::load(&dir.join(&settings.description_encoder))?;
                 let frozen = settings.zero_shot_encoder.as_ref().map(|d| SentenceEncoder::load(&dir.join(d))).transpose()?;
                 let bert = Bert::load(dir)?;
@@ -86,7 +88,7 @@ impl Matcher {
                 Ok(Matcher { query, description, blocks, fingerprint })
             }
             None if zero_shot_weight.is_some() => {
-                Err(Error::Input(format!("{}: a zero-shot weight needs a trained checkpoint (this is a plain encoder)", dir.display())))
+                Err(Error::InvalidArgument(format!("{}: a zero-shot weight needs a trained checkpoint (this is a plain encoder)", dir.display())))
             }
             None => {
                 let description = SentenceEncoder::load(dir)?;
@@ -110,7 +112,7 @@ impl Matcher {
         style: DescriptionStyle,
         zero_shot_weight: f32,
     ) -> Result<Matcher> {
-        check_zero_shot_weight(zero_shot_weight)?;
+        check_zero_shot_weight(zero_shot_weight).map_err(Error::InvalidArgument)?;
         let blocks = trained_blocks(alpha, zero_shot_weight);
         let w = PartWeights::sum(&blocks);
         let fingerprint = format!("trained-in-memory+zero-shot-{zero_shot_weight};weights={},{},{}", w.context, w.head, w.tail);
@@ -193,7 +195,7 @@ impl Matcher {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let foreign = || Error::Input("query inputs were prepared by another model".into());
+        let foreign = || Error::InvalidArgument("query inputs were prepared by another model".into());
         match &self.query {
             QuerySide::Trained { bert, heads, zero_shot_weight, .. } if *zero_shot_weight > 0.0 => {
                 let (marked, plain): (Vec<_>, Vec<_>) = inputs
@@ -254,11 +256,12 @@ fn trained_blocks(alpha: f32, zero_shot_weight: f32) -> Vec<PartWeights> {
     }
 }
 
-fn check_zero_shot_weight(beta: f32) -> Result<()> {
+/// `Err(reason)` unless β is in [0, 1).
+pub(crate) fn check_zero_shot_weight(beta: f32) -> std::result::Result<(), String> {
     if (0.0..1.0).contains(&beta) {
         Ok(())
     } else {
-        Err(Error::Input(format!("zero-shot weight {beta} is outside [0, 1)")))
+        Err(format!("zero-shot weight {beta} is outside [0, 1)"))
     }
 }
 

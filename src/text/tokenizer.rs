@@ -23,9 +23,20 @@ pub struct Encoding {
 
 impl TextTokenizer {
     pub fn load(path: &Path) -> Result<TextTokenizer> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Checked as JSON first: the tokenizers crate panics on a syntax error inside its
+        // decoder entry (found by fuzzing: tests/fuzz_regressions.rs).
+        serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
+        let mut inner: Tokenizer = text.parse().map_err(|e| Error::model(path, format!("invalid tokenizer: {e}")))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| Error::model(path, format!("cannot switch truncation off: {e}")))?;
+        // The tokenizers crate does not check that its post-processor's special tokens exist
+        // and panics at the first encoding instead (found by fuzzing): try one here, so a
+        // broken file is a model error at load, never a panic later.
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.encode("a b", true).is_ok()));
+        if probe.is_err() {
+            return Err(Error::model(path, "invalid tokenizer: encoding a probe sentence failed (a special token of the post-processor is missing?)"));
+        }
         Ok(TextTokenizer { inner, path: path.to_path_buf() })
     }
 

@@ -34,9 +34,9 @@ const WEIGHTS_FILE: &str = "model.safetensors";
 /// encoder's directory. An existing `out` is replaced only if it is an rmx checkpoint.
 pub fn save_checkpoint(out: &Path, trainer: &Trainer, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
     if out.exists() && !(out.join(SETTINGS_FILE).is_file() || is_empty_dir(out)) {
-        return Err(Error::Input(format!("{}: exists and is not an rmx checkpoint; refusing to overwrite it", out.display())));
+        return Err(Error::InvalidArgument(format!("{}: exists and is not an rmx checkpoint; refusing to overwrite it", out.display())));
     }
-    let name = out.file_name().ok_or_else(|| Error::Input(format!("{}: not a directory name", out.display())))?.to_string_lossy().into_owned();
+    let name = out.file_name().ok_or_else(|| Error::InvalidArgument(format!("{}: not a directory name", out.display())))?.to_string_lossy().into_owned();
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));

@@ -22,11 +22,11 @@ pub fn prepare_training(examples: &[Example], descriptions: &[Relation], unseen:
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
-        return Err(Error::Input("no training sentences: every relation of the data is unseen".into()));
+        return Err(Error::InvalidData("no training sentences: every relation of the data is unseen".into()));
     }
     let missing: Vec<&str> = ids.iter().copied().filter(|id| !descriptions.iter().any(|r| r.id == *id)).collect();
     if !missing.is_empty() {
-        return Err(Error::Input(format!("training relations without a description: {}", missing.join(", "))));
+        return Err(Error::InvalidData(format!("training relations without a description: {}", missing.join(", "))));
     }
     let relations: Vec<Relation> = ids.iter().map(|id| descriptions.iter().find(|r| r.id == *id).expect("checked above").clone()).collect();
     let mut set = TrainingSet { sentences: Vec::new(), labels: Vec::new() };

@@ -37,11 +37,11 @@ pub fn evaluate(
     let candidate_ids: Vec<String> = if all_candidates { descriptions.iter().map(|r| r.id.clone()).collect() } else { relations.to_vec() };
     let candidates = candidate_ids
         .iter()
-        .map(|id| descriptions.iter().find(|r| &r.id == id).cloned().ok_or_else(|| Error::Input(format!("relation {id} has no description"))))
+        .map(|id| descriptions.iter().find(|r| &r.id == id).cloned().ok_or_else(|| Error::InvalidData(format!("relation {id} has no description"))))
         .collect::<Result<Vec<_>>>()?;
     let test: Vec<Example> = examples.iter().filter(|e| relations.contains(&e.relation)).cloned().collect();
     if test.is_empty() {
-        return Err(Error::Input("no examples of the listed relations in the data".into()));
+        return Err(Error::InvalidData("no examples of the listed relations in the data".into()));
     }
     let predicted = predict(matcher, &test, &candidates, batch, progress)?;
     let predicted: Vec<&str> = predicted.iter().map(|&i| candidates[i].id.as_str()).collect();

@@ -79,7 +79,7 @@ pub struct TrainSummary {
 impl TrainSettings {
     /// Refuses a recipe outside the ranges training is defined on.
     pub fn check(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::Input(what));
+        let bad = |what: String| Err(Error::InvalidArgument(what));
         if self.batch_size == 0 || self.epochs == 0 {
             return bad("batch size and epochs must be at least 1".into());
         }
@@ -126,7 +126,7 @@ pub fn run(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -
     let source = &plan.model;
     let description_dir = match CheckpointSettings::load(source)? {
         Some(s) if s.zero_shot_encoder.is_some() => {
-            return Err(Error::Input(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{}: a checkpoint that trained its description side cannot be trained further; start from a plain encoder or a checkpoint trained without --train-descriptions",
                 source.display()
             )))

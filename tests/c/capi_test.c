@@ -10,9 +10,17 @@
  *       answers each instance (one rmx_query each, or one rmx_query_batch for all, or the
  *       batch then each) and prints "line<TAB>id<TAB>name<TAB>score<TAB>context<TAB>head<TAB>tail" per match
  *       (floats with 9 significant digits: exact f32). MODEL "-" is NULL (default model).
+ *   capi_test status MODEL INDEX
+ *       opens INDEX with MODEL and, if that succeeds, asks one query (rmx_query and
+ *       rmx_query_batch) of it; prints "open|query|batch<TAB>status<TAB>last error" for each
+ *       call made (tests/capi.rs checks which status each damaged input reaches).
  *   capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS
  *       THREADS pthreads query one engine at once, ROUNDS passes each (rmx_query and
  *       rmx_query_batch); every answer must equal the single-threaded one bit for bit.
+ *   capi_test soak MODEL INDEX K INSTANCES THREADS SECONDS
+ *       as threads, for SECONDS of passes instead of a number of rounds, printing the
+ *       process's resident set size and the calls made so far every 10 s (JSON lines) and a
+ *       summary; a benchmark (scripts/soak.sh), not a test.
  *
  * INSTANCES: one instance per line, "head_start head_end tail_start tail_end<TAB>text"
  * (byte offsets). Exit status 0 when every check passed.
@@ -28,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int checks, failures;
@@ -222,6 +231,8 @@ typedef struct {
     const rmx_engine *engine;
     const instances *in;
     size_t k, rounds;
+    double deadline;                 /* monotonic seconds: run until then (0: `rounds` passes) */
+    size_t calls;                    /* queries and batches made (atomic) */
     const rmx_match *expected;       /* in.n * k: rmx_query of each instance */
     const size_t *expected_n;        /* in.n */
     const rmx_match *expected_batch; /* in.n * k: rmx_query_batch of all */
@@ -234,12 +245,19 @@ static int same(const rmx_match *a, const rmx_match *b) {
     return a->id == b->id && a->name == b->name && memcmp(&a->score, &b->score, 4 * sizeof(float)) == 0;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static void *work(void *arg) {
     worker *w = arg;
     const instances *in = w->in;
     rmx_match *out = calloc(in->n * w->k, sizeof *out);
     size_t *n_out = calloc(in->n, sizeof *n_out);
-    for (size_t r = 0; r < w->rounds; r++) {
+    for (size_t r = 0; w->deadline > 0 ? now_s() < w->deadline : r < w->rounds; r++) {
+        __atomic_fetch_add(&w->calls, in->n + 1, __ATOMIC_RELAXED);
         for (size_t i = 0; i < in->n; i++) {
             if (rmx_query(w->engine, &in->items[i], w->k, out, n_out) != RMX_OK) {
                 w->errors++;
@@ -265,7 +283,19 @@ static void *work(void *arg) {
 }
 
 /* Runs `threads` workers over `in` and checks their answers against single-threaded ones. */
-static void check_threads(const rmx_engine *e, const instances *in, size_t k, size_t threads, size_t rounds) {
+/* The resident set size of this process in KiB (0 if unknown). */
+static long rss_kb(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* `seconds` > 0: run for that long instead of `rounds` passes, reporting RSS every 10 s. */
+static void check_threads(const rmx_engine *e, const instances *in, size_t k, size_t threads, size_t rounds, double seconds) {
     rmx_match *expected = calloc(in->n * k, sizeof *expected);
     size_t *expected_n = calloc(in->n, sizeof *expected_n);
     rmx_match *expected_batch = calloc(in->n * k, sizeof *expected_batch);
@@ -275,9 +305,20 @@ static void check_threads(const rmx_engine *e, const instances *in, size_t k, si
     EXPECT(rmx_query_batch(e, in->items, in->n, k, expected_batch, expected_batch_n), RMX_OK, NULL);
     worker *ws = calloc(threads, sizeof *ws);
     pthread_t *ids = calloc(threads, sizeof *ids);
+    double start = now_s();
     for (size_t t = 0; t < threads; t++) {
-        ws[t] = (worker){e, in, k, rounds, expected, expected_n, expected_batch, expected_batch_n, 0, 0};
+        ws[t] = (worker){e, in, k, rounds, seconds > 0 ? start + seconds : 0, 0, expected, expected_n, expected_batch, expected_batch_n, 0, 0};
         CHECK(pthread_create(&ids[t], NULL, work, &ws[t]) == 0, "pthread_create %zu", t);
+    }
+    long rss_start = rss_kb(), rss_max = rss_start;
+    for (double next = start + 10; seconds > 0 && next <= start + seconds + 1e-9; next += 10) {
+        while (now_s() < next) usleep(100000);
+        size_t calls = 0;
+        for (size_t t = 0; t < threads; t++) calls += __atomic_load_n(&ws[t].calls, __ATOMIC_RELAXED);
+        long rss = rss_kb();
+        if (rss > rss_max) rss_max = rss;
+        printf("{\"t\": %.0f, \"rss_kb\": %ld, \"calls\": %zu}\n", now_s() - start, rss, calls);
+        fflush(stdout);
     }
     size_t mismatches = 0, errors = 0;
     for (size_t t = 0; t < threads; t++) {
@@ -287,8 +328,16 @@ static void check_threads(const rmx_engine *e, const instances *in, size_t k, si
     }
     CHECK(errors == 0, "%zu queries failed in threads", errors);
     CHECK(mismatches == 0, "%zu answers differ from the single-threaded ones", mismatches);
-    printf("threads: %zu threads x %zu rounds x (%zu queries + 1 batch): %zu errors, %zu differences\n", threads, rounds, in->n,
-           errors, mismatches);
+    if (seconds > 0) {
+        size_t calls = 0;
+        for (size_t t = 0; t < threads; t++) calls += ws[t].calls;
+        printf("{\"soak_s\": %.0f, \"threads\": %zu, \"calls\": %zu, \"errors\": %zu, \"mismatches\": %zu, \"rss_start_kb\": %ld, "
+               "\"rss_end_kb\": %ld, \"rss_max_kb\": %ld}\n",
+               now_s() - start, threads, calls, errors, mismatches, rss_start, rss_kb(), rss_max);
+    }
+    if (seconds <= 0)
+        printf("threads: %zu threads x %zu rounds x (%zu queries + 1 batch): %zu errors, %zu differences\n", threads, rounds, in->n,
+               errors, mismatches);
     free(ws);
     free(ids);
     free(expected);
@@ -297,11 +346,21 @@ static void check_threads(const rmx_engine *e, const instances *in, size_t k, si
     free(expected_batch_n);
 }
 
+static int mode_soak(const char *model, const char *index, size_t k, const char *path, size_t threads, double seconds) {
+    rmx_engine *e = NULL;
+    if (!open_engine(model, index, &e)) return 2;
+    instances in = read_instances(path);
+    check_threads(e, &in, k, threads, 0, seconds);
+    free_instances(&in);
+    rmx_engine_free(e);
+    return failures ? 1 : 0;
+}
+
 static int mode_threads(const char *model, const char *index, size_t k, const char *path, size_t threads, size_t rounds) {
     rmx_engine *e = NULL;
     if (!open_engine(model, index, &e)) return 2;
     instances in = read_instances(path);
-    check_threads(e, &in, k, threads, rounds);
+    check_threads(e, &in, k, threads, rounds, 0);
     free_instances(&in);
     rmx_engine_free(e);
     return failures ? 1 : 0;
@@ -397,7 +456,8 @@ static void test_build(const char *model, const char *workdir, const char *index
     EXPECT(rmx_index_build(model, bad, tmp), RMX_ERR_INVALID_INPUT, "bad.jsonl:2:");
     CHECK(access(tmp, F_OK) != 0, "a failed build left %s", tmp);
 
-    /* Some records rejected: the index is built from the others (as the CLI, exit 1). */
+    /* Some records rejected: by default nothing is built (as the CLI, exit 1); with
+     * RMX_BUILD_SKIP_INVALID the index is built from the others. */
     char *partial = join(workdir, "partial.jsonl");
     write_file(partial,
                "{\"id\":\"A\",\"description\":\"the person is married to the other person\"}\n"
@@ -405,19 +465,35 @@ static void test_build(const char *model, const char *workdir, const char *index
                "{\"id\":\"A\",\"description\":\"duplicate\"}\n"
                "{\"id\":\"B\",\"name\":\"born in\",\"description\":\"the person was born in the place\"}\n");
     EXPECT(rmx_index_build(model, partial, tmp), RMX_ERR_REJECTED, "partial.jsonl:2:");
-    CHECK(strstr(rmx_last_error(), "2 record(s) rejected") && strstr(rmx_last_error(), "partial.jsonl:3: duplicate"),
+    CHECK(strstr(rmx_last_error(), "2 record(s) rejected; nothing was built") && strstr(rmx_last_error(), "partial.jsonl:3: duplicate"),
+          "rejection report: %s", rmx_last_error());
+    CHECK(access(tmp, F_OK) != 0, "an all-or-nothing build with rejected records left %s", tmp);
+    rmx_build_options skip = {RMX_PRECISION_F32, RMX_SEARCH_AUTO, 0, RMX_BUILD_SKIP_INVALID};
+    EXPECT(rmx_index_build_with(model, partial, tmp, &skip), RMX_ERR_REJECTED, "partial.jsonl:2:");
+    CHECK(strstr(rmx_last_error(), "2 record(s) rejected; the index was built from the other 2") &&
+              strstr(rmx_last_error(), "partial.jsonl:3: duplicate"),
           "rejection report: %s", rmx_last_error());
     rmx_engine *e = NULL;
     EXPECT(rmx_engine_open(model, tmp, &e), RMX_OK, NULL);
     CHECK(rmx_engine_relations(e) == 2, "partial index holds %zu relations", rmx_engine_relations(e));
     rmx_engine_free(e);
+    /* A rebuild with a rejected record leaves the existing index as it was. */
+    size_t before_len, after_len;
+    char *data = join(tmp, "index.rmx");
+    unsigned char *before = read_file(data, &before_len);
+    EXPECT(rmx_index_build(model, partial, tmp), RMX_ERR_REJECTED, "partial.jsonl:3: duplicate");
+    unsigned char *after = read_file(data, &after_len);
+    CHECK(before_len == after_len && memcmp(before, after, before_len) == 0, "a refused rebuild changed the index");
+    free(before), free(after), free(data);
 
     /* Options. */
-    rmx_build_options o = {7, RMX_SEARCH_AUTO, 0};
+    rmx_build_options o = {7, RMX_SEARCH_AUTO, 0, 0};
     EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_ERR_INVALID_ARGUMENT, "precision");
-    o = (rmx_build_options){RMX_PRECISION_F32, 9, 0};
+    o = (rmx_build_options){RMX_PRECISION_F32, 9, 0, 0};
     EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_ERR_INVALID_ARGUMENT, "search");
-    o = (rmx_build_options){RMX_PRECISION_F16, RMX_SEARCH_HNSW, 2};
+    o = (rmx_build_options){RMX_PRECISION_F32, RMX_SEARCH_AUTO, 0, 2};
+    EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_ERR_INVALID_ARGUMENT, "flags");
+    o = (rmx_build_options){RMX_PRECISION_F16, RMX_SEARCH_HNSW, 2, 0};
     EXPECT(rmx_index_build_with(model, desc, tmp, &o), RMX_OK, NULL); /* replaces the partial one */
     EXPECT(rmx_index_verify(tmp), RMX_OK, NULL);
     e = NULL;
@@ -629,7 +705,7 @@ static void test_queries(const char *model, const char *index) {
 
     /* Concurrency: 8 threads, one engine. */
     instances in = {3, batch, NULL};
-    check_threads(e, &in, 4, 8, 2);
+    check_threads(e, &in, 4, 8, 2, 0);
     rmx_engine_free(e);
 }
 
@@ -648,15 +724,36 @@ static int mode_api(const char *model, const char *other_model, const char *work
     return failures ? 1 : 0;
 }
 
+static int mode_status(const char *model, const char *index) {
+    rmx_engine *e = NULL;
+    rmx_status s = rmx_engine_open(model, index, &e);
+    printf("open\t%d\t%s\n", (int)s, s == RMX_OK ? "" : rmx_last_error());
+    if (s != RMX_OK) return 0;
+    rmx_instance x = inst(SENTENCE, 0, 11, 20, 32);
+    rmx_match out[2];
+    size_t n[1];
+    s = rmx_query(e, &x, 2, out, n);
+    printf("query\t%d\t%s\n", (int)s, s == RMX_OK ? "" : rmx_last_error());
+    s = rmx_query_batch(e, &x, 1, 2, out, n);
+    printf("batch\t%d\t%s\n", (int)s, s == RMX_OK ? "" : rmx_last_error());
+    rmx_engine_free(e);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "api") == 0) return mode_api(argv[2], argv[3], argv[4]);
     if (argc == 7 && strcmp(argv[1], "query") == 0)
         return mode_query(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], argv[6]);
+    if (argc == 4 && strcmp(argv[1], "status") == 0) return mode_status(argv[2], argv[3]);
+    if (argc == 8 && strcmp(argv[1], "soak") == 0)
+        return mode_soak(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], strtoul(argv[6], NULL, 10), strtod(argv[7], NULL));
     if (argc == 8 && strcmp(argv[1], "threads") == 0)
         return mode_threads(argv[2], argv[3], strtoul(argv[4], NULL, 10), argv[5], strtoul(argv[6], NULL, 10),
                             strtoul(argv[7], NULL, 10));
     fprintf(stderr, "usage: capi_test api MODEL OTHER_MODEL WORKDIR\n"
                     "       capi_test query MODEL INDEX K INSTANCES single|batch|both\n"
-                    "       capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS\n");
+                    "       capi_test status MODEL INDEX\n"
+                    "       capi_test threads MODEL INDEX K INSTANCES THREADS ROUNDS\n"
+                    "       capi_test soak MODEL INDEX K INSTANCES THREADS SECONDS\n");
     return 2;
 }
