@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod model;
 pub mod open_set;
+pub mod rng;
 pub mod text;
 pub mod train;
 

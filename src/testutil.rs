@@ -1,6 +1,6 @@
 //! Helpers shared by the unit tests.
 
-pub use crate::train::rng::Rng;
+pub use crate::rng::Rng;
 // One file shared with the integration tests (tests/common).
 #[path = "../tests/common/temp_dir.rs"]
 mod temp_dir;

@@ -189,7 +189,7 @@ impl Dropout {
     /// The mask key of dropout site `site` (0: embeddings, 1: attention output, 2: block
     /// output) of block `layer`.
     pub fn site_key(&self, layer: usize, site: u64) -> u64 {
-        crate::train::rng::Rng::new(self.key ^ ((layer as u64) << 8 | site)).next_u64()
+        crate::rng::Rng::new(self.key ^ ((layer as u64) << 8 | site)).next_u64()
     }
 
     pub fn on(&self) -> bool {

@@ -7,6 +7,5 @@ pub mod encoder;
 pub mod evaluate;
 pub mod metrics;
 pub mod objective;
-pub mod rng;
 pub mod run;
 pub mod trainer;

@@ -12,10 +12,10 @@
 //! matching = mean_i max(0, γ − s(i, r_i) + max(0, max_{r ∈ N_i} s(i, r)))   (or the contrastive loss)
 //! loss = matching + adv
 //! ```
-use super::rng::Rng;
 use crate::backend::{Activation, Backend, Buf, Device as D, EntityRows};
 use crate::model::heads::{Heads, Linear};
 use crate::model::params::{Grads, LinearIds, ParamId, ParamSet};
+use crate::rng::Rng;
 
 /// RE-Matching's margin γ.
 pub const MATCHING_MARGIN: f32 = 0.06;

@@ -5,11 +5,11 @@
 use super::adamw::{linear_schedule, AdamW, AdamWSettings};
 use super::description_tower::DescriptionTower;
 use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
-use super::rng::Rng;
 use crate::backend::{Backend, Device as D};
 use crate::model::bert::{Bert, Dropout};
 use crate::model::description::DescriptionStyle;
 use crate::model::rematch::pack_marked;
+use crate::rng::Rng;
 use crate::text::markers::MarkedTokens;
 use std::time::Instant;
 

@@ -1,4 +1,4 @@
-//! A small, seeded, platform-independent random generator (SplitMix64): the trainer's
+//! A small, seeded, platform-independent random generator (SplitMix64): the hidden-dropout masks' keys, the trainer's
 //! shuffles, negative draws and head initialisation, and the unit tests' data. Same seed →
 //! same sequence on every machine, so a training run is reproducible.
 
