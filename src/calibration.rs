@@ -114,10 +114,17 @@ pub struct BestAnswer {
     pub answerable: bool,
 }
 
+/// Whether a best answer scoring `score` names its relation (else it is "no relation"):
+/// at or above `min_score`, or always without a threshold. The one rule for answers, the
+/// evaluation and the calibration.
+pub fn names_relation(score: f32, min_score: Option<f32>) -> bool {
+    min_score.is_none_or(|t| score >= t)
+}
+
 /// Whether `answer` is right with threshold `min_score`: the gold relation above it, or "no
 /// relation" (below it) when the gold relation is not in the index.
 pub fn is_right(answer: &BestAnswer, min_score: f32) -> bool {
-    if answer.score >= min_score {
+    if names_relation(answer.score, Some(min_score)) {
         answer.answerable && answer.correct
     } else {
         !answer.answerable

@@ -69,7 +69,7 @@ impl Engine {
     /// `min_score` (see [`Engine::min_score`]), else "no relation" (`None`).
     pub fn relation<'m>(&self, results: &[Match<'m>], min_score: Option<f32>) -> Option<&'m str> {
         let best = results.first()?;
-        (self.min_score(min_score).is_none_or(|t| best.score >= t)).then_some(best.id)
+        calibration::names_relation(best.score, self.min_score(min_score)).then_some(best.id)
     }
 
     /// The `k` best relations of each instance, in input order; one entry per instance, an

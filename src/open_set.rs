@@ -2,7 +2,7 @@
 //! own search, HNSW or exact): ranking metrics for large label sets, and "no relation" as an
 //! answer — a sentence whose gold relation is not in the index is right only when its best
 //! score falls below the threshold (FewRel 2.0's none-of-the-above setting).
-use crate::calibration::BestAnswer;
+use crate::calibration::{names_relation, BestAnswer};
 use crate::data::fewrel::Example;
 use crate::engine::Engine;
 use crate::error::Result;
@@ -83,7 +83,7 @@ pub fn open_set_scores(judged: &[Judged], k: usize, min_score: Option<f32>) -> O
     let mrr = share(&|j| j.rank().map_or(0.0, |r| 1.0 / (r + 1) as f64));
     let predicted: Vec<&str> = judged
         .iter()
-        .map(|j| if min_score.is_none_or(|t| j.best_score >= t) { j.ranked.first().map_or(NO_RELATION, String::as_str) } else { NO_RELATION })
+        .map(|j| if names_relation(j.best_score, min_score) { j.ranked.first().map_or(NO_RELATION, String::as_str) } else { NO_RELATION })
         .collect();
     let gold: Vec<&str> = judged.iter().map(|j| if j.answerable { j.gold.as_str() } else { NO_RELATION }).collect();
     let macro_ = macro_scores(&predicted, &gold);
