@@ -118,23 +118,57 @@ pub struct AdamWStep {
 /// sequence offsets (`[n_seqs + 1]`, host memory: they steer the work, like a kernel
 /// launch's arguments).
 #[allow(clippy::too_many_arguments)]
-pub trait Backend {
+pub trait Backend: Sized + Send + Sync + 'static {
     /// Device memory: a run of f32 values (`[f32]` on the CPU).
-    type Mem: ?Sized;
+    type Mem: ?Sized + Sync;
     /// An owned run of device memory (`Vec<f32>` on the CPU).
     type Buf: std::ops::DerefMut<Target = Self::Mem> + Send + Sync;
+    /// A parameter tensor resident on the device (the CPU: the host [`Tensor`] itself,
+    /// borrowed from the mapped weight file until first written). A clone shares the values
+    /// until either side writes them ([`Backend::param_mut`]).
+    type Param: Clone + Send + Sync;
     /// Per-model state of the inference path's linear layers, made by
     /// [`Backend::prepare_linears`] (the CPU: weights packed into GEMM panels).
     type Prepared: Default + Send + Sync;
+
+    /// The device's name on the command line (`--device`): "cpu", "cuda".
+    const NAME: &'static str;
 
     /// `Ok` if the device can compute linear layers in `precision`.
     fn check_precision(precision: Precision) -> Result<()>;
     /// Runs one inference pass `f` (the CPU: on a spinning team of the pool's threads).
     fn pass<R: Send>(f: impl FnOnce() -> R + Send) -> R;
+    /// Waits for the work queued so far and returns the first error any op met since the
+    /// last call (ops do not return errors: like CUDA's, a device error is sticky and shows
+    /// here and in [`Backend::to_host`]; the CPU has none).
+    fn sync() -> Result<()>;
+
+    // --- memory ---
     /// `n` zeros in device memory.
     fn zeros(n: usize) -> Self::Buf;
-    /// Copies device memory to the host (the CPU: a copy).
-    fn to_host(x: &Self::Mem) -> Vec<f32>;
+    /// A device copy of host values.
+    fn from_host(x: &[f32]) -> Self::Buf;
+    /// Copies device memory to the host (the CPU: a copy); the first error of the work
+    /// queued before it, if any ([`Backend::sync`]).
+    fn to_host(x: &Self::Mem) -> Result<Vec<f32>>;
+    /// The number of f32 values in `x`.
+    fn len(x: &Self::Mem) -> usize;
+    /// Values `range` of `x`.
+    fn slice(x: &Self::Mem, range: std::ops::Range<usize>) -> &Self::Mem;
+    fn slice_mut(x: &mut Self::Mem, range: std::ops::Range<usize>) -> &mut Self::Mem;
+    /// `x[..mid]` and `x[mid..]`.
+    fn split_at_mut(x: &mut Self::Mem, mid: usize) -> (&mut Self::Mem, &mut Self::Mem);
+    /// `x = 0`.
+    fn fill_zero(x: &mut Self::Mem);
+
+    // --- parameters ---
+    /// The device's copy of a host tensor (the CPU: the tensor, shared).
+    fn upload(t: &Tensor) -> Self::Param;
+    /// A host copy of a parameter of shape `shape` (the CPU: the tensor, shared).
+    fn download(p: &Self::Param, shape: &[usize]) -> Result<Tensor>;
+    fn param(p: &Self::Param) -> &Self::Mem;
+    /// The values to change in place (copied first if shared with a clone or a file).
+    fn param_mut(p: &mut Self::Param) -> &mut Self::Mem;
 
     // --- embeddings ---
     /// `out: [T × d] = word[ids] + position[p] + token_type0` (positions restart per sequence).
@@ -146,7 +180,7 @@ pub trait Backend {
     fn linear_forward(x: &Self::Mem, rows: usize, w: &Self::Mem, b: &Self::Mem, y: &mut Self::Mem, act: Activation<Self::Mem>);
     /// Prepares the weights `linears()` (each `[out × in]`) for [`Backend::linear_forward_prepared`]
     /// in `precision`, when the device finds it worth it for passes of `tokens` tokens.
-    fn prepare_linears(state: &Self::Prepared, precision: Precision, tokens: usize, linears: &dyn Fn() -> Vec<Tensor>);
+    fn prepare_linears(state: &Self::Prepared, precision: Precision, tokens: usize, linears: &dyn Fn() -> Vec<Self::Param>);
     /// [`Backend::linear_forward`] with weight `slot` of `state` when it is prepared from `w`
     /// (in the prepared precision), else with `w` in f32.
     fn linear_forward_prepared(
@@ -154,7 +188,7 @@ pub trait Backend {
         slot: usize,
         x: &Self::Mem,
         rows: usize,
-        w: &Tensor,
+        w: &Self::Param,
         b: &Self::Mem,
         y: &mut Self::Mem,
         act: Activation<Self::Mem>,

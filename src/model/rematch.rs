@@ -303,6 +303,6 @@ fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: 
     for part in [&mut context, &mut eh, &mut et] {
         D::tanh_forward(part);
     }
-    let (context, eh, et) = (D::to_host(&context), D::to_host(&eh), D::to_host(&et));
+    let (context, eh, et) = (D::to_host(&context)?, D::to_host(&eh)?, D::to_host(&et)?);
     Ok((0..n).map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], weights)).collect())
 }

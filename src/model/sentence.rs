@@ -64,7 +64,7 @@ impl SentenceEncoder {
         let mut pooled = D::zeros(batch.len() * d);
         D::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
         D::l2_normalize_rows(&mut pooled, d);
-        Ok(D::to_host(&pooled).chunks_exact(d).map(<[f32]>::to_vec).collect())
+        Ok(D::to_host(&pooled)?.chunks_exact(d).map(<[f32]>::to_vec).collect())
     }
 
     /// Embeddings of texts (truncated as `tokenize` says).

@@ -65,7 +65,10 @@ impl PackedLinear {
 impl Backend for Cpu {
     type Mem = [f32];
     type Buf = Vec<f32>;
+    type Param = Tensor;
     type Prepared = PackedWeights;
+
+    const NAME: &'static str = "cpu";
 
     fn check_precision(precision: Precision) -> Result<()> {
         match precision {
@@ -86,12 +89,57 @@ impl Backend for Cpu {
         with_team(f)
     }
 
+    fn sync() -> Result<()> {
+        Ok(())
+    }
+
     fn zeros(n: usize) -> Vec<f32> {
         vec![0.0; n]
     }
 
-    fn to_host(x: &[f32]) -> Vec<f32> {
+    fn from_host(x: &[f32]) -> Vec<f32> {
         x.to_vec()
+    }
+
+    fn to_host(x: &[f32]) -> Result<Vec<f32>> {
+        Ok(x.to_vec())
+    }
+
+    fn len(x: &[f32]) -> usize {
+        x.len()
+    }
+
+    fn slice(x: &[f32], range: std::ops::Range<usize>) -> &[f32] {
+        &x[range]
+    }
+
+    fn slice_mut(x: &mut [f32], range: std::ops::Range<usize>) -> &mut [f32] {
+        &mut x[range]
+    }
+
+    fn split_at_mut(x: &mut [f32], mid: usize) -> (&mut [f32], &mut [f32]) {
+        x.split_at_mut(mid)
+    }
+
+    fn fill_zero(x: &mut [f32]) {
+        x.fill(0.0)
+    }
+
+    fn upload(t: &Tensor) -> Tensor {
+        t.clone()
+    }
+
+    fn download(p: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        debug_assert_eq!(p.shape(), shape);
+        Ok(p.clone())
+    }
+
+    fn param(p: &Tensor) -> &[f32] {
+        p.data()
+    }
+
+    fn param_mut(p: &mut Tensor) -> &mut [f32] {
+        p.data_mut()
     }
 
     fn embeddings_forward(ids: &[u32], starts: &[usize], word: &[f32], position: &[f32], token_type0: &[f32], out: &mut [f32]) {
