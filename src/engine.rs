@@ -1,5 +1,7 @@
 //! The engine users drive: a matcher (model) and an index, answering relation queries; and
 //! index building. The CLI and the C library are thin layers over this.
+use crate::backend::cpu::Cpu;
+use crate::backend::Backend;
 use crate::calibration::{self, Calibration};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
@@ -34,9 +36,10 @@ pub struct Parts {
 }
 
 /// A model and an index built with it, and the index's "no relation" threshold when it has
-/// been calibrated. `Sync`: one engine serves many threads.
+/// been calibrated. `Sync`: one engine serves many threads. It computes on the CPU (the
+/// device choice is not wired yet).
 pub struct Engine {
-    pub matcher: Matcher,
+    pub matcher: Matcher<Cpu>,
     pub index: Index,
     pub calibration: Option<Calibration>,
 }
@@ -133,7 +136,13 @@ pub struct Built {
 
 /// Encodes `relations` with `matcher` into a new index at `output` (atomically replacing an
 /// existing index only on success); `progress(done)` after each batch of relations.
-pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Built> {
+pub fn build_index<B: Backend>(
+    matcher: &Matcher<B>,
+    relations: &[Relation],
+    output: &Path,
+    settings: BuildSettings,
+    progress: impl FnMut(usize),
+) -> Result<Built> {
     if relations.is_empty() {
         return Err(Error::InvalidData("no relations to index".into()));
     }

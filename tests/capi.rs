@@ -430,7 +430,7 @@ fn c_each_failure_reaches_its_status() {
     let checkpoint = other_model(&dir);
     std::fs::write(checkpoint.join("rmx.json"), r#"{"format": 2, "alpha": 0.33, "description_encoder": ".", "zero_shot_weight": 1.5}"#).unwrap();
     // The model's fingerprint, but one more dimension.
-    let fingerprint = rmx::model::rematch::Matcher::load(&model).unwrap().fingerprint().to_string();
+    let fingerprint = rmx::model::rematch::Matcher::<rmx::backend::cpu::Cpu>::load(&model).unwrap().fingerprint().to_string();
     let wide = dir.join("wide-index");
     let options = rmx_index::IndexOptions { fingerprint, ..Default::default() };
     let mut writer = rmx_index::IndexWriter::create(&wide, info.dim + 1, options).unwrap();

@@ -1,11 +1,10 @@
-//! The device seam. Model and trainer code call the ops of [`Backend`] on [`Device`], the
-//! backend this build computes on, and name no backend themselves; a backend implements
-//! every op (forward and backward side by side, one signature for every device) on memory
-//! of its own (`Backend::Mem`: `[f32]` in host memory for the CPU), so that a whole forward
-//! and backward pass can stay on the device: the encoder, the heads and the trainer hand
-//! ops device memory and take results to the host where they leave the model
-//! (`Backend::to_host`). ARCHITECTURE.md ("The device seam") lists what still reads host
-//! slices directly.
+//! The device seam. Model and trainer types are generic over a [`Backend`] `B` and name no
+//! backend themselves; a backend implements every op (forward and backward side by side, one
+//! signature for every device) on memory of its own (`Backend::Mem`: `[f32]` in host memory
+//! for the CPU), so that a whole forward and backward pass can stay on the device: a model's
+//! parameters are uploaded once when it loads (`Backend::upload`), the encoder, the heads and
+//! the trainer hand ops device memory, and results go to the host only where they leave the
+//! model (`Backend::to_host`).
 //!
 //! Backends: `cpu`, the only one so far. ARCHITECTURE.md, "The device seam", says how
 //! another one plugs in. `cuda` (features `cuda`, `cuda-emu`) holds the CUDA ops and their
@@ -17,11 +16,6 @@ pub mod tensor;
 
 use crate::error::Result;
 pub use tensor::Tensor;
-
-/// The backend this build computes on.
-pub type Device = cpu::Cpu;
-/// An owned run of the device's memory.
-pub type Buf = <Device as Backend>::Buf;
 
 /// The arithmetic of the encoder's linear layers (≈ 80 % of its time); attention, softmax,
 /// LayerNorm, GELU and the residual sums are f32 either way.
@@ -49,11 +43,6 @@ impl Precision {
             Precision::Bf16 => "bf16",
             Precision::Int8 => "int8",
         }
-    }
-
-    /// `Ok` if this build's device can run the precision, else why not.
-    pub fn check_supported(self) -> Result<()> {
-        Device::check_precision(self)
     }
 }
 

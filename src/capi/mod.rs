@@ -11,6 +11,7 @@ pub mod error;
 pub mod status;
 pub mod strings;
 
+use crate::backend::cpu::Cpu;
 use crate::data::descriptions::read_descriptions;
 use crate::engine::{build_index, BuildSettings, Engine};
 use crate::error::Error;
@@ -344,7 +345,7 @@ pub unsafe extern "C" fn rmx_index_build_with(
         if !parsed.rejected.is_empty() && !skip_invalid {
             return Err(rejected(format!("nothing was built (RMX_BUILD_SKIP_INVALID builds from the other {})", parsed.relations.len())));
         }
-        let matcher = Matcher::load(&model)?;
+        let matcher = Matcher::<Cpu>::load(&model)?;
         build_index(&matcher, &parsed.relations, output, settings, |_| {})?;
         if !parsed.rejected.is_empty() {
             return Err(rejected(format!("the index was built from the other {}", parsed.relations.len())));

@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
+use rmx::backend::{cpu::Cpu, Backend};
 use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::Result;
 use serde_json::json;
@@ -37,7 +38,11 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<Outcome> {
-    let mut bert = Bert::load(&super::model_dir(args.model))?;
+    bench::<Cpu>(args)
+}
+
+fn bench<B: Backend>(args: BenchArgs) -> Result<Outcome> {
+    let mut bert = Bert::<B>::load(&super::model_dir(args.model))?;
     bert.set_precision(args.precision.value)?;
     let vocab = bert.config.vocab_size as u64;
     // Deterministic ids in the ordinary vocabulary range, framed by [CLS] … [SEP].
@@ -58,8 +63,9 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
     };
     let batch = PackedBatch::new(&(0..args.batch_size).map(|_| sequence(args.seq_len)).collect::<Vec<_>>());
     let single = PackedBatch::new(&[sequence(args.single_len)]);
-    let batch_s = median_seconds(args.iters, || bert.forward(&batch).map(drop))?;
-    let single_s = median_seconds(args.single_iters, || bert.forward(&single).map(drop))?;
+    // A forward is done when the device says so.
+    let batch_s = median_seconds(args.iters, || bert.forward(&batch).and_then(|_| B::sync()))?;
+    let single_s = median_seconds(args.single_iters, || bert.forward(&single).and_then(|_| B::sync()))?;
     println!(
         "{}",
         json!({

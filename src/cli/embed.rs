@@ -2,6 +2,7 @@
 use super::jsonl::{write_line, Batches};
 use super::Outcome;
 use clap::Args;
+use rmx::backend::{cpu::Cpu, Backend};
 use rmx::model::sentence::SentenceEncoder;
 use rmx::{Error, Result};
 use serde::Serialize;
@@ -36,7 +37,11 @@ struct Embedded<'a> {
 }
 
 pub fn run(args: EmbedArgs) -> Result<Outcome> {
-    let mut encoder = SentenceEncoder::load(&super::model_dir(args.model))?;
+    embed::<Cpu>(args)
+}
+
+fn embed<B: Backend>(args: EmbedArgs) -> Result<Outcome> {
+    let mut encoder = SentenceEncoder::<B>::load(&super::model_dir(args.model))?;
     encoder.bert.set_precision(args.precision.value)?;
     let stdin = std::io::stdin().lock();
     let mut input = Batches::new(stdin, "<stdin>", args.batch_size);

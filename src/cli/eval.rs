@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use rmx::backend::cpu::Cpu;
 use rmx::data::descriptions::read_descriptions;
 use rmx::data::fewrel::{per_relation, read_fewrel, read_split, Example};
 use rmx::engine::Engine;
@@ -93,7 +94,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         eprintln!("{reason}");
     }
     let examples = read_examples(&args)?;
-    let mut matcher = Matcher::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
+    let mut matcher = Matcher::<Cpu>::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
     matcher.set_precision(args.precision.value)?;
     let total = examples.iter().filter(|e| relations.contains(&e.relation)).count();
     let bar = ProgressBar::new(total as u64)

@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use rmx::backend::{cpu::Cpu, Backend};
 use rmx::calibration::{self, choose_threshold, Calibration};
 use rmx::data::descriptions::{parse_descriptions, Parsed};
 use rmx::data::fewrel::{per_relation, read_fewrel};
@@ -135,7 +136,7 @@ struct VerifyArgs {
 
 pub fn run(args: IndexArgs) -> Result<Outcome> {
     match args.command {
-        IndexCommand::Build(a) => build(a),
+        IndexCommand::Build(a) => build::<Cpu>(a),
         IndexCommand::Inspect(a) => inspect(a),
         IndexCommand::Calibrate(a) => calibrate(a),
         IndexCommand::Verify(a) => {
@@ -157,7 +158,7 @@ fn read_input(input: &PathBuf) -> Result<Parsed> {
     }
 }
 
-fn build(args: BuildArgs) -> Result<Outcome> {
+fn build<B: Backend>(args: BuildArgs) -> Result<Outcome> {
     let parsed = read_input(&args.input)?;
     for reason in &parsed.rejected {
         eprintln!("{reason}");
@@ -174,7 +175,7 @@ fn build(args: BuildArgs) -> Result<Outcome> {
         );
         return Ok(Outcome { rejected: parsed.rejected.len() });
     }
-    let mut matcher = Matcher::load(&super::model_dir(args.model))?;
+    let mut matcher = Matcher::<B>::load(&super::model_dir(args.model))?;
     matcher.set_precision(args.encoder_precision)?;
     let relations = &parsed.relations;
     let bar = ProgressBar::new(relations.len() as u64)

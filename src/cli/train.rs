@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rmx::backend::cpu::Cpu;
 use rmx::model::description::DescriptionStyle;
 use rmx::train::checkpoint::DESCRIPTION_DIR;
 use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
@@ -172,7 +173,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     let bar = ProgressBar::hidden();
     let (mut sentences, mut seconds) = (0usize, 0.0f64);
     let mut epoch = 0;
-    let summary = run_training(&plan, |p| {
+    let summary = run_training::<Cpu>(&plan, |p| {
         match p {
             Progress::Note(line) => eprintln!("{line}"),
             Progress::Rejected(line) => eprintln!("{line}"),
