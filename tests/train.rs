@@ -136,8 +136,15 @@ fn a_checkpoint_computes_what_training_computed() {
         [rmx::backend::EntityRows { head: marked.head.clone(), tail: marked.tail.clone(), head_marker: marked.head_marker, tail_marker: marked.tail_marker }];
     let d = trainer.heads.d;
     let descriptions = vec![1.0f32; 3 * d];
-    let targets = rmx::train::objective::Targets { rows: &rows, descriptions: &descriptions[..], relation: &[0], negatives: &[false], train_label: &[0] };
-    let (_, head_cache) = trainer.heads.forward(&trainer.bert.params, cache.hidden(), &batch.starts, &targets, &trainer.settings.objective);
+    let targets = rmx::train::objective::Targets {
+        starts: &batch.starts,
+        rows: &rows,
+        descriptions: &descriptions[..],
+        relation: &[0],
+        negatives: &[false],
+        train_label: &[0],
+    };
+    let (_, head_cache) = trainer.heads.forward(&trainer.bert.params, cache.hidden(), &targets, &trainer.settings.objective);
     let p = &head_cache.parts;
     let want = combine_parts([&p[..d], &p[d..2 * d], &p[2 * d..]], PartWeights::from_alpha(0.33));
     let diff = query.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -398,24 +405,25 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     let descriptions = rng.normals(3 * 3 * d, 1.0);
     let relation = [0u32, 1, 2];
     let negatives = [false, true, true, true, false, false, true, true, false];
-    let targets = Targets { rows: &rows, descriptions: &descriptions[..], relation: &relation, negatives: &negatives, train_label: &[2, 0, 1] };
+    let targets =
+        Targets { starts: &starts, rows: &rows, descriptions: &descriptions[..], relation: &relation, negatives: &negatives, train_label: &[2, 0, 1] };
     let settings = ObjectiveSettings { matching: MatchingLoss::Contrastive { temperature: 0.1 }, ..ObjectiveSettings::default() };
     // What the backward pass differentiates: the total loss, except for the query, which the
     // gradient reversal makes see matching − λ·adversarial.
     let loss = |params: &ParamSet<Cpu>, reversed: bool| {
-        let l = heads.forward(params, &hidden, &starts, &targets, &settings).0;
+        let l = heads.forward(params, &hidden, &targets, &settings).0;
         if reversed {
             l.matching as f64 - settings.grl_lambda as f64 * l.adversarial as f64
         } else {
             l.total() as f64
         }
     };
-    let (losses, cache) = heads.forward(&params, &hidden, &starts, &targets, &settings);
+    let (losses, cache) = heads.forward(&params, &hidden, &targets, &settings);
     assert!(losses.matching > 0.05, "the test needs an active matching loss");
     let mut grads = params.zero_grads();
     let mut d_hidden = vec![0.0f32; hidden.len()];
     let mut d_descriptions = vec![0.0f32; descriptions.len()];
-    heads.backward(&params, &hidden, &starts, &targets, &settings, &cache, &mut grads, &mut d_hidden, Some(&mut d_descriptions));
+    heads.backward(&params, &hidden, &targets, &settings, &cache, &mut grads, &mut d_hidden, Some(&mut d_descriptions));
     // The description rows (a trained description side): central differences of the loss.
     for k in 0..12 {
         let idx = (k * 53 + 5) % descriptions.len();
@@ -423,7 +431,7 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
             let mut moved = descriptions.clone();
             moved[idx] += delta;
             let targets = Targets { descriptions: &moved[..], ..targets };
-            heads.forward(&params, &hidden, &starts, &targets, &settings).0.total() as f64
+            heads.forward(&params, &hidden, &targets, &settings).0.total() as f64
         };
         let fd = (at(1e-2) - at(-1e-2)) / 2e-2;
         let g = d_descriptions[idx] as f64;

@@ -77,7 +77,14 @@ fn check(what: &str, got: &[f32], want: &Golden, atol: f32) {
 
 impl<B: Backend> Case<B> {
     fn targets(&self) -> Targets<'_, B> {
-        Targets { rows: &self.rows, descriptions: &self.descriptions, relation: &self.relation, negatives: &self.negatives, train_label: &self.train_label }
+        Targets {
+            starts: &self.batch.starts,
+            rows: &self.rows,
+            descriptions: &self.descriptions,
+            relation: &self.relation,
+            negatives: &self.negatives,
+            train_label: &self.train_label,
+        }
     }
 
     /// Forward, backward: losses, hidden layer, scores, `d hidden` (on the host), all gradients.
@@ -85,10 +92,10 @@ impl<B: Backend> Case<B> {
         let settings = ObjectiveSettings::default();
         let cache = self.bert.forward_train(&self.batch, Dropout::OFF);
         let targets = self.targets();
-        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &self.batch.starts, &targets, &settings);
+        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &targets, &settings);
         let mut grads = self.bert.params.zero_grads();
         let mut d_hidden = B::zeros(B::len(cache.hidden()));
-        self.heads.backward(&self.bert.params, cache.hidden(), &self.batch.starts, &targets, &settings, &head_cache, &mut grads, &mut d_hidden, None);
+        self.heads.backward(&self.bert.params, cache.hidden(), &targets, &settings, &head_cache, &mut grads, &mut d_hidden, None);
         self.bert.backward(&self.batch, &cache, &d_hidden, Dropout::OFF, &mut grads);
         B::sync().unwrap();
         let host = |x: &B::Mem| B::to_host(x).unwrap();

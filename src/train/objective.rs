@@ -109,8 +109,10 @@ impl HeadIds {
     }
 }
 
-/// What one batch is matched against.
+/// What one batch is matched against, and where its samples sit in the packed batch.
 pub struct Targets<'a, B: Backend> {
+    /// The packed batch's sequence offsets, `[B + 1]`.
+    pub starts: &'a [usize],
     /// Rows of each sample's entities and markers in the packed batch, `[B]`.
     pub rows: &'a [EntityRows],
     /// Frozen description vectors of the batch's `R` relations, `[R × 3d]` (context, head,
@@ -160,14 +162,7 @@ impl HeadIds {
         [1.0 - 2.0 * settings.alpha, settings.alpha, settings.alpha]
     }
 
-    pub fn forward<B: Backend>(
-        &self,
-        p: &ParamSet<B>,
-        hidden: &B::Mem,
-        starts: &[usize],
-        targets: &Targets<B>,
-        settings: &ObjectiveSettings,
-    ) -> (Losses, ObjectiveCache<B>) {
+    pub fn forward<B: Backend>(&self, p: &ParamSet<B>, hidden: &B::Mem, targets: &Targets<B>, settings: &ObjectiveSettings) -> (Losses, ObjectiveCache<B>) {
         let (d, b) = (self.d, targets.rows.len());
         let r = B::len(targets.descriptions) / (3 * d);
         let zeros = |n: usize| B::zeros(n);
@@ -176,7 +171,7 @@ impl HeadIds {
         let mut x = zeros(b * d);
         B::linear_forward(&markers, b, p.get(self.context.weight), p.get(self.context.bias), &mut x, Activation::Bias);
         let (mut x_star, mut attn) = (zeros(b * d), zeros(B::len(hidden) / d));
-        B::query_attention_forward(hidden, starts, p.get(self.distill_query), &mut x_star, &mut attn);
+        B::query_attention_forward(hidden, targets.starts, p.get(self.distill_query), &mut x_star, &mut attn);
 
         let mut adversary_hidden = zeros(b * d);
         B::linear_forward(&x_star, b, p.get(self.adversary_hidden.weight), p.get(self.adversary_hidden.bias), &mut adversary_hidden, Activation::Bias);
@@ -209,7 +204,6 @@ impl HeadIds {
         &self,
         p: &ParamSet<B>,
         hidden: &B::Mem,
-        starts: &[usize],
         targets: &Targets<B>,
         settings: &ObjectiveSettings,
         cache: &ObjectiveCache<B>,
@@ -254,7 +248,7 @@ impl HeadIds {
         B::grl_backward(&d_x_star_adv, settings.grl_lambda, &mut d_x_star);
 
         // distillation attention: gradient to the query only (H is detached here)
-        B::query_attention_backward(hidden, starts, p.get(self.distill_query), &cache.attn, &d_x_star, grads.get_mut(self.distill_query), None);
+        B::query_attention_backward(hidden, targets.starts, p.get(self.distill_query), &cache.attn, &d_x_star, grads.get_mut(self.distill_query), None);
 
         // context projection → markers; entity pools and markers → H
         let mut d_markers = zeros(b * 2 * d);

@@ -226,24 +226,21 @@ impl<B: Backend> Trainer<B> {
         if let Some(f) = &tower_forward {
             copy_into::<B>(&f.pooled, B::slice_mut(&mut descriptions, 0..B::len(&f.pooled)));
         }
-        let targets = Targets { rows: &rows, descriptions: &*descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
+        let targets = Targets {
+            starts: &packed.starts,
+            rows: &rows,
+            descriptions: &*descriptions,
+            relation: &relation,
+            negatives: &negatives,
+            train_label: &train_label,
+        };
         let cache = self.bert.forward_train(&packed, dropout);
-        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &packed.starts, &targets, &settings);
+        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &targets, &settings);
         let mut grads = self.bert.params.zero_grads();
         let mut d_hidden = B::zeros(B::len(cache.hidden()));
         // d_descriptions: [(R + extra) × 3d]; only the batch relations' rows are used.
         let mut d_descriptions = tower_forward.as_ref().map(|_| B::zeros(B::len(&descriptions)));
-        self.heads.backward(
-            &self.bert.params,
-            cache.hidden(),
-            &packed.starts,
-            &targets,
-            &settings,
-            &head_cache,
-            &mut grads,
-            &mut d_hidden,
-            d_descriptions.as_deref_mut(),
-        );
+        self.heads.backward(&self.bert.params, cache.hidden(), &targets, &settings, &head_cache, &mut grads, &mut d_hidden, d_descriptions.as_deref_mut());
         self.bert.backward(&packed, &cache, &d_hidden, dropout, &mut grads);
         let activation_bytes = cache.bytes();
         drop(cache);
