@@ -108,8 +108,8 @@ pub fn encode<B: Backend>(encoder: &SentenceEncoder<B>, queries: &[&PlainQuery],
         .enumerate()
         .map(|(i, q)| {
             // The rows from the first context position to the last, on the host.
-            let (first, last) = (q.context.iter().min().expect("a context is not empty"), q.context.iter().max().expect("a context is not empty"));
-            let span = B::to_host(B::slice(&hidden, (batch.starts[i] + first) * d..(batch.starts[i] + last + 1) * d))?;
+            let (first, end) = (q.context.iter().min().map_or(0, |&p| p), q.context.iter().max().map_or(0, |&p| p + 1));
+            let span = B::to_host(B::slice(&hidden, (batch.starts[i] + first) * d..(batch.starts[i] + end) * d))?;
             let mut context = vec![0.0f32; d];
             for &p in &q.context {
                 let row = &span[(p - first) * d..][..d];
