@@ -10,6 +10,8 @@
 //! Backends: `cpu`, the only one so far. ARCHITECTURE.md, "The device seam", says how
 //! another one plugs in. `cuda` (features `cuda`, `cuda-emu`) holds the CUDA ops and their
 //! launchers, not yet a `Backend` (docs/cuda.md).
+#[cfg(all(test, any(feature = "cuda", feature = "cuda-emu")))]
+mod conformance;
 pub mod cpu;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;

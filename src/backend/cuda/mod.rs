@@ -8,9 +8,11 @@
 //! (`crate::backend::cpu`) on seeded random inputs, ragged shapes and every block size the
 //! launcher can pick.
 pub mod blas;
+mod device;
 #[cfg(feature = "cuda-emu")]
 pub mod emu;
 pub mod launch;
+pub mod memory;
 #[cfg(feature = "cuda")]
 pub mod runtime;
 
@@ -19,6 +21,7 @@ pub mod attention;
 pub mod cosine;
 pub mod distill;
 pub mod dropout;
+pub mod elementwise;
 pub mod embedding;
 pub mod entity_pool;
 pub mod gelu;
@@ -30,4 +33,5 @@ pub mod pooling;
 #[cfg(test)]
 mod testing;
 
+pub use device::{Cuda, Unprepared};
 pub use launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig, Packed};
