@@ -7,9 +7,10 @@
 //! (`Backend::to_host`). ARCHITECTURE.md ("The device seam") lists what still reads host
 //! slices directly.
 //!
-//! Backends: `cpu`, the only one so far. ARCHITECTURE.md, "The device seam", says how
-//! another one plugs in. `cuda` (features `cuda`, `cuda-emu`) holds the CUDA ops and their
-//! launchers, not yet a `Backend` (docs/cuda.md).
+//! Backends: `cpu` ([`Device`] in every build so far), and `cuda::Cuda` (features `cuda`,
+//! `cuda-emu`: the CUDA ops' launchers behind the same trait, docs/cuda.md). ARCHITECTURE.md,
+//! "The device seam", says how a backend plugs in; `conformance` (tests) checks one against
+//! the CPU's.
 #[cfg(all(test, any(feature = "cuda", feature = "cuda-emu")))]
 mod conformance;
 pub mod cpu;

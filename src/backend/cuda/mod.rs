@@ -2,7 +2,8 @@
 //! `kernels/layernorm.cu`), with the CPU ops' names and llm.c's argument order (outputs first,
 //! then inputs, shapes last), on device slices. They run on any [`Gpu`]: the emulator
 //! (feature `cuda-emu`, the tests) or a CUDA context (feature `cuda`, [`runtime`]).
-//! GEMMs go through cuBLAS's contract ([`blas`]).
+//! GEMMs go through cuBLAS's contract ([`blas`]). [`Cuda`] is the backend built on them
+//! (`device.rs`, memory in `memory.rs`).
 //!
 //! Each launcher's tests run the kernel emulated against the CPU op of the same name
 //! (`crate::backend::cpu`) on seeded random inputs, ragged shapes and every block size the
