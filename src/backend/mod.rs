@@ -7,8 +7,8 @@
 //! (`Backend::to_host`). ARCHITECTURE.md ("The device seam") lists what still reads host
 //! slices directly.
 //!
-//! Backends: `cpu` ([`Device`] in every build so far), and `cuda::Cuda` (features `cuda`,
-//! `cuda-emu`: the CUDA ops' launchers behind the same trait, docs/cuda.md). ARCHITECTURE.md,
+//! Backends: `cpu`, and `cuda::Cuda` (features `cuda`, `cuda-emu`: the CUDA ops' launchers
+//! behind the same trait, docs/cuda.md). ARCHITECTURE.md,
 //! "The device seam", says how a backend plugs in; `conformance` (tests) checks one against
 //! the CPU's.
 #[cfg(all(test, any(feature = "cuda", feature = "cuda-emu")))]

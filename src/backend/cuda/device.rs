@@ -628,6 +628,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "out of bounds")]
     fn a_range_past_the_end_is_refused_as_on_the_cpu() {
+        let _ = opened(); // without a device, the placeholder buffer is sliced alike
         let x = Cuda::zeros(4);
         let _ = Cuda::slice(&x, 2..5);
     }
@@ -655,8 +656,9 @@ mod tests {
             return;
         }
         let mut y = Cuda::from_host(&[1.0, 2.0]);
-        // More than any host or device can allocate: the allocation fails, nothing panics.
-        let failed = Cuda::zeros(1 << 59);
+        // More than any host or device can allocate (2⁶³ bytes: refused before any malloc, so
+        // the sanitizers' allocators do not abort): the allocation fails, nothing panics.
+        let failed = Cuda::zeros(1 << 61);
         Cuda::add(&mut y, &Cuda::from_host(&[1.0, 1.0])); // skipped: the thread has an error
         let e = Cuda::sync().unwrap_err().to_string();
         assert!(e.starts_with("device: device memory"), "{e}");
@@ -668,6 +670,8 @@ mod tests {
         let e = Cuda::to_host(&y).unwrap_err().to_string();
         assert!(e.contains("allocation failed"), "{e}");
         assert!(Cuda::to_host(&failed).is_err());
+        Cuda::add(&mut y, Cuda::slice(&failed, (1 << 61) - 2..1 << 61)); // its far end too
+        assert!(Cuda::sync().is_err());
         // Ops run again.
         Cuda::add(&mut y, &Cuda::from_host(&[1.0, 1.0]));
         assert_eq!(Cuda::to_host(&y).unwrap(), [2.0, 3.0]);
@@ -678,7 +682,7 @@ mod tests {
         if !opened() {
             return;
         }
-        let failed = Cuda::zeros(1 << 59);
+        let failed = Cuda::zeros(1 << 61);
         std::thread::scope(|s| {
             s.spawn(|| {
                 let mut y = Cuda::from_host(&[1.0; 3]);

@@ -321,8 +321,9 @@ impl DeviceBuffer<u8> {
 
 /// `len` zeroed f32s on `dev`.
 pub fn alloc_f32<D: Gpu + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
+    let bytes = len.checked_mul(4).ok_or_else(|| CudaError::Memory(format!("{len} f32s do not fit the address space")))?;
     // SAFETY: `4·len` zero bytes are `len` f32 zeros.
-    Ok(unsafe { dev.alloc_zeroed(len * 4)?.retype(len) })
+    Ok(unsafe { dev.alloc_zeroed(bytes)?.retype(len) })
 }
 
 /// A device copy of `data`.

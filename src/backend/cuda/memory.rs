@@ -61,19 +61,19 @@ impl DevMem {
     /// Values `range`.
     pub fn slice(&self, range: Range<usize>) -> &DevMem {
         check_range(&range, self.len());
-        DevMem::at(self.addr() + 4 * range.start as u64, range.len())
+        DevMem::at(offset(self.addr(), range.start), range.len())
     }
 
     pub fn slice_mut(&mut self, range: Range<usize>) -> &mut DevMem {
         check_range(&range, self.len());
-        DevMem::at_mut(self.addr() + 4 * range.start as u64, range.len())
+        DevMem::at_mut(offset(self.addr(), range.start), range.len())
     }
 
     /// `self[..mid]` and `self[mid..]`.
     pub fn split_at_mut(&mut self, mid: usize) -> (&mut DevMem, &mut DevMem) {
         assert!(mid <= self.len(), "device memory split at {mid} past its length {}", self.len());
         let (addr, len) = (self.addr(), self.len());
-        (DevMem::at_mut(addr, mid), DevMem::at_mut(addr + 4 * mid as u64, len - mid))
+        (DevMem::at_mut(addr, mid), DevMem::at_mut(offset(addr, mid), len - mid))
     }
 
     fn failed(&self) -> Result<(), CudaError> {
@@ -97,6 +97,12 @@ impl DevMem {
         // SAFETY: as `device`, and borrowed exclusively.
         Ok(unsafe { DevSliceMut::from_raw(self.addr(), self.len()) })
     }
+}
+
+/// The address `start` f32s after `addr`; saturating, so that a failed buffer's views stay
+/// in the failed range however long it claims to be (a real buffer's offsets never saturate).
+fn offset(addr: u64, start: usize) -> u64 {
+    addr.saturating_add((start as u64).saturating_mul(4))
 }
 
 fn check_range(range: &Range<usize>, len: usize) {
