@@ -6,9 +6,12 @@
 //! the trainer hand ops device memory, and results go to the host only where they leave the
 //! model (`Backend::to_host`).
 //!
-//! Backends: `cpu`, the only one so far. ARCHITECTURE.md, "The device seam", says how
-//! another one plugs in. `cuda` (features `cuda`, `cuda-emu`) holds the CUDA ops and their
-//! launchers, not yet a `Backend` (docs/cuda.md).
+//! Backends: `cpu`, and `cuda::Cuda` (features `cuda`, `cuda-emu`: the CUDA ops' launchers
+//! behind the same trait, docs/cuda.md). ARCHITECTURE.md,
+//! "The device seam", says how a backend plugs in; `conformance` (tests) checks one against
+//! the CPU's.
+#[cfg(all(test, any(feature = "cuda", feature = "cuda-emu")))]
+mod conformance;
 pub mod cpu;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;

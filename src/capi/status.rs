@@ -100,7 +100,7 @@ pub fn classify(e: &Error) -> rmx_status {
         Error::Input(_) | Error::InvalidArgument(_) => RMX_ERR_INVALID_ARGUMENT,
         Error::InvalidData(_) => RMX_ERR_INVALID_INPUT,
         Error::ModelMismatch(_) => RMX_ERR_MODEL_MISMATCH,
-        Error::CpuUnsupported(_) => RMX_ERR_UNKNOWN,
+        Error::CpuUnsupported(_) | Error::Device(_) => RMX_ERR_UNKNOWN,
         Error::Index(i) => match i {
             I::Io { .. } | I::DestinationOccupied { .. } => RMX_ERR_IO,
             I::BadMagic { .. } | I::Corrupt { .. } => RMX_ERR_INDEX_CORRUPT,

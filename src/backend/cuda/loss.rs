@@ -1,5 +1,5 @@
 //! Training losses on the device (`kernels/loss.cu`): RE-Matching's margin loss with the
-//! hardest negative, and softmax cross-entropy; the math of `cpu::loss`. The loss itself
+//! hardest negative, its contrastive (InfoNCE) alternative, and softmax cross-entropy; the math of `cpu::loss`. The loss itself
 //! stays on the device (`loss: [1]`), as the gradient's input does.
 use super::launch::{alloc_f32, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig};
 
@@ -19,25 +19,55 @@ fn rows(scores: DevSlice<'_, f32>, m: usize, per_row: usize) -> usize {
 /// positive; the caller checks both on the host, as `cpu::loss` does).
 pub fn matching_loss_forward<D: Gpu + ?Sized>(
     dev: &D,
-    mut loss: DevSliceMut<'_, f32>,
+    loss: DevSliceMut<'_, f32>,
     scores: DevSlice<'_, f32>,
     m: usize,
     positives: DevSlice<'_, u32>,
     negatives: DevSlice<'_, bool>,
     gamma: f32,
 ) -> Result<(), CudaError> {
+    candidate_loss_forward(dev, "matching_loss_forward", loss, scores, m, positives, negatives, gamma)
+}
+
+/// `loss: [1]` = the contrastive loss at `temperature` (`cpu::loss::contrastive_loss_forward`);
+/// arguments as [`matching_loss_forward`].
+pub fn contrastive_loss_forward<D: Gpu + ?Sized>(
+    dev: &D,
+    loss: DevSliceMut<'_, f32>,
+    scores: DevSlice<'_, f32>,
+    m: usize,
+    positives: DevSlice<'_, u32>,
+    negatives: DevSlice<'_, bool>,
+    temperature: f32,
+) -> Result<(), CudaError> {
+    candidate_loss_forward(dev, "contrastive_loss_forward", loss, scores, m, positives, negatives, temperature)
+}
+
+/// Launches the forward `kernel` of a loss over each row's positive and candidate negatives,
+/// whose one constant is `constant` (a margin, a temperature).
+#[allow(clippy::too_many_arguments)]
+fn candidate_loss_forward<D: Gpu + ?Sized>(
+    dev: &D,
+    kernel: &'static str,
+    mut loss: DevSliceMut<'_, f32>,
+    scores: DevSlice<'_, f32>,
+    m: usize,
+    positives: DevSlice<'_, u32>,
+    negatives: DevSlice<'_, bool>,
+    constant: f32,
+) -> Result<(), CudaError> {
     let n = rows(scores, m, positives.len());
-    assert!(negatives.len() == scores.len() && loss.len() == 1, "matching loss: negatives is not [n × m] or loss not [1]");
+    assert!(negatives.len() == scores.len() && loss.len() == 1, "{kernel}: negatives is not [n × m] or loss not [1]");
     let mut terms = alloc_f32(dev, n.max(1))?;
-    let args = KernelArgs::new().output(&mut loss).output(&mut terms.slice_mut()).input(scores).input(positives).input(negatives).int(n).int(m).f32(gamma);
-    dev.launch("matching_loss_forward", LaunchConfig::linear(1, BLOCK, 0), args)
+    let args = KernelArgs::new().output(&mut loss).output(&mut terms.slice_mut()).input(scores).input(positives).input(negatives).int(n).int(m).f32(constant);
+    dev.launch(kernel, LaunchConfig::linear(1, BLOCK, 0), args)
 }
 
 /// `d_scores += d_loss · ∂L/∂scores` of [`matching_loss_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn matching_loss_backward<D: Gpu + ?Sized>(
     dev: &D,
-    mut d_scores: DevSliceMut<'_, f32>,
+    d_scores: DevSliceMut<'_, f32>,
     scores: DevSlice<'_, f32>,
     m: usize,
     positives: DevSlice<'_, u32>,
@@ -45,13 +75,44 @@ pub fn matching_loss_backward<D: Gpu + ?Sized>(
     gamma: f32,
     d_loss: f32,
 ) -> Result<(), CudaError> {
+    candidate_loss_backward(dev, "matching_loss_backward", d_scores, scores, m, positives, negatives, gamma, d_loss)
+}
+
+/// `d_scores += d_loss · ∂L/∂scores` of [`contrastive_loss_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn contrastive_loss_backward<D: Gpu + ?Sized>(
+    dev: &D,
+    d_scores: DevSliceMut<'_, f32>,
+    scores: DevSlice<'_, f32>,
+    m: usize,
+    positives: DevSlice<'_, u32>,
+    negatives: DevSlice<'_, bool>,
+    temperature: f32,
+    d_loss: f32,
+) -> Result<(), CudaError> {
+    candidate_loss_backward(dev, "contrastive_loss_backward", d_scores, scores, m, positives, negatives, temperature, d_loss)
+}
+
+/// Launches the backward `kernel` of a loss of [`candidate_loss_forward`]'s kind.
+#[allow(clippy::too_many_arguments)]
+fn candidate_loss_backward<D: Gpu + ?Sized>(
+    dev: &D,
+    kernel: &'static str,
+    mut d_scores: DevSliceMut<'_, f32>,
+    scores: DevSlice<'_, f32>,
+    m: usize,
+    positives: DevSlice<'_, u32>,
+    negatives: DevSlice<'_, bool>,
+    constant: f32,
+    d_loss: f32,
+) -> Result<(), CudaError> {
     let n = rows(scores, m, positives.len());
-    assert!(negatives.len() == scores.len() && d_scores.len() == scores.len(), "matching loss backward: wrong lengths");
+    assert!(negatives.len() == scores.len() && d_scores.len() == scores.len(), "{kernel}: wrong lengths");
     if n == 0 {
         return Ok(());
     }
-    let args = KernelArgs::new().output(&mut d_scores).input(scores).input(positives).input(negatives).int(n).int(m).f32(gamma).f32(d_loss);
-    dev.launch("matching_loss_backward", LaunchConfig::elementwise(n, BLOCK), args)
+    let args = KernelArgs::new().output(&mut d_scores).input(scores).input(positives).input(negatives).int(n).int(m).f32(constant).f32(d_loss);
+    dev.launch(kernel, LaunchConfig::elementwise(n, BLOCK), args)
 }
 
 /// `loss: [1]` = mean softmax cross-entropy of `logits: [n × classes]` against `labels: [n]`
