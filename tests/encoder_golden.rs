@@ -2,7 +2,8 @@
 //! tests/oracle/gen_encoder_fixtures.py): every layer's hidden states and the pooled
 //! sentence embedding, one sequence at a time and packed into one batch, on every
 //! instruction set this CPU has; and the accuracy cost of bf16 and int8 precision. Each
-//! check is generic over the backend and run here on the CPU.
+//! check is generic over the backend and run on the CPU, and (features `cuda`, `cuda-emu`)
+//! through the CUDA backend: emulated here, on a GPU with `RMX_TEST_DEVICE=cuda`.
 mod common;
 
 use common::*;
@@ -66,6 +67,14 @@ fn tiny_bert_matches_oracle_on<B: Backend>() {
 #[test]
 fn tiny_bert_matches_oracle() {
     tiny_bert_matches_oracle_on::<Cpu>();
+}
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+#[test]
+fn tiny_bert_matches_oracle_on_cuda() {
+    if cuda_device() {
+        tiny_bert_matches_oracle_on::<rmx::backend::cuda::Cuda>();
+    }
 }
 
 fn minilm_hidden_states_match_oracle_on<B: Backend>() {

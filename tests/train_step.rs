@@ -3,7 +3,8 @@
 //! `tests/oracle/TRAINING.md`): forward values, the loss, every parameter gradient, then the
 //! loss trajectory and final parameters over five AdamW steps. Tolerances are the fixture's
 //! recommended f32 tolerances (`train_step_golden.json`). The checks are generic over the
-//! backend and run here on the CPU.
+//! backend and run on the CPU and, with features `cuda`/`cuda-emu`, through the CUDA backend
+//! (emulated here; on a GPU with `RMX_TEST_DEVICE=cuda`).
 mod common;
 
 use common::{fixture, load_golden, Golden};
@@ -106,6 +107,15 @@ impl<B: Backend> Case<B> {
 #[test]
 fn one_step_matches_the_pytorch_oracle() {
     one_step_matches_the_pytorch_oracle_on::<Cpu>();
+}
+
+/// The same step through the CUDA backend: forward, backward and AdamW on the device.
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+#[test]
+fn one_step_matches_the_pytorch_oracle_on_cuda() {
+    if common::cuda_device() {
+        one_step_matches_the_pytorch_oracle_on::<rmx::backend::cuda::Cuda>();
+    }
 }
 
 fn one_step_matches_the_pytorch_oracle_on<B: Backend>() {

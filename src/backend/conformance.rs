@@ -37,7 +37,7 @@ fn same<B: Backend, const I: usize, const O: usize>(
     );
     B::sync().unwrap_or_else(|e| panic!("{what}: {e}"));
     for (k, (out, want)) in outs.iter().zip(&want).enumerate() {
-        assert_near(&format!("{} {what} output {k}", B::NAME), &B::to_host(out).unwrap(), want);
+        assert_near(&format!("{} {what} output {k}", B::KIND.name()), &B::to_host(out).unwrap(), want);
     }
 }
 
@@ -233,7 +233,7 @@ fn sequences<B: Backend>(rng: &mut Rng, d: usize) {
         |[h], [a, b, m]| Cpu::entity_pool_forward(h, d, &rows, a, b, m, &mut want_argmax),
         |[h], [a, b, m]| B::entity_pool_forward(h, d, &rows, a, b, m, &mut got_argmax),
     );
-    assert_eq!(got_argmax, want_argmax, "{} entity_pool_forward argmax, d={d}", B::NAME);
+    assert_eq!(got_argmax, want_argmax, "{} entity_pool_forward argmax, d={d}", B::KIND.name());
     same::<B, 3, 1>(
         "entity_pool_backward",
         [&heads, &tails, &markers],
@@ -322,13 +322,13 @@ fn losses<B: Backend>(rng: &mut Rng) {
         let gamma = 0.25;
         let (want, got) =
             (Cpu::matching_loss_forward(&scores, m, &positives, &negatives, gamma), B::matching_loss_forward(&on, m, &positives, &negatives, gamma));
-        assert_near(&format!("{} matching_loss_forward n={n} m={m}", B::NAME), &[got], &[want]);
+        assert_near(&format!("{} matching_loss_forward n={n} m={m}", B::KIND.name()), &[got], &[want]);
         let t = 0.1;
         let (want, got) =
             (Cpu::contrastive_loss_forward(&scores, m, &positives, &negatives, t), B::contrastive_loss_forward(&on, m, &positives, &negatives, t));
-        assert_near(&format!("{} contrastive_loss_forward n={n} m={m}", B::NAME), &[got], &[want]);
+        assert_near(&format!("{} contrastive_loss_forward n={n} m={m}", B::KIND.name()), &[got], &[want]);
         let (want, got) = (Cpu::cross_entropy_forward(&scores, m, &positives), B::cross_entropy_forward(&on, m, &positives));
-        assert_near(&format!("{} cross_entropy_forward n={n} m={m}", B::NAME), &[got], &[want]);
+        assert_near(&format!("{} cross_entropy_forward n={n} m={m}", B::KIND.name()), &[got], &[want]);
         B::sync().unwrap();
         let ds = rng.normals(n * m, 1.0);
         same::<B, 1, 1>(

@@ -10,6 +10,7 @@
 //! behind the same trait, docs/cuda.md). ARCHITECTURE.md,
 //! "The device seam", says how a backend plugs in; `conformance` (tests) checks one against
 //! the CPU's.
+mod choice;
 #[cfg(all(test, any(feature = "cuda", feature = "cuda-emu")))]
 mod conformance;
 pub mod cpu;
@@ -18,6 +19,7 @@ pub mod cuda;
 pub mod tensor;
 
 use crate::error::Result;
+pub use choice::{on_device, DeviceKind, OnDevice};
 pub use tensor::Tensor;
 
 /// The arithmetic of the encoder's linear layers (≈ 80 % of its time); attention, softmax,
@@ -123,8 +125,8 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// [`Backend::prepare_linears`] (the CPU: weights packed into GEMM panels).
     type Prepared: Default + Send + Sync;
 
-    /// The device's name on the command line (`--device`): "cpu", "cuda".
-    const NAME: &'static str;
+    /// The device as a user names it (`--device`).
+    const KIND: DeviceKind;
 
     /// `Ok` if the device can compute linear layers in `precision`.
     fn check_precision(precision: Precision) -> Result<()>;

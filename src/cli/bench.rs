@@ -2,7 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
-use rmx::backend::{cpu::Cpu, Backend};
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::Result;
 use serde_json::json;
@@ -35,10 +35,19 @@ pub struct BenchArgs {
     single_iters: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 pub fn run(args: BenchArgs) -> Result<Outcome> {
-    bench::<Cpu>(args)
+    on_device(args.device.kind, args)
+}
+
+impl OnDevice for BenchArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        bench::<B>(self)
+    }
 }
 
 fn bench<B: Backend>(args: BenchArgs) -> Result<Outcome> {
@@ -75,6 +84,7 @@ fn bench<B: Backend>(args: BenchArgs) -> Result<Outcome> {
             "batch_tokens_per_s": batch.tokens() as f64 / batch_s,
             "single_seq_len": args.single_len,
             "single_latency_ms": single_s * 1e3,
+            "device": B::KIND.name(),
             "isa": Isa::current().name(),
             "precision": bert.precision().name(),
             // Which bf16 kernel the linear layers ran on (null in f32).

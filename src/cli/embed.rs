@@ -2,7 +2,7 @@
 use super::jsonl::{write_line, Batches};
 use super::Outcome;
 use clap::Args;
-use rmx::backend::{cpu::Cpu, Backend};
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::model::sentence::SentenceEncoder;
 use rmx::{Error, Result};
 use serde::Serialize;
@@ -27,6 +27,8 @@ pub struct EmbedArgs {
     batch_size: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 /// One output line; f32 values print in their shortest exact form.
@@ -37,7 +39,14 @@ struct Embedded<'a> {
 }
 
 pub fn run(args: EmbedArgs) -> Result<Outcome> {
-    embed::<Cpu>(args)
+    on_device(args.device.kind, args)
+}
+
+impl OnDevice for EmbedArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        embed::<B>(self)
+    }
 }
 
 fn embed<B: Backend>(args: EmbedArgs) -> Result<Outcome> {

@@ -70,3 +70,18 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// Opens the CUDA backend's device for a test (the emulator under `--features cuda-emu`, a
+/// GPU under `cuda` or with `RMX_TEST_DEVICE=cuda`); `false`, with the reason printed, when
+/// there is none, so the test skips.
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+#[allow(dead_code)] // not every test binary runs on the CUDA backend
+pub fn cuda_device() -> bool {
+    match rmx::backend::cuda::Cuda::open() {
+        Ok(()) => true,
+        Err(e) => {
+            println!("skipped: no CUDA device: {e}");
+            false
+        }
+    }
+}

@@ -68,7 +68,7 @@ impl Backend for Cpu {
     type Param = Tensor;
     type Prepared = PackedWeights;
 
-    const NAME: &'static str = "cpu";
+    const KIND: crate::backend::DeviceKind = crate::backend::DeviceKind::Cpu;
 
     fn check_precision(precision: Precision) -> Result<()> {
         match precision {

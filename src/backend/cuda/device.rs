@@ -150,7 +150,7 @@ impl Backend for Cuda {
     type Param = DevParam;
     type Prepared = Unprepared;
 
-    const NAME: &'static str = "cuda";
+    const KIND: crate::backend::DeviceKind = crate::backend::DeviceKind::Cuda;
 
     fn check_precision(precision: Precision) -> Result<()> {
         match precision {
