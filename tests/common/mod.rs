@@ -8,8 +8,13 @@ mod temp_dir;
 #[allow(unused_imports)] // not every test crate makes scratch directories
 pub use temp_dir::TempDir;
 
+/// `tests/fixtures/NAME`; `RMX_FIXTURES` names another fixtures directory (a test binary run
+/// away from its source tree: `scripts/gpu-check.sh` on the GPU machine).
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    match std::env::var_os("RMX_FIXTURES") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name),
+    }
 }
 
 /// A golden tensor from a fixture file, as f32 (integer and f64 tensors are converted).
