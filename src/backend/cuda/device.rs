@@ -19,6 +19,7 @@
 use super::elementwise::{axpy, copy_columns, fill_zero, tanh_backward, tanh_forward};
 use super::launch::{alloc_f32, download, duplicate, upload, CudaError, DeviceBuffer, Gpu, Packed};
 use super::linear::Activation as Epilogue;
+use super::loss::CandidateLoss;
 use super::memory::{DevBuf, DevMem, DevParam};
 use super::{adamw, attention, cosine, distill, dropout, embedding, entity_pool, gelu, layernorm, linear, loss, pooling};
 use crate::backend::{Activation, AdamWStep, Backend, EntityRows, Precision, Tensor};
@@ -536,40 +537,42 @@ impl Backend for Cuda {
     }
 
     fn matching_loss_forward(scores: &DevMem, m: usize, positives: &[u32], negatives: &[bool], gamma: f32) -> f32 {
-        check_candidates(scores, m, positives, negatives);
-        loss_value(|gpu, loss| {
-            let (positives, negatives) = (upload(gpu, positives)?, upload(gpu, negatives)?);
-            loss::matching_loss_forward(gpu, loss.slice_mut(), scores.device()?, m, positives.slice(), negatives.slice(), gamma)
-        })
+        candidate_loss(CandidateLoss::Matching { gamma }, scores, m, positives, negatives)
     }
 
     fn matching_loss_backward(scores: &DevMem, m: usize, positives: &[u32], negatives: &[bool], gamma: f32, d_loss: f32, d_scores: &mut DevMem) {
-        check_candidates(scores, m, positives, negatives);
-        run(|gpu| {
-            let (positives, negatives) = (upload(gpu, positives)?, upload(gpu, negatives)?);
-            loss::matching_loss_backward(gpu, d_scores.device_mut()?, scores.device()?, m, positives.slice(), negatives.slice(), gamma, d_loss)
-        })
+        candidate_loss_gradient(CandidateLoss::Matching { gamma }, scores, m, positives, negatives, d_loss, d_scores)
     }
 
     fn contrastive_loss_forward(scores: &DevMem, m: usize, positives: &[u32], negatives: &[bool], temperature: f32) -> f32 {
-        check_candidates(scores, m, positives, negatives);
-        loss_value(|gpu, loss| {
-            let (positives, negatives) = (upload(gpu, positives)?, upload(gpu, negatives)?);
-            loss::contrastive_loss_forward(gpu, loss.slice_mut(), scores.device()?, m, positives.slice(), negatives.slice(), temperature)
-        })
+        candidate_loss(CandidateLoss::Contrastive { temperature }, scores, m, positives, negatives)
     }
 
     fn contrastive_loss_backward(scores: &DevMem, m: usize, positives: &[u32], negatives: &[bool], temperature: f32, d_loss: f32, d_scores: &mut DevMem) {
-        check_candidates(scores, m, positives, negatives);
-        run(|gpu| {
-            let (positives, negatives) = (upload(gpu, positives)?, upload(gpu, negatives)?);
-            loss::contrastive_loss_backward(gpu, d_scores.device_mut()?, scores.device()?, m, positives.slice(), negatives.slice(), temperature, d_loss)
-        })
+        candidate_loss_gradient(CandidateLoss::Contrastive { temperature }, scores, m, positives, negatives, d_loss, d_scores)
     }
 
     fn adamw_step(p: &mut DevMem, g: &DevMem, m: &mut DevMem, v: &mut DevMem, step: AdamWStep) {
         run(|gpu| adamw::adamw_step(gpu, p.device_mut()?, m.device_mut()?, v.device_mut()?, g.device()?, step))
     }
+}
+
+/// The value of the loss `kind` over `scores: [n × m]` (see [`check_candidates`]).
+fn candidate_loss(kind: CandidateLoss, scores: &DevMem, m: usize, positives: &[u32], negatives: &[bool]) -> f32 {
+    check_candidates(scores, m, positives, negatives);
+    loss_value(|gpu, loss| {
+        let (positives, negatives) = (upload(gpu, positives)?, upload(gpu, negatives)?);
+        loss::candidate_loss_forward(gpu, kind, loss.slice_mut(), scores.device()?, m, positives.slice(), negatives.slice())
+    })
+}
+
+/// `d_scores += d_loss · ∂L/∂scores` of [`candidate_loss`].
+fn candidate_loss_gradient(kind: CandidateLoss, scores: &DevMem, m: usize, positives: &[u32], negatives: &[bool], d_loss: f32, d_scores: &mut DevMem) {
+    check_candidates(scores, m, positives, negatives);
+    run(|gpu| {
+        let (positives, negatives) = (upload(gpu, positives)?, upload(gpu, negatives)?);
+        loss::candidate_loss_backward(gpu, kind, d_scores.device_mut()?, scores.device()?, m, positives.slice(), negatives.slice(), d_loss)
+    })
 }
 
 /// Checks the labels the cross-entropy kernels index with, as `cpu::loss` does.
