@@ -4,16 +4,23 @@
 //! - **One device per process.** The trait's ops are static functions, so [`Cuda::open`] picks
 //!   the device once: GPU 0 (feature `cuda`) or the emulator (feature `cuda-emu`; with both
 //!   features, the emulator unless `RMX_TEST_DEVICE=cuda`, the kernel tests' rule). Calls
-//!   reach it through a lock, one at a time (launches wait for the GPU anyway, and one cuBLAS
-//!   handle must not be used by two threads at once); the CUDA context is made current on
-//!   whichever thread calls (`runtime`).
+//!   reach it through a lock, one at a time (one cuBLAS handle and one staging area must not
+//!   be used by two threads at once); the CUDA context is made current on whichever thread
+//!   calls (`runtime`).
+//! - **No wait per op.** Ops queue their launches and GEMMs on the device's one stream and
+//!   return; the host waits in [`Backend::sync`], [`Backend::to_host`] and where an op brings a
+//!   value back (a loss, the entity pool's argmax). See `runtime` for why that stays correct
+//!   (stream-ordered frees, pinned staging of uploads).
 //! - **Sticky errors, per thread.** An op does not return errors: the first failure (no device
 //!   opened, a launch, a GEMM, an allocation, a buffer whose allocation failed) is kept for the
 //!   calling thread, later ops of that thread do nothing, and [`Backend::sync`] or
 //!   [`Backend::to_host`] returns it (and clears it). Per thread, not per process: the engine
 //!   runs passes on several threads at once (C ABI), each ending in its own `to_host`; one
 //!   process-wide error would fail, or be cleared by, another thread's pass, which would then
-//!   return values computed without the failed op as if nothing happened.
+//!   return values computed without the failed op as if nothing happened. An error the GPU
+//!   meets while running queued work (a kernel fault) surfaces at the next wait of whichever
+//!   thread waits first; CUDA keeps such an error for the whole context, so every later call
+//!   of every thread fails too.
 //! - **Host inputs go up per call**: sequence starts, token ids, labels, masks, entity rows,
 //!   score weights; the losses' value and the entity pool's argmax come down.
 use super::elementwise::{axpy, copy_columns, fill_zero, tanh_backward, tanh_forward};
@@ -79,6 +86,14 @@ fn record(error: String) {
     FIRST_ERROR.with(|first| {
         first.borrow_mut().get_or_insert(error);
     });
+}
+
+/// This thread's sticky error, handed over (and cleared).
+fn take_error() -> Result<()> {
+    match FIRST_ERROR.with(|first| first.borrow_mut().take()) {
+        Some(e) => Err(Error::Device(e)),
+        None => Ok(()),
+    }
 }
 
 fn has_error() -> bool {
@@ -164,10 +179,12 @@ impl Backend for Cuda {
         f()
     }
 
-    /// Launches wait for the device, so this only hands over the thread's sticky error.
+    /// Hands over the thread's sticky error, else waits for the device (which reports what
+    /// its queued work met).
     fn sync() -> Result<()> {
-        match FIRST_ERROR.with(|first| first.borrow_mut().take()) {
-            Some(e) => Err(Error::Device(e)),
+        take_error()?;
+        match DEVICE.get() {
+            Some(_) => with_gpu(|gpu| gpu.synchronize()).map_err(Error::Device),
             None => Ok(()),
         }
     }
@@ -181,7 +198,8 @@ impl Backend for Cuda {
     }
 
     fn to_host(x: &DevMem) -> Result<Vec<f32>> {
-        Self::sync()?;
+        take_error()?;
+        // The download waits for the queued work, and reports what it met.
         with_gpu(|gpu| {
             let source = x.device()?;
             let mut values = vec![0.0f32; x.len()];

@@ -1,6 +1,7 @@
 //! The emulated device: kernels compiled by g++ against `kernels/emu/cuda_emu.h` (feature
 //! `cuda-emu`, see build.rs) run on host threads; device addresses are host addresses; the
-//! GEMM is a plain loop nest over cuBLAS's contract ([`super::blas`]).
+//! GEMM is a plain loop nest over cuBLAS's contract ([`super::blas`]). Every call returns
+//! when done (the [`Gpu`] contract allows it), through the same code path as the GPU's.
 use super::blas::{Gemm, Op};
 use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -119,6 +120,11 @@ impl Gpu for EmuDevice {
         // SAFETY: both are borrowed host memory of `src.len()` bytes, `dst` exclusively, so
         // they do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(src.addr() as *const u8, dst.addr() as *mut u8, src.len()) };
+        Ok(())
+    }
+
+    /// Every call has finished when it returns: nothing to wait for.
+    fn synchronize(&self) -> Result<(), CudaError> {
         Ok(())
     }
 }

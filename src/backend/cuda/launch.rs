@@ -276,19 +276,28 @@ impl KernelArgs {
 }
 
 /// What runs our kernels and GEMMs: the emulator, or a CUDA context.
+///
+/// Calls are queued in order and may return before the device has done them (a CUDA
+/// context's do; the emulator's return when done): only [`Gpu::download_bytes`] and
+/// [`Gpu::synchronize`] wait, and an error met by queued work may surface only there. Memory
+/// given back (a [`DeviceBuffer`] dropped) is reused only after the work queued before.
 pub trait Gpu {
-    /// Launches the `extern "C"` kernel `kernel` and waits for it.
+    /// Queues the `extern "C"` kernel `kernel`.
     fn launch(&self, kernel: &'static str, config: LaunchConfig, args: KernelArgs) -> Result<(), CudaError>;
-    /// `cublasSgemmStridedBatched` with the arguments of `call` (see [`Gemm`]).
+    /// Queues `cublasSgemmStridedBatched` with the arguments of `call` (see [`Gemm`]).
     fn sgemm(&self, call: Gemm<'_>) -> Result<(), CudaError>;
     /// `bytes` of zeroed device memory (8-byte aligned at least).
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError>;
-    /// A device copy of `data` (8-byte aligned at least).
+    /// A device copy of `data` (8-byte aligned at least); `data` may change once this returns.
     fn upload_bytes(&self, data: &[u8]) -> Result<DeviceBuffer<u8>, CudaError>;
-    /// Copies device memory `src` into `dst` (same length).
+    /// Copies device memory `src` into `dst` (same length) once the work queued before is
+    /// done: waits.
     fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError>;
-    /// Copies device memory `src` into device memory `dst` (same length, not overlapping).
+    /// Queues the copy of device memory `src` into device memory `dst` (same length, not
+    /// overlapping).
     fn copy_bytes(&self, dst: DevSliceMut<'_, u8>, src: DevSlice<'_, u8>) -> Result<(), CudaError>;
+    /// Waits for every call queued so far; the first error the device met running them.
+    fn synchronize(&self) -> Result<(), CudaError>;
 }
 
 /// Values that go to the device as their bytes: no padding, every value's bytes valid.

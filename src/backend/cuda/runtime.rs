@@ -4,15 +4,27 @@
 //!
 //! Opening never panics: cudarc panics when libcuda is missing, so its presence is checked
 //! first, and every failure is a [`CudaError::Unavailable`] saying why (kernels not built, no
-//! driver, no device, no cuBLAS). Each launch and GEMM waits for the GPU, so a device error
-//! surfaces at the call that caused it and buffers may be freed as soon as a call returns.
+//! driver, no device, no cuBLAS, no stream-ordered allocator).
+//!
+//! **Nothing waits per call.** Launches, GEMMs, allocations, frees, memsets and copies are all
+//! queued on one stream, in the order they are issued; the host waits only where values
+//! come back ([`Gpu::download_bytes`], [`Gpu::synchronize`]), and an error the GPU meets
+//! while running queued work surfaces there. What keeps that correct:
+//! - memory is allocated and freed in stream order (`cuMemAllocAsync`/`cuMemFreeAsync` on the
+//!   stream), so a buffer dropped while queued work still reads it is released only after
+//!   that work (the default pool keeps freed memory for reuse: release threshold ∞);
+//! - host values going up are copied first into pinned staging memory ([`Staging`]), which is
+//!   reused only after a wait for the stream, so the caller's slice may change as soon as the
+//!   upload returns; uploads too large for the staging area wait for their copy.
+//!
 //! Every call, and every free, first makes the context current on the calling thread, so a
 //! device (and its buffers) may be used from any thread (one at a time: `backend::cuda::device`
-//! holds it behind a lock).
+//! holds it behind a lock; frees need no lock).
 use super::blas::{Gemm, Op};
 use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::Arc;
@@ -38,9 +50,20 @@ pub struct CudaDevice {
     cublas: cublas_sys::cublasHandle_t,
     modules: Vec<sys::CUmodule>,
     functions: HashMap<&'static str, sys::CUfunction>,
+    staging: RefCell<Staging>,
     stream: Arc<CudaStream>,
     _context: Arc<CudaContext>,
 }
+
+/// Pinned host memory that uploads are copied through: a bump area, rewound once the stream
+/// has been waited for (every copy out of it has then completed).
+struct Staging {
+    base: *mut u8,
+    used: usize,
+}
+
+/// Bytes of pinned staging; an upload of more than half of it waits for its own copy.
+const STAGING_BYTES: usize = 4 << 20;
 
 fn unavailable(what: &str) -> impl Fn(driver::DriverError) -> CudaError + '_ {
     move |e| CudaError::Unavailable(format!("{what}: {e}"))
@@ -67,8 +90,12 @@ impl CudaDevice {
         if !unsafe { cublas_sys::is_culib_present() } {
             return Err(CudaError::Unavailable("no cuBLAS: libcublas cannot be loaded".into()));
         }
+        keep_freed_memory(context.cu_device())?;
+        // SAFETY: the context is current (made so by `CudaContext::new`); freed in `drop`.
+        let base = unsafe { driver::malloc_host(STAGING_BYTES, 0) }.map_err(unavailable("no device: pinned staging memory"))? as *mut u8;
+        let staging = RefCell::new(Staging { base, used: 0 });
         let handle = cublas::create_handle().map_err(|e| CudaError::Unavailable(format!("no cuBLAS: {e:?}")))?;
-        let mut device = CudaDevice { cublas: handle, modules: Vec::new(), functions: HashMap::new(), stream, _context: context };
+        let mut device = CudaDevice { cublas: handle, modules: Vec::new(), functions: HashMap::new(), staging, stream, _context: context };
         // SAFETY: the handle and the stream are live; the stream outlives the handle's use.
         unsafe { cublas::set_stream(device.cublas, device.stream.cu_stream() as _) }.map_err(|e| CudaError::Unavailable(format!("cuBLAS stream: {e:?}")))?;
         for &(stem, fatbin, entries) in embedded::FATBINS {
@@ -94,17 +121,75 @@ impl CudaDevice {
         self._context.bind_to_thread().map_err(|e| CudaError::Launch { kernel: "binding the context".into(), reason: e.to_string() })
     }
 
-    fn wait(&self, what: &str) -> Result<(), CudaError> {
-        self.stream.synchronize().map_err(|e| CudaError::Launch { kernel: what.into(), reason: e.to_string() })
+    /// Waits for every call queued so far; the staging area may then be reused.
+    fn wait(&self) -> Result<(), CudaError> {
+        self.stream.synchronize().map_err(|e| CudaError::Launch { kernel: "queued work".into(), reason: e.to_string() })?;
+        self.staging.borrow_mut().used = 0;
+        Ok(())
+    }
+
+    /// Queues the copy of `data` to device address `dst` through the staging area (see the
+    /// module's doc); `data` may change once this returns.
+    fn copy_up(&self, dst: sys::CUdeviceptr, data: &[u8]) -> Result<(), CudaError> {
+        if data.len() > STAGING_BYTES / 2 {
+            // SAFETY: `dst` has room for `data` (the caller's allocation); the wait below keeps
+            // `data` borrowed until the copy has completed.
+            unsafe { driver::memcpy_htod_async(dst, data, self.stream.cu_stream()) }.map_err(memory)?;
+            return self.wait();
+        }
+        let start = {
+            let used = self.staging.borrow().used.next_multiple_of(16);
+            match used + data.len() <= STAGING_BYTES {
+                true => used,
+                false => {
+                    self.wait()?;
+                    0
+                }
+            }
+        };
+        let mut staging = self.staging.borrow_mut();
+        // SAFETY: `start + data.len() ≤ STAGING_BYTES`: inside the pinned area, in a part no
+        // queued copy reads (bytes before `used` since the last wait; the rest is free).
+        let pinned = unsafe {
+            let at = staging.base.add(start);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len());
+            std::slice::from_raw_parts(at as *const u8, data.len())
+        };
+        staging.used = start + data.len();
+        // SAFETY: `dst` has room for `data`; the pinned bytes stay untouched until the next
+        // wait, after which the copy has completed.
+        unsafe { driver::memcpy_htod_async(dst, pinned, self.stream.cu_stream()) }.map_err(memory)
+    }
+}
+
+/// Checks that `device` allocates in stream order and lets its default pool keep freed
+/// memory for reuse (by default it returns it to the system at every synchronisation).
+fn keep_freed_memory(device: sys::CUdevice) -> Result<(), CudaError> {
+    // SAFETY: reads one attribute of a valid device.
+    let pools = unsafe { driver::device::get_attribute(device, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED) };
+    if pools.map_err(unavailable("no device: attributes"))? == 0 {
+        return Err(CudaError::Unavailable("no device: it has no stream-ordered allocator (cuMemAllocAsync)".into()));
+    }
+    let mut pool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: `pool` receives the device's default pool; the attribute's value is a u64.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, device).result().map_err(unavailable("no device: memory pool"))?;
+        sys::cuMemPoolSetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &mut threshold as *mut u64 as *mut _)
+            .result()
+            .map_err(unavailable("no device: memory pool"))
     }
 }
 
 impl Drop for CudaDevice {
     fn drop(&mut self) {
         let _ = self.bind();
-        // SAFETY: the handle and modules were created by `open` and are used by nothing else;
-        // errors at teardown have no one to report to.
+        let _ = self.stream.synchronize();
+        // SAFETY: the handle, modules and staging memory were created by `open` and are used
+        // by nothing else (the wait above finished every queued copy out of the staging
+        // memory); errors at teardown have no one to report to.
         unsafe {
+            let _ = driver::free_host(self.staging.get_mut().base as *mut _);
             let _ = cublas::destroy_handle(self.cublas);
             for &m in &self.modules {
                 let _ = driver::module::unload(m);
@@ -115,20 +200,22 @@ impl Drop for CudaDevice {
 
 // SAFETY: the handles are the driver's and cuBLAS's opaque pointers, valid on any thread
 // once the context is current there, which every call makes it first (`bind`); the one
-// cuBLAS handle is not used by two threads at once because `&self` calls come through the
-// backend's lock (`backend::cuda::device`).
+// cuBLAS handle, and the staging memory, are not used by two threads at once because
+// `&self` calls come through the backend's lock (`backend::cuda::device`).
 unsafe impl Send for CudaDevice {}
 
-/// Device memory from `cuMemAlloc` in `context`, freed on drop (on whichever thread drops it).
-struct Allocation(sys::CUdeviceptr, Arc<CudaContext>);
+/// Device memory from `cuMemAllocAsync` on `stream`, freed on drop in stream order (on
+/// whichever thread drops it).
+struct Allocation(sys::CUdeviceptr, Arc<CudaStream>);
 
 impl Drop for Allocation {
     fn drop(&mut self) {
         // Errors at a free have no one to report to.
-        if self.1.bind_to_thread().is_ok() {
-            // SAFETY: allocated by `malloc_sync` in the context just made current, freed
-            // once; launches wait, so no kernel uses it.
-            let _ = unsafe { driver::free_sync(self.0) };
+        if self.1.context().bind_to_thread().is_ok() {
+            // SAFETY: allocated by `malloc_async` on this stream, freed once. Work queued
+            // before this drop that uses the memory was queued on the same stream (the owner
+            // was borrowed for it), so the free is ordered after it.
+            let _ = unsafe { driver::free_async(self.0, self.1.cu_stream()) };
         }
     }
 }
@@ -145,11 +232,10 @@ impl Gpu for CudaDevice {
         let [gx, gy, gz] = config.grid;
         let [bx, by, bz] = config.block;
         // SAFETY: `pointers` point at `args`' live slots in the kernel's parameter order (the
-        // launchers' job); device addresses in them come from borrowed device slices that
-        // outlive this call, which waits for the kernel.
+        // launchers' job; the driver copies the values before returning); device addresses in
+        // them come from device slices whose memory is freed in stream order, after the kernel.
         unsafe { driver::launch_kernel(f, (gx, gy, gz), (bx, by, bz), config.shared_bytes, self.stream.cu_stream(), &mut pointers) }
-            .map_err(|e| CudaError::Launch { kernel: kernel.into(), reason: e.to_string() })?;
-        self.wait(kernel)
+            .map_err(|e| CudaError::Launch { kernel: kernel.into(), reason: e.to_string() })
     }
 
     fn sgemm(&self, g: Gemm<'_>) -> Result<(), CudaError> {
@@ -160,8 +246,9 @@ impl Gpu for CudaDevice {
             Op::T => cublas_sys::cublasOperation_t::CUBLAS_OP_T,
         };
         let int = |v: usize| v as i32; // `check` proved every size fits
-                                       // SAFETY: `check` proved the matrices inside their device slices, which are borrowed
-                                       // for the call; alpha and beta are host values read before the call returns.
+
+        // SAFETY: `check` proved the matrices inside their device slices, whose memory is freed
+        // in stream order; alpha and beta are host values read before the call returns.
         unsafe {
             cublas::sgemm_strided_batched(
                 self.cublas,
@@ -184,40 +271,48 @@ impl Gpu for CudaDevice {
                 int(g.batch),
             )
         }
-        .map_err(|e| CudaError::Gemm(format!("{e:?}")))?;
-        self.wait("sgemm")
+        .map_err(|e| CudaError::Gemm(format!("{e:?}")))
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
         self.bind()?;
-        // SAFETY: a fresh allocation of `bytes.max(1)` bytes, zeroed before use.
-        let ptr = unsafe { driver::malloc_sync(bytes.max(1)) }.map_err(memory)?;
-        let owner = Allocation(ptr, self._context.clone());
+        let stream = self.stream.cu_stream();
+        // SAFETY: a fresh stream-ordered allocation of `bytes.max(1)` bytes, zeroed in stream
+        // order before any later call on the stream uses it.
+        let ptr = unsafe { driver::malloc_async(stream, bytes.max(1)) }.map_err(memory)?;
+        let owner = Allocation(ptr, self.stream.clone());
         // SAFETY: `ptr` addresses `bytes.max(1)` bytes of device memory.
-        unsafe { driver::memset_d8_sync(ptr, 0, bytes.max(1)) }.map_err(memory)?;
-        // SAFETY: `bytes` zeroed bytes, freed when the owner drops.
+        unsafe { driver::memset_d8_async(ptr, 0, bytes.max(1), stream) }.map_err(memory)?;
+        // SAFETY: `bytes` zeroed bytes (in stream order), freed when the owner drops.
         Ok(unsafe { DeviceBuffer::from_owner(ptr, bytes, Box::new(owner)) })
     }
 
     fn upload_bytes(&self, data: &[u8]) -> Result<DeviceBuffer<u8>, CudaError> {
         let buffer = self.alloc_zeroed(data.len())?;
-        // SAFETY: the fresh allocation has room for `data`.
-        unsafe { driver::memcpy_htod_sync(buffer.slice().addr(), data) }.map_err(memory)?;
+        self.copy_up(buffer.slice().addr(), data)?;
         Ok(buffer)
     }
 
     fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError> {
         assert_eq!(src.len(), dst.len(), "download: lengths differ");
         self.bind()?;
-        // SAFETY: `src` is borrowed device memory of `dst.len()` bytes; launches have waited.
-        unsafe { driver::memcpy_dtoh_sync(dst, src.addr()) }.map_err(memory)
+        // SAFETY: `src` is device memory of `dst.len()` bytes; the wait below keeps `dst`
+        // borrowed until the copy (queued after every call that writes `src`) has completed.
+        unsafe { driver::memcpy_dtoh_async(dst, src.addr(), self.stream.cu_stream()) }.map_err(memory)?;
+        self.wait()
     }
 
     fn copy_bytes(&self, dst: DevSliceMut<'_, u8>, src: DevSlice<'_, u8>) -> Result<(), CudaError> {
         assert_eq!(src.len(), dst.len(), "copy: lengths differ");
         self.bind()?;
-        // SAFETY: both are borrowed device memory of `src.len()` bytes, `dst` exclusively.
-        unsafe { driver::memcpy_dtod_sync(dst.addr(), src.addr(), src.len()) }.map_err(memory)
+        // SAFETY: both are device memory of `src.len()` bytes freed in stream order, `dst`
+        // borrowed exclusively.
+        unsafe { driver::memcpy_dtod_async(dst.addr(), src.addr(), src.len(), self.stream.cu_stream()) }.map_err(memory)
+    }
+
+    fn synchronize(&self) -> Result<(), CudaError> {
+        self.bind()?;
+        self.wait()
     }
 }
 
