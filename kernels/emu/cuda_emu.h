@@ -127,3 +127,8 @@ T atomicMax(T* p, T v) {
 // expf, erff, sqrtf, fmaxf, … come from <math.h>, as on the device (no fast-math intrinsics).
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline unsigned int __float_as_uint(float x) {
+    unsigned int u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+}

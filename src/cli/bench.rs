@@ -2,7 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
-use rmx::backend::{on_device, Backend, OnDevice};
+use rmx::backend::{on_device, Backend, DeviceKind, OnDevice};
 use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::Result;
 use serde_json::json;
@@ -87,8 +87,8 @@ fn bench<B: Backend>(args: BenchArgs) -> Result<Outcome> {
             "device": B::KIND.name(),
             "isa": Isa::current().name(),
             "precision": bert.precision().name(),
-            // Which bf16 kernel the linear layers ran on (null in f32).
-            "bf16_kernel": (bert.precision() == Precision::Bf16).then(Bf16Kernel::current).flatten().map(Bf16Kernel::name),
+            // Which CPU bf16 kernel the linear layers ran on (null in f32 and on CUDA: cuBLAS).
+            "bf16_kernel": (bert.precision() == Precision::Bf16 && B::KIND == DeviceKind::Cpu).then(Bf16Kernel::current).flatten().map(Bf16Kernel::name),
             "threads": rayon::current_num_threads(),
         })
     );

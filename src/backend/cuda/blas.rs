@@ -1,5 +1,7 @@
 //! The GEMM contract our call sites are written against: `cublasSgemmStridedBatched`,
-//! exactly. Column-major matrices; for batch `i`,
+//! exactly, and its bf16 form (`cublasGemmStridedBatchedEx` with bf16 `A` and `B`, f32 `C`,
+//! f32 compute: each product of two bf16 values is exact in f32 and summed in f32).
+//! Column-major matrices; for batch `i`,
 //! `C_i = α · op(A_i) · op(B_i) + β · C_i` with `op(A_i)`: `m × k`, `op(B_i)`: `k × n`,
 //! `C_i`: `m × n`, `X_i = X + i · stride_x`, element `(r, c)` of a stored matrix at
 //! `r + c · ld`. When `β = 0`, `C` is not read (it may hold NaN), as cuBLAS documents.
@@ -15,19 +17,20 @@ pub enum Op {
     T,
 }
 
-/// The arguments of one `cublasSgemmStridedBatched` call (the handle aside).
+/// The arguments of one `cublasSgemmStridedBatched` call (the handle aside); with `T` =
+/// `bf16`, of the bf16 call.
 #[derive(Debug)]
-pub struct Gemm<'a> {
+pub struct Gemm<'a, T = f32> {
     pub transa: Op,
     pub transb: Op,
     pub m: usize,
     pub n: usize,
     pub k: usize,
     pub alpha: f32,
-    pub a: DevSlice<'a, f32>,
+    pub a: DevSlice<'a, T>,
     pub lda: usize,
     pub stride_a: usize,
-    pub b: DevSlice<'a, f32>,
+    pub b: DevSlice<'a, T>,
     pub ldb: usize,
     pub stride_b: usize,
     pub beta: f32,
@@ -55,7 +58,7 @@ fn extent(rows: usize, cols: usize, ld: usize, stride: usize, batch: usize) -> u
     }
 }
 
-impl Gemm<'_> {
+impl<T> Gemm<'_, T> {
     /// cuBLAS's invalid-value conditions (leading dimensions shorter than a stored column,
     /// sizes beyond `int`), and what cuBLAS cannot check but the emulator can: every matrix of
     /// every batch lies inside its slice.

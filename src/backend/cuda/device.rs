@@ -24,22 +24,47 @@
 //! - **Host inputs go up per call**: sequence starts, token ids, labels, masks, entity rows,
 //!   score weights; the losses' value and the entity pool's argmax come down.
 use super::elementwise::{axpy, copy_columns, fill_zero, tanh_backward, tanh_forward};
-use super::launch::{alloc_f32, download, duplicate, upload, CudaError, DeviceBuffer, Gpu, Packed};
+use super::launch::{alloc, alloc_f32, download, duplicate, upload, CudaError, DeviceBuffer, Gpu, Packed};
 use super::linear::Activation as Epilogue;
 use super::loss::CandidateLoss;
 use super::memory::{DevBuf, DevMem, DevParam};
 use super::{adamw, attention, cosine, distill, dropout, embedding, entity_pool, gelu, layernorm, linear, loss, pooling};
 use crate::backend::{Activation, AdamWStep, Backend, EntityRows, Precision, Tensor};
 use crate::error::{Error, Result};
+use half::bf16;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The CUDA device: device memory, the kernels of `kernels/`, cuBLAS GEMMs.
 pub struct Cuda;
 
-/// The linear layers need no preparation on the device (f32 GEMMs read the weights as they are).
+/// The linear layers' weights rounded to bf16 once on the device, for bf16 precision (f32
+/// GEMMs read the weights as they are and prepare nothing).
 #[derive(Default)]
-pub struct Unprepared;
+pub struct Bf16Weights {
+    /// Per slot, its weight in bf16.
+    linears: OnceLock<Vec<Bf16Linear>>,
+}
+
+/// A weight rounded to bf16, with the parameter it was rounded from: a parameter replaced or
+/// written since (copied on write, so no longer the same allocation) is used in f32.
+struct Bf16Linear {
+    source: DevParam,
+    // rounded: [out × in]
+    rounded: DeviceBuffer<bf16>,
+}
+
+impl Bf16Weights {
+    /// Whether the weights are rounded.
+    pub fn is_prepared(&self) -> bool {
+        self.linears.get().is_some()
+    }
+
+    fn of(&self, slot: usize, weight: &DevParam) -> Option<&DeviceBuffer<bf16>> {
+        let linear = self.linears.get()?.get(slot)?;
+        Arc::ptr_eq(&linear.source, weight).then_some(&linear.rounded)
+    }
+}
 
 /// The process's device, once [`Cuda::open`] has opened it.
 static DEVICE: OnceLock<Mutex<Box<dyn Gpu + Send>>> = OnceLock::new();
@@ -79,6 +104,15 @@ fn open_gpu() -> Result<Box<dyn Gpu + Send>, CudaError> {
         true => Ok(Box::new(super::runtime::CudaDevice::open(0)?)),
         false => Ok(Box::new(super::emu::EmuDevice)),
     }
+}
+
+/// The launchers' form of a linear layer's epilogue.
+fn epilogue(act: Activation<'_, DevMem>) -> Result<Epilogue<'_>, CudaError> {
+    Ok(match act {
+        Activation::Bias => Epilogue::Bias,
+        Activation::BiasGelu => Epilogue::BiasGelu,
+        Activation::BiasResidual(residual) => Epilogue::BiasResidual(residual.device()?),
+    })
 }
 
 /// Keeps `error` as this thread's sticky error unless it has one already.
@@ -164,14 +198,14 @@ impl Backend for Cuda {
     type Mem = DevMem;
     type Buf = DevBuf;
     type Param = DevParam;
-    type Prepared = Unprepared;
+    type Prepared = Bf16Weights;
 
     const KIND: crate::backend::DeviceKind = crate::backend::DeviceKind::Cuda;
 
     fn check_precision(precision: Precision) -> Result<()> {
         match precision {
-            Precision::F32 => Ok(()),
-            other => Err(Error::Device(format!("the CUDA backend computes in f32; {} precision is not supported on it", other.name()))),
+            Precision::F32 | Precision::Bf16 => Ok(()),
+            other => Err(Error::Device(format!("the CUDA backend computes in f32 or bf16; {} precision is not supported on it", other.name()))),
         }
     }
 
@@ -272,20 +306,34 @@ impl Backend for Cuda {
 
     fn linear_forward(x: &DevMem, rows: usize, w: &DevMem, b: &DevMem, y: &mut DevMem, act: Activation<DevMem>) {
         assert_eq!(y.len(), rows * b.len(), "linear: output is not [rows × out]");
-        run(|gpu| {
-            let epilogue = match act {
-                Activation::Bias => Epilogue::Bias,
-                Activation::BiasGelu => Epilogue::BiasGelu,
-                Activation::BiasResidual(residual) => Epilogue::BiasResidual(residual.device()?),
-            };
-            linear::linear_forward(gpu, y.device_mut()?, x.device()?, w.device()?, b.device()?, epilogue)
-        })
+        run(|gpu| linear::linear_forward(gpu, y.device_mut()?, x.device()?, w.device()?, b.device()?, epilogue(act)?))
     }
 
-    fn prepare_linears(_: &Unprepared, _: Precision, _: usize, _: &dyn Fn() -> Vec<DevParam>) {}
+    /// In bf16 precision, rounds every weight to bf16 on the device once (the first pass);
+    /// nothing in f32. Passes racing here may each round; one copy is kept.
+    fn prepare_linears(state: &Bf16Weights, precision: Precision, _: usize, linears: &dyn Fn() -> Vec<DevParam>) {
+        if precision != Precision::Bf16 || state.is_prepared() {
+            return;
+        }
+        let weights = linears();
+        let rounded = run_value(None, |gpu| {
+            let mut rounded = Vec::with_capacity(weights.len());
+            for w in weights {
+                let mut buffer = alloc::<bf16, _>(gpu, w.len())?;
+                linear::round_to_bf16(gpu, buffer.slice_mut(), w.device()?)?;
+                rounded.push(Bf16Linear { source: w, rounded: buffer });
+            }
+            Ok(Some(rounded))
+        });
+        if let Some(rounded) = rounded {
+            let _ = state.linears.set(rounded);
+        }
+    }
 
-    fn linear_forward_prepared(_: &Unprepared, _: usize, x: &DevMem, rows: usize, w: &DevParam, b: &DevMem, y: &mut DevMem, act: Activation<DevMem>) {
-        Self::linear_forward(x, rows, w, b, y, act)
+    fn linear_forward_prepared(state: &Bf16Weights, slot: usize, x: &DevMem, rows: usize, w: &DevParam, b: &DevMem, y: &mut DevMem, act: Activation<DevMem>) {
+        let Some(rounded) = state.of(slot, w) else { return Self::linear_forward(x, rows, w, b, y, act) };
+        assert_eq!(y.len(), rows * b.len(), "linear: output is not [rows × out]");
+        run(|gpu| linear::linear_forward_bf16(gpu, y.device_mut()?, x.device()?, rounded.slice(), b.device()?, epilogue(act)?))
     }
 
     fn linear_gelu_forward_saving(x: &DevMem, rows: usize, w: &DevMem, b: &DevMem, z: &mut DevMem, y: &mut DevMem) {
@@ -737,10 +785,59 @@ mod tests {
     }
 
     #[test]
-    fn only_f32_is_computed() {
+    fn f32_and_bf16_are_computed_not_int8() {
         assert!(Cuda::check_precision(Precision::F32).is_ok());
-        let e = Cuda::check_precision(Precision::Bf16).unwrap_err().to_string();
-        assert!(e.contains("computes in f32") && e.contains("bf16"), "{e}");
-        assert!(Cuda::check_precision(Precision::Int8).is_err());
+        assert!(Cuda::check_precision(Precision::Bf16).is_ok());
+        let e = Cuda::check_precision(Precision::Int8).unwrap_err().to_string();
+        assert!(e.contains("computes in f32 or bf16") && e.contains("int8"), "{e}");
+    }
+
+    /// The prepared bf16 linear layers against the CPU's bf16 path (the same roundings: only
+    /// the order of the f32 sums differs) and, where this CPU has none, against the f32 path
+    /// within bf16's error; a weight written after preparing is used in f32; f32 prepares
+    /// nothing.
+    #[test]
+    fn bf16_linears_match_the_cpu_bf16_path() {
+        if !opened() {
+            return;
+        }
+        let (rows, k, n) = (5, 384, 385);
+        let mut rng = crate::testutil::Rng::new(15);
+        let (x, b, res) = (rng.normals(rows * k, 1.0), rng.normals(n, 1.0), rng.normals(rows * n, 1.0));
+        let weights: Vec<Tensor> = (0..2).map(|_| Tensor::from_vec(rng.normals(n * k, 0.3), vec![n, k])).collect();
+        let cuda_params: Vec<DevParam> = weights.iter().map(Cuda::upload).collect();
+        let state = Bf16Weights::default();
+        Cuda::prepare_linears(&state, Precision::F32, rows, &|| cuda_params.clone());
+        assert!(!state.is_prepared(), "f32 prepares nothing");
+        Cuda::prepare_linears(&state, Precision::Bf16, rows, &|| cuda_params.clone());
+        assert!(state.is_prepared());
+        let cpu_bf16 = Cpu::check_precision(Precision::Bf16).is_ok();
+        let cpu_state = crate::backend::cpu::PackedWeights::default();
+        if cpu_bf16 {
+            Cpu::prepare_linears(&cpu_state, Precision::Bf16, rows, &|| weights.clone());
+        } else {
+            println!("this CPU has no bf16 path: the CUDA bf16 layers are checked against f32 only");
+        }
+        let (x_dev, b_dev, res_dev) = (Cuda::from_host(&x), Cuda::from_host(&b), Cuda::from_host(&res));
+        for slot in 0..2 {
+            let (mut want, mut exact) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+            Cpu::linear_forward_prepared(&cpu_state, slot, &x, rows, &weights[slot], &b, &mut want, Activation::BiasResidual(&res));
+            Cpu::linear_forward(&x, rows, weights[slot].data(), &b, &mut exact, Activation::BiasResidual(&res));
+            let mut y = Cuda::zeros(rows * n);
+            Cuda::linear_forward_prepared(&state, slot, &x_dev, rows, &cuda_params[slot], &b_dev, &mut y, Activation::BiasResidual(&res_dev));
+            let got = Cuda::to_host(&y).unwrap();
+            if cpu_bf16 {
+                assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-4 * (1.0 + w.abs())), "slot {slot}: differs from the CPU's bf16");
+            }
+            let worst = got.iter().zip(&exact).map(|(g, e)| (g - e).abs()).fold(0.0, f32::max);
+            assert!(worst > 0.0 && worst < 0.1, "slot {slot}: max |bf16 − f32| = {worst}");
+        }
+        // Slot 1's weight written (copied on write: no longer what was rounded): f32.
+        let mut written = cuda_params[1].clone();
+        Cuda::fill_zero(Cuda::param_mut(&mut written));
+        let mut y = Cuda::zeros(rows * n);
+        Cuda::linear_forward_prepared(&state, 1, &x_dev, rows, &written, &b_dev, &mut y, Activation::Bias);
+        let want: Vec<f32> = (0..rows * n).map(|i| b[i % n]).collect();
+        assert_eq!(Cuda::to_host(&y).unwrap(), want, "a written weight is used as it is now");
     }
 }

@@ -4,6 +4,7 @@
 //! when done (the [`Gpu`] contract allows it), through the same code path as the GPU's.
 use super::blas::{Gemm, Op};
 use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
+use half::bf16;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 extern "C" {
@@ -58,33 +59,12 @@ impl Gpu for EmuDevice {
     }
 
     fn sgemm(&self, g: Gemm<'_>) -> Result<(), CudaError> {
-        g.check()?;
-        // SAFETY: `check` proved every matrix of every batch inside its slice; the slices are
-        // borrowed host memory, `c` exclusively.
-        let (a, b, c) = unsafe {
-            (
-                std::slice::from_raw_parts(g.a.addr() as *const f32, g.a.len()),
-                std::slice::from_raw_parts(g.b.addr() as *const f32, g.b.len()),
-                std::slice::from_raw_parts_mut(g.c.addr() as *mut f32, g.c.len()),
-            )
-        };
-        let at = |x: &[f32], op: Op, ld: usize, base: usize, r: usize, col: usize| match op {
-            Op::N => x[base + r + col * ld],
-            Op::T => x[base + col + r * ld],
-        };
-        for i in 0..g.batch {
-            for col in 0..g.n {
-                for r in 0..g.m {
-                    let mut sum = 0.0f32;
-                    for l in 0..g.k {
-                        sum += at(a, g.transa, g.lda, i * g.stride_a, r, l) * at(b, g.transb, g.ldb, i * g.stride_b, l, col);
-                    }
-                    let out = &mut c[i * g.stride_c + r + col * g.ldc];
-                    *out = if g.beta == 0.0 { g.alpha * sum } else { g.alpha * sum + g.beta * *out };
-                }
-            }
-        }
-        Ok(())
+        gemm(g, |v| v)
+    }
+
+    /// bf16 values widen to f32 exactly; their products are exact in f32, summed in f32.
+    fn gemm_bf16(&self, g: Gemm<'_, bf16>) -> Result<(), CudaError> {
+        gemm(g, bf16::to_f32)
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
@@ -127,6 +107,40 @@ impl Gpu for EmuDevice {
     fn synchronize(&self) -> Result<(), CudaError> {
         Ok(())
     }
+}
+
+/// cuBLAS's strided-batched GEMM as a plain loop nest, on `A` and `B` values widened by
+/// `widen`, summed in f32 in order of `l`.
+fn gemm<T: Copy>(g: Gemm<'_, T>, widen: impl Fn(T) -> f32) -> Result<(), CudaError> {
+    g.check()?;
+    // SAFETY: `check` proved every matrix of every batch inside its slice; the slices are
+    // borrowed host memory, `c` exclusively.
+    let (a, b, c) = unsafe {
+        (
+            std::slice::from_raw_parts(g.a.addr() as *const T, g.a.len()),
+            std::slice::from_raw_parts(g.b.addr() as *const T, g.b.len()),
+            std::slice::from_raw_parts_mut(g.c.addr() as *mut f32, g.c.len()),
+        )
+    };
+    let at = |x: &[T], op: Op, ld: usize, base: usize, r: usize, col: usize| {
+        widen(match op {
+            Op::N => x[base + r + col * ld],
+            Op::T => x[base + col + r * ld],
+        })
+    };
+    for i in 0..g.batch {
+        for col in 0..g.n {
+            for r in 0..g.m {
+                let mut sum = 0.0f32;
+                for l in 0..g.k {
+                    sum += at(a, g.transa, g.lda, i * g.stride_a, r, l) * at(b, g.transb, g.ldb, i * g.stride_b, l, col);
+                }
+                let out = &mut c[i * g.stride_c + r + col * g.ldc];
+                *out = if g.beta == 0.0 { g.alpha * sum } else { g.alpha * sum + g.beta * *out };
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

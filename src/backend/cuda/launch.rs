@@ -3,6 +3,7 @@
 //! (`emu`) and the CUDA runtime (`runtime`) take the very same arrays, so the launchers'
 //! argument lists are what a GPU gets.
 use super::blas::Gemm;
+use half::bf16;
 use std::any::Any;
 use std::ffi::c_void;
 use std::marker::PhantomData;
@@ -286,6 +287,8 @@ pub trait Gpu {
     fn launch(&self, kernel: &'static str, config: LaunchConfig, args: KernelArgs) -> Result<(), CudaError>;
     /// Queues `cublasSgemmStridedBatched` with the arguments of `call` (see [`Gemm`]).
     fn sgemm(&self, call: Gemm<'_>) -> Result<(), CudaError>;
+    /// Queues the same product of bf16 `A` and `B` into f32 `C`, computed in f32.
+    fn gemm_bf16(&self, call: Gemm<'_, bf16>) -> Result<(), CudaError>;
     /// `bytes` of zeroed device memory (8-byte aligned at least).
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError>;
     /// A device copy of `data` (8-byte aligned at least); `data` may change once this returns.
@@ -306,12 +309,14 @@ impl Upload for f32 {}
 impl Upload for u32 {}
 impl Upload for u64 {}
 impl Upload for bool {}
+impl Upload for bf16 {}
 
 /// Values that come back from the device as bytes: every bit pattern is a valid value.
 pub trait Download: Upload {}
 impl Download for f32 {}
 impl Download for u32 {}
 impl Download for u64 {}
+impl Download for bf16 {}
 
 fn bytes_of<T: Upload>(x: &[T]) -> &[u8] {
     // SAFETY: `Upload` types have no padding, so their memory is initialised bytes.
@@ -330,8 +335,13 @@ impl DeviceBuffer<u8> {
 
 /// `len` zeroed f32s on `dev`.
 pub fn alloc_f32<D: Gpu + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
-    let bytes = len.checked_mul(4).ok_or_else(|| CudaError::Memory(format!("{len} f32s do not fit the address space")))?;
-    // SAFETY: `4·len` zero bytes are `len` f32 zeros.
+    alloc(dev, len)
+}
+
+/// `len` zeroed `T`s on `dev`.
+pub fn alloc<T: Download, D: Gpu + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<T>, CudaError> {
+    let bytes = len.checked_mul(size_of::<T>()).ok_or_else(|| CudaError::Memory(format!("{len} values do not fit the address space")))?;
+    // SAFETY: zero bytes are a valid `T` (`Download` types accept every bit pattern).
     Ok(unsafe { dev.alloc_zeroed(bytes)?.retype(len) })
 }
 

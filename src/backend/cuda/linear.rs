@@ -1,9 +1,12 @@
 //! Linear layers on the device, `y = act(x·Wᵀ + b)`: one cuBLAS GEMM, then the epilogue
-//! (`kernels/linear.cu`, `kernels/gelu.cu`); the math of `cpu::linear`. (cublasLt's fused
-//! epilogues would save the epilogue's pass over `y`; not used yet.)
+//! (`kernels/linear.cu`, `kernels/gelu.cu`); the math of `cpu::linear`. The inference
+//! forward also runs in bf16 ([`linear_forward_bf16`]): weights rounded once
+//! ([`round_to_bf16`]), the input rounded per product, f32 sums and epilogue. (cublasLt's
+//! fused epilogues would save the epilogue's pass over `y`; not used yet.)
 use super::blas::{Gemm, Op};
 use super::gelu::{bias_gelu_forward, gelu_forward};
-use super::launch::{CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
+use super::launch::{alloc, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
+use half::bf16;
 
 /// What happens to `x·Wᵀ` before it is stored.
 #[derive(Debug, Clone, Copy)]
@@ -16,32 +19,23 @@ pub enum Activation<'a> {
     BiasResidual(DevSlice<'a, f32>),
 }
 
-/// `(rows, in, out)` after checking `x: [rows × in]`, `w: [out × in]`, `b: [out]`.
-fn shape(x: DevSlice<'_, f32>, w: DevSlice<'_, f32>, b_len: usize) -> (usize, usize, usize) {
+/// `(rows, in, out)` after checking `x: [rows × in]`, `w: [out × in]` (`w_len` values),
+/// `b: [out]`, and, when given, `y: [rows × out]`.
+fn shape(x_len: usize, w_len: usize, b_len: usize, y_len: Option<usize>) -> (usize, usize, usize) {
     let n = b_len;
-    assert!(n > 0 && w.len().is_multiple_of(n), "linear: weight is not [out × in]");
-    let k = w.len() / n;
-    assert!(k > 0 && x.len().is_multiple_of(k), "linear: input is not [rows × in]");
-    (x.len() / k, k, n)
+    assert!(n > 0 && w_len.is_multiple_of(n), "linear: weight is not [out × in]");
+    let k = w_len / n;
+    assert!(k > 0 && x_len.is_multiple_of(k), "linear: input is not [rows × in]");
+    let rows = x_len / k;
+    assert!(y_len.is_none_or(|len| len == rows * n), "linear: output is not [rows × out]");
+    (rows, k, n)
 }
 
-/// `y: [rows × out] = act(x: [rows × in] · w: [out × in]ᵀ + b: [out])`.
-pub fn linear_forward<D: Gpu + ?Sized>(
-    dev: &D,
-    mut y: DevSliceMut<'_, f32>,
-    x: DevSlice<'_, f32>,
-    w: DevSlice<'_, f32>,
-    b: DevSlice<'_, f32>,
-    activation: Activation<'_>,
-) -> Result<(), CudaError> {
-    let (rows, k, n) = shape(x, w, b.len());
-    assert_eq!(y.len(), rows * n, "linear: output is not [rows × out]");
-    if rows == 0 {
-        return Ok(());
-    }
-    // Row-major y = x·Wᵀ  ⇔  column-major yᵀ (out × rows) = W·xᵀ: A = W stored (in × out, op T),
-    // B = x stored (in × rows, op N).
-    dev.sgemm(Gemm {
+/// The GEMM of `y: [rows × out] = x: [rows × in] · w: [out × in]ᵀ`. Row-major `y = x·Wᵀ` ⇔
+/// column-major `yᵀ (out × rows) = W·xᵀ`: A = W stored (in × out, op T), B = x stored
+/// (in × rows, op N).
+fn forward_product<'a, T>(y: DevSliceMut<'a, f32>, x: DevSlice<'a, T>, w: DevSlice<'a, T>, rows: usize, k: usize, n: usize) -> Gemm<'a, T> {
+    Gemm {
         transa: Op::T,
         transb: Op::N,
         m: n,
@@ -55,16 +49,66 @@ pub fn linear_forward<D: Gpu + ?Sized>(
         ldb: k,
         stride_b: 0,
         beta: 0.0,
-        c: y.reborrow(),
+        c: y,
         ldc: n,
         stride_c: 0,
         batch: 1,
-    })?;
+    }
+}
+
+/// `y: [rows × out] = act(x: [rows × in] · w: [out × in]ᵀ + b: [out])`.
+pub fn linear_forward<D: Gpu + ?Sized>(
+    dev: &D,
+    mut y: DevSliceMut<'_, f32>,
+    x: DevSlice<'_, f32>,
+    w: DevSlice<'_, f32>,
+    b: DevSlice<'_, f32>,
+    activation: Activation<'_>,
+) -> Result<(), CudaError> {
+    let (rows, k, n) = shape(x.len(), w.len(), b.len(), Some(y.len()));
+    if rows == 0 {
+        return Ok(());
+    }
+    dev.sgemm(forward_product(y.reborrow(), x, w, rows, k, n))?;
+    epilogue(dev, y, b, activation)
+}
+
+/// [`linear_forward`] with `w` already rounded to bf16 ([`round_to_bf16`]): `x` is rounded
+/// to bf16 alike, the products of bf16 values are summed in f32, the epilogue is f32.
+pub fn linear_forward_bf16<D: Gpu + ?Sized>(
+    dev: &D,
+    mut y: DevSliceMut<'_, f32>,
+    x: DevSlice<'_, f32>,
+    w: DevSlice<'_, bf16>,
+    b: DevSlice<'_, f32>,
+    activation: Activation<'_>,
+) -> Result<(), CudaError> {
+    let (rows, k, n) = shape(x.len(), w.len(), b.len(), Some(y.len()));
+    if rows == 0 {
+        return Ok(());
+    }
+    // x_bf16: [rows × in]
+    let mut x_bf16 = alloc::<bf16, _>(dev, x.len())?;
+    round_to_bf16(dev, x_bf16.slice_mut(), x)?;
+    dev.gemm_bf16(forward_product(y.reborrow(), x_bf16.slice(), w, rows, k, n))?;
+    epilogue(dev, y, b, activation)
+}
+
+/// `out = x` rounded to bf16, to nearest with ties to even (`out, x: [n]`).
+pub fn round_to_bf16<D: Gpu + ?Sized>(dev: &D, mut out: DevSliceMut<'_, bf16>, x: DevSlice<'_, f32>) -> Result<(), CudaError> {
+    assert_eq!(out.len(), x.len(), "round_to_bf16: lengths differ");
+    let n = x.len();
+    let args = KernelArgs::new().output(&mut out).input(x).u64(n as u64);
+    dev.launch("round_to_bf16", LaunchConfig::elementwise(n, ELEMENTWISE_BLOCK), args)
+}
+
+/// `y = act(y + b)` on the product `y: [rows × out]`.
+fn epilogue<D: Gpu + ?Sized>(dev: &D, y: DevSliceMut<'_, f32>, b: DevSlice<'_, f32>, activation: Activation<'_>) -> Result<(), CudaError> {
     match activation {
         Activation::BiasGelu => bias_gelu_forward(dev, y, b),
         Activation::Bias => bias_residual(dev, y, b, None),
         Activation::BiasResidual(residual) => {
-            assert_eq!(residual.len(), rows * n, "linear: residual is not [rows × out]");
+            assert_eq!(residual.len(), y.len(), "linear: residual is not [rows × out]");
             bias_residual(dev, y, b, Some(residual))
         }
     }
@@ -102,7 +146,7 @@ pub fn linear_backward<D: Gpu + ?Sized>(
     w: DevSlice<'_, f32>,
     dy: DevSlice<'_, f32>,
 ) -> Result<(), CudaError> {
-    let (rows, k, n) = shape(x, w, db.len());
+    let (rows, k, n) = shape(x.len(), w.len(), db.len(), None);
     assert!(dw.len() == w.len() && dy.len() == rows * n, "linear backward: dw is not [out × in] or dy not [rows × out]");
     if rows == 0 {
         return Ok(());
@@ -162,6 +206,61 @@ mod tests {
     use super::*;
     use crate::backend::cpu::linear as cpu;
     use crate::testutil::Rng;
+    use half::bf16;
+
+    /// `x` rounded to bf16 and back, by the `half` crate (to nearest, ties to even).
+    fn rounded(x: &[f32]) -> Vec<f32> {
+        x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect()
+    }
+
+    #[test]
+    fn bf16_rounding_is_to_nearest_even_bit_for_bit() {
+        let Some(on) = bench() else { return };
+        let mut x = Rng::new(16).normals(1000, 10.0);
+        let ties = [1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8), -(1.0 + 2f32.powi(-8))]; // halfway: down, up, down
+        let specials = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN_POSITIVE, 1e-40, -1e-45, f32::NAN, -f32::NAN];
+        x.extend(ties.iter().chain(&specials));
+        let mut got = vec![bf16::ZERO; x.len()];
+        round_to_bf16(on.dev(), on.output(&mut got).slice(), on.input(&x)).unwrap();
+        for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
+            let want = bf16::from_f32(v);
+            assert_eq!(g.to_bits(), want.to_bits(), "x[{i}] = {v:e}: device {g}, half {want}");
+        }
+        assert_eq!(got[1000..1003].iter().map(|v| v.to_f32()).collect::<Vec<_>>(), [1.0, 1.0 + 4.0 * 2f32.powi(-8), -1.0], "ties go to even");
+    }
+
+    #[test]
+    fn bf16_forward_is_the_f32_product_of_rounded_operands() {
+        let Some(on) = bench() else { return };
+        for (rows, k, n) in [(1, 1, 1), (7, 31, 5), (3, 384, 385)] {
+            let mut rng = Rng::new((rows * 1000 + k * 10 + n) as u64);
+            let (x, w, b, res) = (rng.normals(rows * k, 1.0), rng.normals(n * k, 0.3), rng.normals(n, 1.0), rng.normals(rows * n, 1.0));
+            let mut w_bf16 = vec![bf16::ZERO; w.len()];
+            round_to_bf16(on.dev(), on.output(&mut w_bf16).slice(), on.input(&w)).unwrap();
+            for (name, cpu_act, act) in [
+                ("bias", cpu::Activation::Bias, Activation::Bias),
+                ("bias+gelu", cpu::Activation::BiasGelu, Activation::BiasGelu),
+                ("bias+residual", cpu::Activation::BiasResidual(res.as_slice()), Activation::BiasResidual(on.input(&res))),
+            ] {
+                let what = format!("{name} {rows}×{k}→{n}");
+                let mut got = vec![f32::NAN; rows * n];
+                linear_forward_bf16(on.dev(), on.output(&mut got).slice(), on.input(&x), on.input(&w_bf16), on.input(&b), act).unwrap();
+                // The same operands rounded on the host: equal up to the order of the f32 sums.
+                let mut want = vec![0.0; rows * n];
+                cpu::linear_forward(&rounded(&x), rows, &rounded(&w), &b, &mut want, cpu_act);
+                assert_near(&what, &got, &want, 1e-5, 1e-5);
+                // Against f32 operands: within bf16's rounding (2⁻⁹ relative per operand),
+                // and not equal to them (the operands really were rounded).
+                let mut exact = vec![0.0; rows * n];
+                cpu::linear_forward(&x, rows, &w, &b, &mut exact, cpu_act);
+                let bound = 2.0 * 2f32.powi(-9) * (k as f32).sqrt() * 0.3 * 3.0;
+                assert_near(&format!("{what} vs f32"), &got, &exact, 0.0, bound);
+                if k > 1 {
+                    assert!(got.iter().zip(&exact).any(|(g, e)| g != e), "{what}: equals the f32 product");
+                }
+            }
+        }
+    }
 
     #[test]
     fn forward_and_backward_match_the_cpu() {

@@ -34,5 +34,5 @@ pub mod pooling;
 #[cfg(test)]
 mod testing;
 
-pub use device::{Cuda, Unprepared};
+pub use device::{Bf16Weights, Cuda};
 pub use launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig, Packed};

@@ -24,6 +24,7 @@ use super::blas::{Gemm, Op};
 use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
+use half::bf16;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -162,6 +163,52 @@ impl CudaDevice {
     }
 }
 
+impl CudaDevice {
+    /// Queues `cublasGemmStridedBatchedEx` for [`Gemm`] `g` whose `A` and `B` hold `T`s of
+    /// cuBLAS type `ab_type`; `C` is f32, computed in f32.
+    fn gemm<T>(&self, g: Gemm<'_, T>, ab_type: cublas_sys::cudaDataType) -> Result<(), CudaError> {
+        g.check()?;
+        self.bind()?;
+        let op = |o: Op| match o {
+            Op::N => cublas_sys::cublasOperation_t::CUBLAS_OP_N,
+            Op::T => cublas_sys::cublasOperation_t::CUBLAS_OP_T,
+        };
+        let int = |v: usize| v as i32; // `check` proved every size fits
+        let c_type = cublas_sys::cudaDataType::CUDA_R_32F;
+        // SAFETY: `check` proved the matrices inside their device slices, whose memory is freed
+        // in stream order, and `ab_type` is the element type of `A` and `B`; alpha and beta
+        // are host f32 values (the f32 compute type's scalars) read before the call returns.
+        unsafe {
+            cublas::gemm_strided_batched_ex(
+                self.cublas,
+                op(g.transa),
+                op(g.transb),
+                int(g.m),
+                int(g.n),
+                int(g.k),
+                &g.alpha as *const f32 as *const _,
+                g.a.addr() as *const _,
+                ab_type,
+                int(g.lda),
+                g.stride_a as i64,
+                g.b.addr() as *const _,
+                ab_type,
+                int(g.ldb),
+                g.stride_b as i64,
+                &g.beta as *const f32 as *const _,
+                g.c.addr() as *mut _,
+                c_type,
+                int(g.ldc),
+                g.stride_c as i64,
+                int(g.batch),
+                cublas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| CudaError::Gemm(format!("{e:?}")))
+    }
+}
+
 /// Checks that `device` allocates in stream order and lets its default pool keep freed
 /// memory for reuse (by default it returns it to the system at every synchronisation).
 fn keep_freed_memory(device: sys::CUdevice) -> Result<(), CudaError> {
@@ -239,39 +286,11 @@ impl Gpu for CudaDevice {
     }
 
     fn sgemm(&self, g: Gemm<'_>) -> Result<(), CudaError> {
-        g.check()?;
-        self.bind()?;
-        let op = |o: Op| match o {
-            Op::N => cublas_sys::cublasOperation_t::CUBLAS_OP_N,
-            Op::T => cublas_sys::cublasOperation_t::CUBLAS_OP_T,
-        };
-        let int = |v: usize| v as i32; // `check` proved every size fits
+        self.gemm(g, cublas_sys::cudaDataType::CUDA_R_32F)
+    }
 
-        // SAFETY: `check` proved the matrices inside their device slices, whose memory is freed
-        // in stream order; alpha and beta are host values read before the call returns.
-        unsafe {
-            cublas::sgemm_strided_batched(
-                self.cublas,
-                op(g.transa),
-                op(g.transb),
-                int(g.m),
-                int(g.n),
-                int(g.k),
-                &g.alpha,
-                g.a.addr() as *const f32,
-                int(g.lda),
-                g.stride_a as i64,
-                g.b.addr() as *const f32,
-                int(g.ldb),
-                g.stride_b as i64,
-                &g.beta,
-                g.c.addr() as *mut f32,
-                int(g.ldc),
-                g.stride_c as i64,
-                int(g.batch),
-            )
-        }
-        .map_err(|e| CudaError::Gemm(format!("{e:?}")))
+    fn gemm_bf16(&self, g: Gemm<'_, bf16>) -> Result<(), CudaError> {
+        self.gemm(g, cublas_sys::cudaDataType::CUDA_R_16BF)
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
