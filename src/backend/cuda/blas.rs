@@ -6,6 +6,9 @@
 //! `C_i`: `m × n`, `X_i = X + i · stride_x`, element `(r, c)` of a stored matrix at
 //! `r + c · ld`. When `β = 0`, `C` is not read (it may hold NaN), as cuBLAS documents.
 //!
+//! The linear layers' forward uses cublasLt's matmul where its epilogue fuses ours
+//! ([`LtMatmul`]): `D = α·op(A)·op(B) + β·C + bias`, with `C` another matrix than `D`.
+//!
 //! A row-major `[r × c]` matrix with row stride `ld` is the column-major `c × r` matrix with
 //! leading dimension `ld`: row-major `C = A · B` is issued as column-major `Cᵀ = Bᵀ · Aᵀ`.
 use super::launch::{CudaError, DevSlice, DevSliceMut};
@@ -85,5 +88,37 @@ impl<T> Gemm<'_, T> {
             }
         }
         Ok(())
+    }
+}
+
+/// The arguments of one `cublasLtMatmul` call as the linear layers use it: the product of
+/// `gemm` (one batch) written to `gemm.c` (cuBLASLt's `D`), plus `β·C` read from `c` (same
+/// shape and leading dimension as `D`; `None`: `β` must be 0), plus `bias[r]` added to every
+/// element of row `r` of `D` (`CUBLASLT_EPILOGUE_BIAS`; `bias: [m]`).
+#[derive(Debug)]
+pub struct LtMatmul<'a, T = f32> {
+    pub gemm: Gemm<'a, T>,
+    pub c: Option<DevSlice<'a, f32>>,
+    pub bias: Option<DevSlice<'a, f32>>,
+}
+
+impl<T> LtMatmul<'_, T> {
+    /// [`Gemm::check`], one batch, and `C` and the bias inside their slices.
+    pub fn check(&self) -> Result<(), CudaError> {
+        let g = &self.gemm;
+        g.check()?;
+        if g.batch != 1 {
+            return Err(CudaError::Gemm(format!("cublasLt matmul of {} batches: only one is issued", g.batch)));
+        }
+        let need = extent(g.m, g.n, g.ldc, 0, 1);
+        match self.c {
+            Some(c) if need > c.len() => return Err(CudaError::Gemm(format!("C reaches element {need} of a {}-element buffer", c.len()))),
+            None if g.beta != 0.0 => return Err(CudaError::Gemm("β ≠ 0 without a C".into())),
+            _ => {}
+        }
+        match self.bias {
+            Some(bias) if bias.len() != g.m => Err(CudaError::Gemm(format!("a bias of {} values for {} rows", bias.len(), g.m))),
+            _ => Ok(()),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! `cuda-emu`, see build.rs) run on host threads; device addresses are host addresses; the
 //! GEMM is a plain loop nest over cuBLAS's contract ([`super::blas`]). Every call returns
 //! when done (the [`Gpu`] contract allows it), through the same code path as the GPU's.
-use super::blas::{Gemm, Op};
+use super::blas::{Gemm, LtMatmul, Op};
 use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use half::bf16;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -59,12 +59,24 @@ impl Gpu for EmuDevice {
     }
 
     fn sgemm(&self, g: Gemm<'_>) -> Result<(), CudaError> {
-        gemm(g, |v| v)
+        g.check()?;
+        gemm(g, None, None, |v| v)
     }
 
     /// bf16 values widen to f32 exactly; their products are exact in f32, summed in f32.
     fn gemm_bf16(&self, g: Gemm<'_, bf16>) -> Result<(), CudaError> {
-        gemm(g, bf16::to_f32)
+        g.check()?;
+        gemm(g, None, None, bf16::to_f32)
+    }
+
+    fn matmul_lt(&self, call: LtMatmul<'_>) -> Result<bool, CudaError> {
+        call.check()?;
+        gemm(call.gemm, call.c, call.bias, |v| v).map(|()| true)
+    }
+
+    fn matmul_lt_bf16(&self, call: LtMatmul<'_, bf16>) -> Result<bool, CudaError> {
+        call.check()?;
+        gemm(call.gemm, call.c, call.bias, bf16::to_f32).map(|()| true)
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
@@ -110,11 +122,12 @@ impl Gpu for EmuDevice {
 }
 
 /// cuBLAS's strided-batched GEMM as a plain loop nest, on `A` and `B` values widened by
-/// `widen`, summed in f32 in order of `l`.
-fn gemm<T: Copy>(g: Gemm<'_, T>, widen: impl Fn(T) -> f32) -> Result<(), CudaError> {
-    g.check()?;
-    // SAFETY: `check` proved every matrix of every batch inside its slice; the slices are
-    // borrowed host memory, `c` exclusively.
+/// `widen`, summed in f32 in order of `l`; with `c_in`, `β·C` is read from it instead of from
+/// `D` (`g.c`), and `bias[r]` is added to row `r` (cublasLt's contract, [`LtMatmul`]). The
+/// caller has checked the call.
+fn gemm<T: Copy>(g: Gemm<'_, T>, c_in: Option<DevSlice<'_, f32>>, bias: Option<DevSlice<'_, f32>>, widen: impl Fn(T) -> f32) -> Result<(), CudaError> {
+    // SAFETY: the caller's check proved every matrix of every batch (and `C`, the bias)
+    // inside its slice; the slices are borrowed host memory, `g.c` exclusively.
     let (a, b, c) = unsafe {
         (
             std::slice::from_raw_parts(g.a.addr() as *const T, g.a.len()),
@@ -122,6 +135,9 @@ fn gemm<T: Copy>(g: Gemm<'_, T>, widen: impl Fn(T) -> f32) -> Result<(), CudaErr
             std::slice::from_raw_parts_mut(g.c.addr() as *mut f32, g.c.len()),
         )
     };
+    // SAFETY: as above; read-only, and not `g.c` (which `&mut` borrows exclusively).
+    let view = |s: Option<DevSlice<'_, f32>>| s.map(|s| unsafe { std::slice::from_raw_parts(s.addr() as *const f32, s.len()) });
+    let (c_in, bias) = (view(c_in), view(bias));
     let at = |x: &[T], op: Op, ld: usize, base: usize, r: usize, col: usize| {
         widen(match op {
             Op::N => x[base + r + col * ld],
@@ -135,8 +151,15 @@ fn gemm<T: Copy>(g: Gemm<'_, T>, widen: impl Fn(T) -> f32) -> Result<(), CudaErr
                 for l in 0..g.k {
                     sum += at(a, g.transa, g.lda, i * g.stride_a, r, l) * at(b, g.transb, g.ldb, i * g.stride_b, l, col);
                 }
-                let out = &mut c[i * g.stride_c + r + col * g.ldc];
-                *out = if g.beta == 0.0 { g.alpha * sum } else { g.alpha * sum + g.beta * *out };
+                let at = i * g.stride_c + r + col * g.ldc;
+                let mut value = g.alpha * sum;
+                if g.beta != 0.0 {
+                    value += g.beta * c_in.map_or(c[at], |c_in| c_in[at]);
+                }
+                if let Some(bias) = bias {
+                    value += bias[r];
+                }
+                c[at] = value;
             }
         }
     }
@@ -254,6 +277,87 @@ mod tests {
                     assert_eq!(got, was, "{ta:?}{tb:?} wrote padding at {i}:{rest}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn lt_matmul_follows_the_cublaslt_contract() {
+        let mut rng = crate::testutil::Rng::new(5);
+        for (ta, tb, m, n, k) in [(Op::T, Op::N, 5, 3, 7), (Op::N, Op::T, 4, 6, 2), (Op::N, Op::N, 1, 1, 1)] {
+            let (ar, ac) = stored(ta, m, k);
+            let (br, bc) = stored(tb, k, n);
+            let (lda, ldb, ldc) = (ar + 1, br, m + 2);
+            let (a, b) = (rng.normals(lda * ac, 1.0), rng.normals(ldb * bc, 1.0));
+            let (c, bias) = (rng.normals(ldc * n, 1.0), rng.normals(m, 1.0));
+            let want = reference(ta, tb, m, n, k, &a, lda, &b, ldb);
+            for (beta, with_c, with_bias) in [(1.0, true, true), (0.0, false, true), (-0.5, true, false)] {
+                let d0 = rng.normals(ldc * n, 1.0);
+                let mut d = d0.clone();
+                let gemm = Gemm {
+                    transa: ta,
+                    transb: tb,
+                    m,
+                    n,
+                    k,
+                    alpha: 2.0,
+                    a: host(&a),
+                    lda,
+                    stride_a: 0,
+                    b: host(&b),
+                    ldb,
+                    stride_b: 0,
+                    beta,
+                    c: host_mut(&mut d),
+                    ldc,
+                    stride_c: 0,
+                    batch: 1,
+                };
+                let call = LtMatmul { gemm, c: with_c.then(|| host(&c)), bias: with_bias.then(|| host(&bias)) };
+                assert!(EmuDevice.matmul_lt(call).unwrap());
+                for col in 0..n {
+                    for r in 0..ldc {
+                        let at = r + col * ldc;
+                        if r >= m {
+                            assert_eq!(d[at], d0[at], "padding written");
+                            continue;
+                        }
+                        let w = 2.0 * want[r + col * m] + beta as f64 * c[at] as f64 + if with_bias { bias[r] as f64 } else { 0.0 };
+                        assert!((d[at] as f64 - w).abs() < 1e-5 * (1.0 + w.abs()), "{ta:?}{tb:?} β {beta} ({r},{col}): {} vs {w}", d[at]);
+                    }
+                }
+            }
+        }
+        // What cublasLt would refuse, or the call sites never issue: refused.
+        let (a, b, c, bias) = ([1.0f32; 4], [1.0f32; 4], [1.0f32; 3], [1.0f32; 1]);
+        for (beta, batch, with_c, with_bias, why) in [
+            (1.0, 1, false, false, "without a C"),
+            (0.0, 2, false, false, "2 batches"),
+            (0.0, 1, false, true, "a bias of 1 values"),
+            (1.0, 1, true, false, "C reaches element 4"),
+        ] {
+            let mut d = [0.0f32; 8];
+            let gemm = Gemm {
+                transa: Op::N,
+                transb: Op::N,
+                m: 2,
+                n: 2,
+                k: 2,
+                alpha: 1.0,
+                a: host(&a),
+                lda: 2,
+                stride_a: 0,
+                b: host(&b),
+                ldb: 2,
+                stride_b: 0,
+                beta,
+                c: host_mut(&mut d),
+                ldc: 2,
+                stride_c: 4,
+                batch,
+            };
+            let call = LtMatmul { gemm, c: with_c.then(|| host(&c)), bias: with_bias.then(|| host(&bias)) };
+            let err = EmuDevice.matmul_lt(call).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! launch shapes and the `void**` argument array `cuLaunchKernel` takes. The emulator
 //! (`emu`) and the CUDA runtime (`runtime`) take the very same arrays, so the launchers'
 //! argument lists are what a GPU gets.
-use super::blas::Gemm;
+use super::blas::{Gemm, LtMatmul};
 use half::bf16;
 use std::any::Any;
 use std::ffi::c_void;
@@ -289,6 +289,12 @@ pub trait Gpu {
     fn sgemm(&self, call: Gemm<'_>) -> Result<(), CudaError>;
     /// Queues the same product of bf16 `A` and `B` into f32 `C`, computed in f32.
     fn gemm_bf16(&self, call: Gemm<'_, bf16>) -> Result<(), CudaError>;
+    /// Queues `cublasLtMatmul` with the arguments of `call` (see [`LtMatmul`]); `Ok(false)`
+    /// when cublasLt has no algorithm for it (nothing queued: the caller computes it another
+    /// way).
+    fn matmul_lt(&self, call: LtMatmul<'_>) -> Result<bool, CudaError>;
+    /// As [`Gpu::matmul_lt`] with bf16 `A` and `B` (f32 `C`, `D`, bias and compute).
+    fn matmul_lt_bf16(&self, call: LtMatmul<'_, bf16>) -> Result<bool, CudaError>;
     /// `bytes` of zeroed device memory (8-byte aligned at least).
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError>;
     /// A device copy of `data` (8-byte aligned at least); `data` may change once this returns.

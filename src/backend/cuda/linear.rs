@@ -1,9 +1,10 @@
 //! Linear layers on the device, `y = act(x·Wᵀ + b)`: one cuBLAS GEMM, then the epilogue
-//! (`kernels/linear.cu`, `kernels/gelu.cu`); the math of `cpu::linear`. The inference
-//! forward also runs in bf16 ([`linear_forward_bf16`]): weights rounded once
-//! ([`round_to_bf16`]), the input rounded per product, f32 sums and epilogue. (cublasLt's
-//! fused epilogues would save the epilogue's pass over `y`; not used yet.)
-use super::blas::{Gemm, Op};
+//! (`kernels/linear.cu`, `kernels/gelu.cu`); the math of `cpu::linear`. The bias and bias +
+//! residual epilogues fuse into one cublasLt matmul ([`LtMatmul`]) instead; GELU stays our erf
+//! kernel (cublasLt's GELU is the tanh form), and the bias gradient our reduction. The
+//! inference forward also runs in bf16 ([`linear_forward_bf16`]): weights rounded once
+//! ([`round_to_bf16`]), the input rounded per product, f32 sums and epilogue.
+use super::blas::{Gemm, LtMatmul, Op};
 use super::gelu::{bias_gelu_forward, gelu_forward};
 use super::launch::{alloc, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, ELEMENTWISE_BLOCK};
 use half::bf16;
@@ -56,10 +57,68 @@ fn forward_product<'a, T>(y: DevSliceMut<'a, f32>, x: DevSlice<'a, T>, w: DevSli
     }
 }
 
+/// The element types a linear product takes its operands in: f32, or bf16 (f32 sums).
+trait Operand: Sized {
+    fn gemm<D: Gpu + ?Sized>(dev: &D, call: Gemm<'_, Self>) -> Result<(), CudaError>;
+    fn matmul_lt<D: Gpu + ?Sized>(dev: &D, call: LtMatmul<'_, Self>) -> Result<bool, CudaError>;
+}
+
+impl Operand for f32 {
+    fn gemm<D: Gpu + ?Sized>(dev: &D, call: Gemm<'_, f32>) -> Result<(), CudaError> {
+        dev.sgemm(call)
+    }
+
+    fn matmul_lt<D: Gpu + ?Sized>(dev: &D, call: LtMatmul<'_, f32>) -> Result<bool, CudaError> {
+        dev.matmul_lt(call)
+    }
+}
+
+impl Operand for bf16 {
+    fn gemm<D: Gpu + ?Sized>(dev: &D, call: Gemm<'_, bf16>) -> Result<(), CudaError> {
+        dev.gemm_bf16(call)
+    }
+
+    fn matmul_lt<D: Gpu + ?Sized>(dev: &D, call: LtMatmul<'_, bf16>) -> Result<bool, CudaError> {
+        dev.matmul_lt_bf16(call)
+    }
+}
+
+/// `y = act(x·Wᵀ + b)` of checked shapes: one cublasLt matmul where `act` fuses into its
+/// epilogue (bias: `CUBLASLT_EPILOGUE_BIAS`; bias + residual: the residual as its `C`,
+/// `β = 1`) and cublasLt has an algorithm for it; else the GEMM, then our epilogue kernel.
+#[allow(clippy::too_many_arguments)]
+fn product<T: Operand + Copy, D: Gpu + ?Sized>(
+    dev: &D,
+    mut y: DevSliceMut<'_, f32>,
+    x: DevSlice<'_, T>,
+    w: DevSlice<'_, T>,
+    b: DevSlice<'_, f32>,
+    activation: Activation<'_>,
+    (rows, k, n): (usize, usize, usize),
+) -> Result<(), CudaError> {
+    let fused = match activation {
+        Activation::Bias => Some(None),
+        Activation::BiasResidual(residual) => {
+            assert_eq!(residual.len(), y.len(), "linear: residual is not [rows × out]");
+            Some(Some(residual))
+        }
+        Activation::BiasGelu => None,
+    };
+    if let Some(residual) = fused {
+        let mut gemm = forward_product(y.reborrow(), x, w, rows, k, n);
+        gemm.beta = if residual.is_some() { 1.0 } else { 0.0 };
+        if T::matmul_lt(dev, LtMatmul { gemm, c: residual, bias: Some(b) })? {
+            return Ok(());
+        }
+    }
+    T::gemm(dev, forward_product(y.reborrow(), x, w, rows, k, n))?;
+    epilogue(dev, y, b, activation)
+}
+
 /// `y: [rows × out] = act(x: [rows × in] · w: [out × in]ᵀ + b: [out])`.
 pub fn linear_forward<D: Gpu + ?Sized>(
     dev: &D,
-    mut y: DevSliceMut<'_, f32>,
+    y: DevSliceMut<'_, f32>,
     x: DevSlice<'_, f32>,
     w: DevSlice<'_, f32>,
     b: DevSlice<'_, f32>,
@@ -69,15 +128,14 @@ pub fn linear_forward<D: Gpu + ?Sized>(
     if rows == 0 {
         return Ok(());
     }
-    dev.sgemm(forward_product(y.reborrow(), x, w, rows, k, n))?;
-    epilogue(dev, y, b, activation)
+    product(dev, y, x, w, b, activation, (rows, k, n))
 }
 
 /// [`linear_forward`] with `w` already rounded to bf16 ([`round_to_bf16`]): `x` is rounded
 /// to bf16 alike, the products of bf16 values are summed in f32, the epilogue is f32.
 pub fn linear_forward_bf16<D: Gpu + ?Sized>(
     dev: &D,
-    mut y: DevSliceMut<'_, f32>,
+    y: DevSliceMut<'_, f32>,
     x: DevSlice<'_, f32>,
     w: DevSlice<'_, bf16>,
     b: DevSlice<'_, f32>,
@@ -90,8 +148,7 @@ pub fn linear_forward_bf16<D: Gpu + ?Sized>(
     // x_bf16: [rows × in]
     let mut x_bf16 = alloc::<bf16, _>(dev, x.len())?;
     round_to_bf16(dev, x_bf16.slice_mut(), x)?;
-    dev.gemm_bf16(forward_product(y.reborrow(), x_bf16.slice(), w, rows, k, n))?;
-    epilogue(dev, y, b, activation)
+    product(dev, y, x_bf16.slice(), w, b, activation, (rows, k, n))
 }
 
 /// `out = x` rounded to bf16, to nearest with ties to even (`out, x: [n]`).
@@ -107,10 +164,7 @@ fn epilogue<D: Gpu + ?Sized>(dev: &D, y: DevSliceMut<'_, f32>, b: DevSlice<'_, f
     match activation {
         Activation::BiasGelu => bias_gelu_forward(dev, y, b),
         Activation::Bias => bias_residual(dev, y, b, None),
-        Activation::BiasResidual(residual) => {
-            assert_eq!(residual.len(), y.len(), "linear: residual is not [rows × out]");
-            bias_residual(dev, y, b, Some(residual))
-        }
+        Activation::BiasResidual(residual) => bias_residual(dev, y, b, Some(residual)),
     }
 }
 
@@ -258,6 +312,68 @@ mod tests {
                 if k > 1 {
                     assert!(got.iter().zip(&exact).any(|(g, e)| g != e), "{what}: equals the f32 product");
                 }
+            }
+        }
+    }
+
+    /// A device whose cublasLt has no algorithm for anything: the linear layers then take
+    /// their unfused route (the GEMM, then our epilogue kernel), as on a GPU where the
+    /// heuristic finds none.
+    struct WithoutLt<'a>(&'a dyn Gpu);
+
+    impl Gpu for WithoutLt<'_> {
+        fn launch(&self, kernel: &'static str, config: LaunchConfig, args: KernelArgs) -> Result<(), CudaError> {
+            self.0.launch(kernel, config, args)
+        }
+        fn sgemm(&self, call: Gemm<'_>) -> Result<(), CudaError> {
+            self.0.sgemm(call)
+        }
+        fn gemm_bf16(&self, call: Gemm<'_, bf16>) -> Result<(), CudaError> {
+            self.0.gemm_bf16(call)
+        }
+        fn matmul_lt(&self, _: LtMatmul<'_>) -> Result<bool, CudaError> {
+            Ok(false)
+        }
+        fn matmul_lt_bf16(&self, _: LtMatmul<'_, bf16>) -> Result<bool, CudaError> {
+            Ok(false)
+        }
+        fn alloc_zeroed(&self, bytes: usize) -> Result<super::super::launch::DeviceBuffer<u8>, CudaError> {
+            self.0.alloc_zeroed(bytes)
+        }
+        fn upload_bytes(&self, data: &[u8]) -> Result<super::super::launch::DeviceBuffer<u8>, CudaError> {
+            self.0.upload_bytes(data)
+        }
+        fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError> {
+            self.0.download_bytes(src, dst)
+        }
+        fn copy_bytes(&self, dst: DevSliceMut<'_, u8>, src: DevSlice<'_, u8>) -> Result<(), CudaError> {
+            self.0.copy_bytes(dst, src)
+        }
+        fn synchronize(&self) -> Result<(), CudaError> {
+            self.0.synchronize()
+        }
+    }
+
+    #[test]
+    fn the_unfused_forward_matches_the_cpu() {
+        let Some(on) = bench() else { return };
+        let dev = WithoutLt(on.dev());
+        for (rows, k, n) in [(1, 1, 1), (7, 31, 5), (3, 17, 385)] {
+            let mut rng = Rng::new((rows * 1000 + k * 10 + n) as u64);
+            let (x, w, b, res) = (rng.normals(rows * k, 1.0), rng.normals(n * k, 0.3), rng.normals(n, 1.0), rng.normals(rows * n, 1.0));
+            let w_bf16: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+            for (name, cpu_act, act) in [
+                ("bias", cpu::Activation::Bias, Activation::Bias),
+                ("bias+residual", cpu::Activation::BiasResidual(res.as_slice()), Activation::BiasResidual(on.input(&res))),
+            ] {
+                let mut want = vec![0.0; rows * n];
+                cpu::linear_forward(&x, rows, &w, &b, &mut want, cpu_act);
+                let mut got = vec![f32::NAN; rows * n];
+                linear_forward(&dev, on.output(&mut got).slice(), on.input(&x), on.input(&w), on.input(&b), act).unwrap();
+                assert_near(&format!("{name} {rows}×{k}→{n}"), &got, &want, 1e-5, 1e-5);
+                cpu::linear_forward(&rounded(&x), rows, &rounded(&w), &b, &mut want, cpu_act);
+                linear_forward_bf16(&dev, on.output(&mut got).slice(), on.input(&x), on.input(&w_bf16), on.input(&b), act).unwrap();
+                assert_near(&format!("bf16 {name} {rows}×{k}→{n}"), &got, &want, 1e-5, 1e-5);
             }
         }
     }

@@ -20,9 +20,11 @@
 //! Every call, and every free, first makes the context current on the calling thread, so a
 //! device (and its buffers) may be used from any thread (one at a time: `backend::cuda::device`
 //! holds it behind a lock; frees need no lock).
+use super::blas::LtMatmul;
 use super::blas::{Gemm, Op};
 use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
+use cudarc::cublaslt::{result as lt, sys as lt_sys};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
 use half::bf16;
 use std::cell::RefCell;
@@ -49,6 +51,7 @@ pub fn kernels_built() -> Result<(), CudaError> {
 pub struct CudaDevice {
     // Declared first: dropped (handle destroyed, modules unloaded) while the context lives.
     cublas: cublas_sys::cublasHandle_t,
+    lt: lt_sys::cublasLtHandle_t,
     modules: Vec<sys::CUmodule>,
     functions: HashMap<&'static str, sys::CUfunction>,
     staging: RefCell<Staging>,
@@ -96,7 +99,12 @@ impl CudaDevice {
         let base = unsafe { driver::malloc_host(STAGING_BYTES, 0) }.map_err(unavailable("no device: pinned staging memory"))? as *mut u8;
         let staging = RefCell::new(Staging { base, used: 0 });
         let handle = cublas::create_handle().map_err(|e| CudaError::Unavailable(format!("no cuBLAS: {e:?}")))?;
-        let mut device = CudaDevice { cublas: handle, modules: Vec::new(), functions: HashMap::new(), staging, stream, _context: context };
+        // SAFETY: only tries to dlopen libcublasLt.
+        if !unsafe { lt_sys::is_culib_present() } {
+            return Err(CudaError::Unavailable("no cuBLAS: libcublasLt cannot be loaded".into()));
+        }
+        let lt = lt::create_handle().map_err(|e| CudaError::Unavailable(format!("no cuBLAS: cublasLt: {e:?}")))?;
+        let mut device = CudaDevice { cublas: handle, lt, modules: Vec::new(), functions: HashMap::new(), staging, stream, _context: context };
         // SAFETY: the handle and the stream are live; the stream outlives the handle's use.
         unsafe { cublas::set_stream(device.cublas, device.stream.cu_stream() as _) }.map_err(|e| CudaError::Unavailable(format!("cuBLAS stream: {e:?}")))?;
         for &(stem, fatbin, entries) in embedded::FATBINS {
@@ -209,6 +217,114 @@ impl CudaDevice {
     }
 }
 
+/// cublasLt's descriptors of one matmul, destroyed on drop (they are host objects, read
+/// when the matmul is issued).
+#[derive(Default)]
+struct LtDescriptors {
+    desc: Option<lt_sys::cublasLtMatmulDesc_t>,
+    layouts: Vec<lt_sys::cublasLtMatrixLayout_t>,
+    pref: Option<lt_sys::cublasLtMatmulPreference_t>,
+}
+
+impl Drop for LtDescriptors {
+    fn drop(&mut self) {
+        // SAFETY: each was created once by cublasLt and is destroyed once; errors at a
+        // destroy have no one to report to.
+        unsafe {
+            if let Some(desc) = self.desc {
+                let _ = lt::destroy_matmul_desc(desc);
+            }
+            for &layout in &self.layouts {
+                let _ = lt::destroy_matrix_layout(layout);
+            }
+            if let Some(pref) = self.pref {
+                let _ = lt::destroy_matmul_pref(pref);
+            }
+        }
+    }
+}
+
+fn lt_error(e: lt::CublasError) -> CudaError {
+    CudaError::Gemm(format!("cublasLt: {e:?}"))
+}
+
+impl CudaDevice {
+    /// Queues `cublasLtMatmul` for `call` whose `A` and `B` hold `T`s of type `ab_type`
+    /// (`C`, `D`, bias f32; f32 compute and scalars; no workspace); `Ok(false)` when cublasLt's
+    /// heuristic offers no algorithm.
+    fn lt_matmul<T>(&self, call: LtMatmul<'_, T>, ab_type: lt_sys::cudaDataType) -> Result<bool, CudaError> {
+        call.check()?;
+        self.bind()?;
+        let g = &call.gemm;
+        let op = |o: Op| match o {
+            Op::N => cublas_sys::cublasOperation_t::CUBLAS_OP_N,
+            Op::T => cublas_sys::cublasOperation_t::CUBLAS_OP_T,
+        };
+        let f32_type = lt_sys::cudaDataType::CUDA_R_32F;
+        let mut d = LtDescriptors::default();
+        let desc = *d.desc.insert(lt::create_matmul_desc(lt_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, f32_type).map_err(lt_error)?);
+        let (transa, transb) = (op(g.transa), op(g.transb));
+        let epilogue = match call.bias {
+            Some(_) => lt_sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS,
+            None => lt_sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_DEFAULT,
+        };
+        let bias = call.bias.map_or(0, |b| b.addr());
+        let attribute = |attr, value: *const std::ffi::c_void, size| {
+            // SAFETY: `value` points at `size` bytes of the attribute's type, read during the call.
+            unsafe { lt::set_matmul_desc_attribute(desc, attr, value, size) }.map_err(lt_error)
+        };
+        use lt_sys::cublasLtMatmulDescAttributes_t as Attr;
+        attribute(Attr::CUBLASLT_MATMUL_DESC_TRANSA, &transa as *const _ as *const _, size_of_val(&transa))?;
+        attribute(Attr::CUBLASLT_MATMUL_DESC_TRANSB, &transb as *const _ as *const _, size_of_val(&transb))?;
+        attribute(Attr::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue as *const _ as *const _, size_of_val(&epilogue))?;
+        if call.bias.is_some() {
+            attribute(Attr::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias as *const u64 as *const _, size_of::<u64>())?;
+        }
+        // Stored shapes: A is (rows × cols) = stored(op, m, k), B = stored(op, k, n), C and D m × n.
+        let (ar, ac) = super::blas::stored(g.transa, g.m, g.k);
+        let (br, bc) = super::blas::stored(g.transb, g.k, g.n);
+        for (ty, rows, cols, ld) in [(ab_type, ar, ac, g.lda), (ab_type, br, bc, g.ldb), (f32_type, g.m, g.n, g.ldc)] {
+            d.layouts.push(lt::create_matrix_layout(ty, rows as u64, cols as u64, ld as i64).map_err(lt_error)?);
+        }
+        let (a_layout, b_layout, cd_layout) = (d.layouts[0], d.layouts[1], d.layouts[2]);
+        let pref = *d.pref.insert(lt::create_matmul_pref().map_err(lt_error)?);
+        // SAFETY: every descriptor was just created; the heuristic reads them.
+        let heuristic = match unsafe { lt::get_matmul_algo_heuristic(self.lt, desc, a_layout, b_layout, cd_layout, cd_layout, pref) } {
+            Ok(h) => h,
+            Err(e) if e.0 == lt_sys::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED => return Ok(false),
+            Err(e) => return Err(lt_error(e)),
+        };
+        // Without a C, D stands in for it (β = 0: not read).
+        let c = call.c.map_or(g.c.addr(), |c| c.addr());
+        // SAFETY: `check` proved A, B, C, D and the bias inside their device slices, whose
+        // memory is freed in stream order; the layouts describe them; α and β are host f32
+        // values read before the call returns; no workspace is passed (the preference's
+        // default maximum is 0 bytes).
+        unsafe {
+            lt::matmul(
+                self.lt,
+                desc,
+                &g.alpha as *const f32 as *const _,
+                &g.beta as *const f32 as *const _,
+                g.a.addr() as *const _,
+                a_layout,
+                g.b.addr() as *const _,
+                b_layout,
+                c as *const _,
+                cd_layout,
+                g.c.addr() as *mut _,
+                cd_layout,
+                &heuristic.algo,
+                std::ptr::null_mut(),
+                0,
+                self.stream.cu_stream() as _,
+            )
+        }
+        .map_err(lt_error)?;
+        Ok(true)
+    }
+}
+
 /// Checks that `device` allocates in stream order and lets its default pool keep freed
 /// memory for reuse (by default it returns it to the system at every synchronisation).
 fn keep_freed_memory(device: sys::CUdevice) -> Result<(), CudaError> {
@@ -238,6 +354,7 @@ impl Drop for CudaDevice {
         unsafe {
             let _ = driver::free_host(self.staging.get_mut().base as *mut _);
             let _ = cublas::destroy_handle(self.cublas);
+            let _ = lt::destroy_handle(self.lt);
             for &m in &self.modules {
                 let _ = driver::module::unload(m);
             }
@@ -291,6 +408,14 @@ impl Gpu for CudaDevice {
 
     fn gemm_bf16(&self, g: Gemm<'_, bf16>) -> Result<(), CudaError> {
         self.gemm(g, cublas_sys::cudaDataType::CUDA_R_16BF)
+    }
+
+    fn matmul_lt(&self, call: LtMatmul<'_>) -> Result<bool, CudaError> {
+        self.lt_matmul(call, lt_sys::cudaDataType::CUDA_R_32F)
+    }
+
+    fn matmul_lt_bf16(&self, call: LtMatmul<'_, bf16>) -> Result<bool, CudaError> {
+        self.lt_matmul(call, lt_sys::cudaDataType::CUDA_R_16BF)
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
