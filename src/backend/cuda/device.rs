@@ -25,7 +25,7 @@
 //!   score weights; the losses' value and the entity pool's argmax come down.
 use super::elementwise::{axpy, copy_columns, fill_zero, tanh_backward, tanh_forward};
 use super::launch::{alloc, alloc_f32, download, duplicate, upload, CudaError, DeviceBuffer, Gpu, Packed};
-use super::linear::Activation as Epilogue;
+use super::linear::{Activation as Epilogue, Weight};
 use super::loss::CandidateLoss;
 use super::memory::{DevBuf, DevMem, DevParam};
 use super::{adamw, attention, cosine, distill, dropout, embedding, entity_pool, gelu, layernorm, linear, loss, pooling};
@@ -306,7 +306,7 @@ impl Backend for Cuda {
 
     fn linear_forward(x: &DevMem, rows: usize, w: &DevMem, b: &DevMem, y: &mut DevMem, act: Activation<DevMem>) {
         assert_eq!(y.len(), rows * b.len(), "linear: output is not [rows × out]");
-        run(|gpu| linear::linear_forward(gpu, y.device_mut()?, x.device()?, w.device()?, b.device()?, epilogue(act)?))
+        run(|gpu| linear::linear_forward(gpu, y.device_mut()?, x.device()?, Weight::F32(w.device()?), b.device()?, epilogue(act)?))
     }
 
     /// In bf16 precision, rounds every weight to bf16 on the device once (the first pass);
@@ -333,7 +333,7 @@ impl Backend for Cuda {
     fn linear_forward_prepared(state: &Bf16Weights, slot: usize, x: &DevMem, rows: usize, w: &DevParam, b: &DevMem, y: &mut DevMem, act: Activation<DevMem>) {
         let Some(rounded) = state.of(slot, w) else { return Self::linear_forward(x, rows, w, b, y, act) };
         assert_eq!(y.len(), rows * b.len(), "linear: output is not [rows × out]");
-        run(|gpu| linear::linear_forward_bf16(gpu, y.device_mut()?, x.device()?, rounded.slice(), b.device()?, epilogue(act)?))
+        run(|gpu| linear::linear_forward(gpu, y.device_mut()?, x.device()?, Weight::Bf16(rounded.slice()), b.device()?, epilogue(act)?))
     }
 
     fn linear_gelu_forward_saving(x: &DevMem, rows: usize, w: &DevMem, b: &DevMem, z: &mut DevMem, y: &mut DevMem) {

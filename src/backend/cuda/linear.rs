@@ -2,7 +2,7 @@
 //! (`kernels/linear.cu`, `kernels/gelu.cu`); the math of `cpu::linear`. The bias and bias +
 //! residual epilogues fuse into one cublasLt matmul ([`LtMatmul`]) instead; GELU stays our erf
 //! kernel (cublasLt's GELU is the tanh form), and the bias gradient our reduction. The
-//! inference forward also runs in bf16 ([`linear_forward_bf16`]): weights rounded once
+//! inference forward also runs in bf16 ([`Weight::Bf16`]): weights rounded once
 //! ([`round_to_bf16`]), the input rounded per product, f32 sums and epilogue.
 use super::blas::{Gemm, LtMatmul, Op};
 use super::gelu::{bias_gelu_forward, gelu_forward};
@@ -83,10 +83,38 @@ impl Operand for bf16 {
     }
 }
 
-/// `y = act(x·Wᵀ + b)` of checked shapes: one cublasLt matmul where `act` fuses into its
-/// epilogue (bias: `CUBLASLT_EPILOGUE_BIAS`; bias + residual: the residual as its `C`,
+/// A linear layer's weight `[out × in]` as a product reads it: f32, or rounded to bf16 once
+/// ([`round_to_bf16`]; the input is then rounded alike per product, the products of bf16
+/// values summed in f32).
+#[derive(Debug, Clone, Copy)]
+pub enum Weight<'a> {
+    F32(DevSlice<'a, f32>),
+    Bf16(DevSlice<'a, bf16>),
+}
+
+/// `y: [rows × out] = act(x: [rows × in] · w: [out × in]ᵀ + b: [out])`, the epilogue in f32.
+pub fn linear_forward<D: Gpu + ?Sized>(
+    dev: &D,
+    y: DevSliceMut<'_, f32>,
+    x: DevSlice<'_, f32>,
+    w: Weight<'_>,
+    b: DevSlice<'_, f32>,
+    activation: Activation<'_>,
+) -> Result<(), CudaError> {
+    match w {
+        Weight::F32(w) => product(dev, y, x, w, b, activation),
+        Weight::Bf16(w) => {
+            // x_bf16: [rows × in]
+            let mut x_bf16 = alloc::<bf16, _>(dev, x.len())?;
+            round_to_bf16(dev, x_bf16.slice_mut(), x)?;
+            product(dev, y, x_bf16.slice(), w, b, activation)
+        }
+    }
+}
+
+/// `y = act(x·Wᵀ + b)` on operands of one type: one cublasLt matmul where `act` fuses into
+/// its epilogue (bias: `CUBLASLT_EPILOGUE_BIAS`; bias + residual: the residual as its `C`,
 /// `β = 1`) and cublasLt has an algorithm for it; else the GEMM, then our epilogue kernel.
-#[allow(clippy::too_many_arguments)]
 fn product<T: Operand + Copy, D: Gpu + ?Sized>(
     dev: &D,
     mut y: DevSliceMut<'_, f32>,
@@ -94,8 +122,11 @@ fn product<T: Operand + Copy, D: Gpu + ?Sized>(
     w: DevSlice<'_, T>,
     b: DevSlice<'_, f32>,
     activation: Activation<'_>,
-    (rows, k, n): (usize, usize, usize),
 ) -> Result<(), CudaError> {
+    let (rows, k, n) = shape(x.len(), w.len(), b.len(), Some(y.len()));
+    if rows == 0 {
+        return Ok(());
+    }
     let fused = match activation {
         Activation::Bias => Some(None),
         Activation::BiasResidual(residual) => {
@@ -113,42 +144,6 @@ fn product<T: Operand + Copy, D: Gpu + ?Sized>(
     }
     T::gemm(dev, forward_product(y.reborrow(), x, w, rows, k, n))?;
     epilogue(dev, y, b, activation)
-}
-
-/// `y: [rows × out] = act(x: [rows × in] · w: [out × in]ᵀ + b: [out])`.
-pub fn linear_forward<D: Gpu + ?Sized>(
-    dev: &D,
-    y: DevSliceMut<'_, f32>,
-    x: DevSlice<'_, f32>,
-    w: DevSlice<'_, f32>,
-    b: DevSlice<'_, f32>,
-    activation: Activation<'_>,
-) -> Result<(), CudaError> {
-    let (rows, k, n) = shape(x.len(), w.len(), b.len(), Some(y.len()));
-    if rows == 0 {
-        return Ok(());
-    }
-    product(dev, y, x, w, b, activation, (rows, k, n))
-}
-
-/// [`linear_forward`] with `w` already rounded to bf16 ([`round_to_bf16`]): `x` is rounded
-/// to bf16 alike, the products of bf16 values are summed in f32, the epilogue is f32.
-pub fn linear_forward_bf16<D: Gpu + ?Sized>(
-    dev: &D,
-    y: DevSliceMut<'_, f32>,
-    x: DevSlice<'_, f32>,
-    w: DevSlice<'_, bf16>,
-    b: DevSlice<'_, f32>,
-    activation: Activation<'_>,
-) -> Result<(), CudaError> {
-    let (rows, k, n) = shape(x.len(), w.len(), b.len(), Some(y.len()));
-    if rows == 0 {
-        return Ok(());
-    }
-    // x_bf16: [rows × in]
-    let mut x_bf16 = alloc::<bf16, _>(dev, x.len())?;
-    round_to_bf16(dev, x_bf16.slice_mut(), x)?;
-    product(dev, y, x_bf16.slice(), w, b, activation, (rows, k, n))
 }
 
 /// `out = x` rounded to bf16, to nearest with ties to even (`out, x: [n]`).
@@ -183,7 +178,7 @@ pub fn linear_gelu_forward_saving<D: Gpu + ?Sized>(
     w: DevSlice<'_, f32>,
     b: DevSlice<'_, f32>,
 ) -> Result<(), CudaError> {
-    linear_forward(dev, z.reborrow(), x, w, b, Activation::Bias)?;
+    linear_forward(dev, z.reborrow(), x, Weight::F32(w), b, Activation::Bias)?;
     gelu_forward(dev, y, z.as_const())
 }
 
@@ -298,7 +293,7 @@ mod tests {
             ] {
                 let what = format!("{name} {rows}×{k}→{n}");
                 let mut got = vec![f32::NAN; rows * n];
-                linear_forward_bf16(on.dev(), on.output(&mut got).slice(), on.input(&x), on.input(&w_bf16), on.input(&b), act).unwrap();
+                linear_forward(on.dev(), on.output(&mut got).slice(), on.input(&x), Weight::Bf16(on.input(&w_bf16)), on.input(&b), act).unwrap();
                 // The same operands rounded on the host: equal up to the order of the f32 sums.
                 let mut want = vec![0.0; rows * n];
                 cpu::linear_forward(&rounded(&x), rows, &rounded(&w), &b, &mut want, cpu_act);
@@ -369,10 +364,10 @@ mod tests {
                 let mut want = vec![0.0; rows * n];
                 cpu::linear_forward(&x, rows, &w, &b, &mut want, cpu_act);
                 let mut got = vec![f32::NAN; rows * n];
-                linear_forward(&dev, on.output(&mut got).slice(), on.input(&x), on.input(&w), on.input(&b), act).unwrap();
+                linear_forward(&dev, on.output(&mut got).slice(), on.input(&x), Weight::F32(on.input(&w)), on.input(&b), act).unwrap();
                 assert_near(&format!("{name} {rows}×{k}→{n}"), &got, &want, 1e-5, 1e-5);
                 cpu::linear_forward(&rounded(&x), rows, &rounded(&w), &b, &mut want, cpu_act);
-                linear_forward_bf16(&dev, on.output(&mut got).slice(), on.input(&x), on.input(&w_bf16), on.input(&b), act).unwrap();
+                linear_forward(&dev, on.output(&mut got).slice(), on.input(&x), Weight::Bf16(on.input(&w_bf16)), on.input(&b), act).unwrap();
                 assert_near(&format!("bf16 {name} {rows}×{k}→{n}"), &got, &want, 1e-5, 1e-5);
             }
         }
@@ -393,7 +388,7 @@ mod tests {
                 let mut want = vec![0.0; rows * n];
                 cpu::linear_forward(&x, rows, &w, &b, &mut want, cpu_act);
                 let mut got = vec![f32::NAN; rows * n];
-                linear_forward(on.dev(), on.output(&mut got).slice(), on.input(&x), on.input(&w), on.input(&b), act).unwrap();
+                linear_forward(on.dev(), on.output(&mut got).slice(), on.input(&x), Weight::F32(on.input(&w)), on.input(&b), act).unwrap();
                 assert_near(&format!("{name} {rows}×{k}→{n}"), &got, &want, 1e-5, 1e-5);
             }
             let (mut z, mut y) = (vec![0.0; rows * n], vec![0.0; rows * n]);
