@@ -11,6 +11,7 @@ use rmx::model::params::ParamSet;
 use rmx::model::rematch::Matcher;
 use rmx::model::scoring::{combine_parts, PartWeights};
 use rmx::rng::Rng;
+use rmx::text::markers::WordInstance;
 use rmx::text::tokenizer::TextTokenizer;
 use rmx::train::checkpoint::save_checkpoint;
 use rmx::train::dataset::prepare_training;
@@ -120,12 +121,8 @@ fn a_checkpoint_computes_what_training_computed() {
     // The inference path on the checkpoint vs the training forward on the trained parameters.
     let matcher = Matcher::load(&out).unwrap();
     assert!(matcher.is_trained());
-    let instance = rmx::text::markers::WordInstance::from_words(
-        ["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(),
-        0..2,
-        3..5,
-    )
-    .unwrap();
+    let instance =
+        WordInstance::from_words(["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(), 0..2, 3..5).unwrap();
     let query = matcher.encode_queries(&[matcher.prepare(&instance).unwrap()]).unwrap().remove(0);
 
     let marked = instance.mark(&TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap(), 64).unwrap();
@@ -464,27 +461,34 @@ fn check_ensemble(dir: &Path, mut trainer: Trainer, set: &rmx::train::trainer::T
     let ensemble = Matcher::load(&out).unwrap();
     let trained = Matcher::load_with(&out, Some(0.0)).unwrap();
     let zero_shot = Matcher::load(&fixture("tiny_bert")).unwrap();
-    assert_eq!(ensemble.dim(), 2 * trained.dim());
+    assert_eq!(ensemble.parts_dim(), 2 * trained.parts_dim());
+    assert_eq!((ensemble.dim(), trained.dim()), (ensemble.parts_dim() + 1, trained.parts_dim() + 1), "one hubness bias component");
     assert_ne!(ensemble.fingerprint(), trained.fingerprint(), "an index of one cannot serve the other");
     assert!(Matcher::load_with(&fixture("tiny_bert"), Some(0.2)).is_err(), "a plain encoder has nothing to ensemble");
     assert!(Matcher::load_with(&out, Some(1.0)).is_err());
 
-    let instance = rmx::text::markers::WordInstance::from_words(
-        ["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(),
-        0..2,
-        3..5,
-    )
-    .unwrap();
-    let rels = relations(&["P1", "P2", "P3"]);
+    let instance =
+        WordInstance::from_words(["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(), 0..2, 3..5).unwrap();
+    // Keyword descriptions, and text alone (the zero-training part then matches label and
+    // description with its hubness bias, as the zero-training default does).
+    let keywords = relations(&["P1", "P2", "P3"]);
+    let text_only: Vec<Relation> = keywords.iter().map(|r| Relation { head: Vec::new(), tail: Vec::new(), ..r.clone() }).collect();
+    for rels in [keywords, text_only] {
+        check_ensemble_scores(&ensemble, &trained, &zero_shot, &instance, &rels, beta);
+    }
+}
+
+fn check_ensemble_scores(ensemble: &Matcher, trained: &Matcher, zero_shot: &Matcher, instance: &WordInstance, rels: &[Relation], beta: f32) {
     let scores = |m: &Matcher| -> Vec<f32> {
-        let q = m.encode_queries(&[m.prepare(&instance).unwrap()]).unwrap().remove(0);
-        let r = m.encode_relations(&rels, 2, |_| {}).unwrap();
-        for v in &r {
-            assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "relation vectors are unit");
+        let q = m.encode_queries(&[m.prepare(instance).unwrap()]).unwrap().remove(0);
+        let r = m.encode_relations(rels, 2, |_| {}).unwrap();
+        for v in r.iter().filter(|_| !rels[0].head.is_empty()) {
+            let parts = &v[..m.parts_dim()];
+            assert!((parts.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "relation vectors with keywords are unit");
         }
         r.iter().map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum()).collect()
     };
-    let (e, t, z) = (scores(&ensemble), scores(&trained), scores(&zero_shot));
+    let (e, t, z) = (scores(ensemble), scores(trained), scores(zero_shot));
     for i in 0..rels.len() {
         let want = (1.0 - beta) * t[i] + beta * z[i];
         assert!((e[i] - want).abs() < 1e-5, "relation {i}: ensemble {} vs {want}", e[i]);
