@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the checkpoint for large label sets (docs/large-label-sets.md, "Training on other
 # relations"): the RE-Matching model fine-tuned on FewRel val_nyt's sentences of the 17
-# relations that are not val_wiki relations, described by Wikidata's label and description,
+# relations that are not val_wiki relations, described by Wikidata's "label: description",
 # with every other Wikidata property (not held out) as an extra candidate negative; the
 # checkpoint scores as an ensemble with the zero-training default of weight 0.3.
 #
