@@ -84,31 +84,35 @@ class GradReverse(torch.autograd.Function):
         return -0.5 * g
 
 
-def torch_steps(model_dir: Path, data: dict[str, list], batch: int, steps: int, dropout: bool) -> tuple[list[float], int]:
+def torch_steps(model_dir: Path, data: dict[str, list], batch: int, steps: int, dropout: bool, device: str = "cpu") -> tuple[list[float], int]:
+    """Times `steps` RE-Matching steps in PyTorch eager fp32 on `device` ("cpu" or "cuda")."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    bert = BertModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation="sdpa")
+    bert = BertModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation="sdpa", torch_dtype=torch.float32).to(dev)
     bert.train(dropout)
     d = bert.config.hidden_size
     rels = sorted(data)
     samples = [(mark(x), rels.index(r)) for r in rels for x in data[r]]
     random.Random(1).shuffle(samples)
     head_id, tail_id = tok.convert_tokens_to_ids("#"), tok.convert_tokens_to_ids("@")
-    fc = torch.nn.Linear(2 * d, d)
-    code = torch.nn.Parameter(torch.randn(d) * 0.02)
-    adv = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Tanh(), torch.nn.Linear(d, len(rels)))
-    desc = F.normalize(torch.randn(len(rels), 3, d), dim=-1)
+    fc = torch.nn.Linear(2 * d, d).to(dev)
+    code = torch.nn.Parameter((torch.randn(d) * 0.02).to(dev))
+    adv = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Tanh(), torch.nn.Linear(d, len(rels))).to(dev)
+    desc = F.normalize(torch.randn(len(rels), 3, d), dim=-1).to(dev)
     params = list(bert.parameters()) + list(fc.parameters()) + [code] + list(adv.parameters())
     opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.01)
     times, tokens = [], 0
     for s in range(steps):
         chunk = samples[s * batch:(s + 1) * batch]
-        enc = tok([c[0] for c in chunk], padding=True, return_tensors="pt")
+        enc = tok([c[0] for c in chunk], padding=True, return_tensors="pt").to(dev)
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        labels = torch.tensor([c[1] for c in chunk])
+        labels = torch.tensor([c[1] for c in chunk], device=dev)
+        sync()
         t0 = time.perf_counter()
         H = bert(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, L, d]
         B, L = ids.shape
-        pos = torch.arange(L).expand(B, L)
+        pos = torch.arange(L, device=dev).expand(B, L)
         hm = (ids == head_id).float().cumsum(1)
         tm = (ids == tail_id).float().cumsum(1)
         head_open = (ids == head_id).int().argmax(1)
@@ -118,7 +122,8 @@ def torch_steps(model_dir: Path, data: dict[str, list], batch: int, steps: int, 
         neg_inf = torch.finfo(H.dtype).min
         eh = H.masked_fill(~head_span[..., None], neg_inf).max(1).values
         et = H.masked_fill(~tail_span[..., None], neg_inf).max(1).values
-        markers = torch.cat([H[torch.arange(B), head_open], H[torch.arange(B), tail_open]], -1)
+        rows = torch.arange(B, device=dev)
+        markers = torch.cat([H[rows, head_open], H[rows, tail_open]], -1)
         x = fc(markers)
         Hd = H.detach()
         a = torch.softmax((Hd @ code).masked_fill(mask == 0, -1e5), 1)
@@ -127,17 +132,18 @@ def torch_steps(model_dir: Path, data: dict[str, list], batch: int, steps: int, 
         xp = x - ((x * xs).sum(-1, keepdim=True) / (xs * xs).sum(-1, keepdim=True)) * xs
         parts = torch.stack([torch.tanh(xp), torch.tanh(eh), torch.tanh(et)], 1)  # [B, 3, d]
         cos = torch.einsum("bpd,rpd->brp", F.normalize(parts, dim=-1), desc)
-        scores = cos @ torch.tensor([0.34, 0.33, 0.33])  # [B, R]
-        pos_s = scores[torch.arange(B), labels]
-        draws = torch.stack([torch.randperm(B)[:7] for _ in range(B)])
-        neg_mask = torch.zeros(B, len(rels), dtype=torch.bool)
-        neg_mask[torch.arange(B)[:, None], labels[draws]] = True
-        neg_mask[torch.arange(B), labels] = False
+        scores = cos @ torch.tensor([0.34, 0.33, 0.33], device=dev)  # [B, R]
+        pos_s = scores[rows, labels]
+        draws = torch.stack([torch.randperm(B)[:7] for _ in range(B)]).to(dev)
+        neg_mask = torch.zeros(B, len(rels), dtype=torch.bool, device=dev)
+        neg_mask[rows[:, None], labels[draws]] = True
+        neg_mask[rows, labels] = False
         neg = scores.masked_fill(~neg_mask, 0.0).max(1).values.clamp(min=0)
         loss = F.relu(0.06 - pos_s + neg).mean() + rev
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         times.append(time.perf_counter() - t0)
         tokens += int(mask.sum())
     return times, tokens

@@ -8,6 +8,7 @@ use rmx::backend::cpu::gelu::bias_gelu_forward;
 use rmx::backend::cpu::layernorm::layernorm_forward;
 use rmx::backend::cpu::linear::{linear_forward, Activation};
 use rmx::backend::cpu::simd::Isa;
+use rmx::backend::cpu::Cpu;
 use rmx::model::bert::{Bert, PackedBatch};
 use std::hint::black_box;
 
@@ -50,7 +51,7 @@ fn kernels(c: &mut Criterion) {
 
 fn encoder(c: &mut Criterion) {
     let dir = rmx::model::location::default_model_dir();
-    let Ok(bert) = Bert::load(&dir) else {
+    let Ok(bert) = Bert::<Cpu>::load(&dir) else {
         eprintln!("SKIPPED encoder bench: no model at {} (scripts/fetch-model.sh)", dir.display());
         return;
     };

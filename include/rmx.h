@@ -30,7 +30,18 @@
  * The ABI version of this header; `rmx_abi_version()` returns the library's. They differ
  * when a program is run against a library built from another, incompatible header.
  */
-#define RMX_ABI_VERSION 3
+#define RMX_ABI_VERSION 4
+
+/**
+ * `rmx_engine_open_on`: the model computes on the CPU (what `rmx_engine_open` does).
+ */
+#define RMX_DEVICE_CPU 0
+
+/**
+ * `rmx_engine_open_on`: the model computes on GPU 0 through CUDA (a library built with
+ * feature `cuda` and an NVIDIA driver; else `RMX_ERR_DEVICE`).
+ */
+#define RMX_DEVICE_CUDA 1
 
 /**
  * `rmx_build_options.precision`: vectors stored as 32-bit floats (the default).
@@ -128,6 +139,13 @@ typedef enum rmx_status {
    * Any other failure.
    */
   RMX_ERR_UNKNOWN = 11,
+  /**
+   * The compute device cannot be used or failed: `RMX_DEVICE_CUDA` without an NVIDIA
+   * driver, without a GPU, or from a library built without CUDA (`rmx_last_error()` says
+   * which, in one line); a GPU error during a call; a CPU without the instructions a
+   * precision needs.
+   */
+  RMX_ERR_DEVICE = 12,
 } rmx_status;
 
 /**
@@ -237,6 +255,21 @@ const char *rmx_last_error(void);
 enum rmx_status rmx_engine_open(const char *model_dir,
                                 const char *index_dir,
                                 struct rmx_engine **out);
+
+/**
+ * `rmx_engine_open` with the model on `device` (`RMX_DEVICE_CPU` or `RMX_DEVICE_CUDA`): its
+ * weights are uploaded once, here, and every query's encoder pass runs there. Without a
+ * usable device: `RMX_ERR_DEVICE`, with the reason in `rmx_last_error()` (no driver, no
+ * device, kernels not built, or a library built without CUDA); an unknown `device`:
+ * `RMX_ERR_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * As `rmx_engine_open`.
+ */
+enum rmx_status rmx_engine_open_on(const char *model_dir,
+                                   const char *index_dir,
+                                   uint32_t device,
+                                   struct rmx_engine **out);
 
 /**
  * Frees an engine and everything it owns (the strings of every `rmx_match` it returned

@@ -1,5 +1,5 @@
-// Training losses: RE-Matching's margin loss with the hardest in-batch negative, and softmax
-// cross-entropy. Rows are short (one per sample), so one thread per row walks its columns in
+// Training losses: RE-Matching's margin loss with the hardest in-batch negative, its
+// contrastive (InfoNCE) alternative, and softmax cross-entropy. Rows are short (one per sample), so one thread per row walks its columns in
 // the CPU op's order; the mean sums the rows' terms in f64, in row order, as the CPU does.
 #include "common.cuh"
 
@@ -46,6 +46,56 @@ extern "C" __global__ void matching_loss_backward(float* d_scores, const float* 
         if (matching_term(row, positives[i], negatives + (size_t)i * m, m, gamma, &neg) > 0.0f) {
             d_scores[(size_t)i * m + positives[i]] -= g;
             if (neg >= 0 && row[neg] > 0.0f) d_scores[(size_t)i * m + neg] += g;
+        }
+    }
+}
+
+// The softmax normaliser over a row's candidates (its positive and its negatives) at
+// temperature `t`: `*max` the largest `s/t`, returned `Σ e^{s/t − max}`.
+__device__ __forceinline__ float candidate_norm(const float* row, int positive, const uint8_t* negatives, int m, float t, float* max) {
+    float top = -INFINITY;
+    for (int j = 0; j < m; ++j) {
+        if (j == positive || negatives[j]) top = fmaxf(top, row[j] / t);
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < m; ++j) {
+        if (j == positive || negatives[j]) sum += expf(row[j] / t - top);
+    }
+    *max = top;
+    return sum;
+}
+
+// One block. `loss: [1]` = mean over rows of `max + log Σ − s(i, r_i)/t` (the row's
+// candidate softmax cross-entropy); `terms: [n]` scratch; the rest as `matching_loss_forward`.
+extern "C" __global__ void contrastive_loss_forward(float* loss, float* terms, const float* scores, const uint32_t* positives, const uint8_t* negatives,
+                                                    int n, int m, float t) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float* row = scores + (size_t)i * m;
+        float max;
+        float sum = candidate_norm(row, positives[i], negatives + (size_t)i * m, m, t, &max);
+        terms[i] = max + logf(sum) - row[positives[i]] / t;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int i = 0; i < n; ++i) total += (double)terms[i];
+        loss[0] = n > 0 ? (float)(total / n) : 0.0f;
+    }
+}
+
+// `d_scores += d_loss · (softmax − onehot) / (n t)` over each row's candidates. Grid-stride
+// over rows.
+extern "C" __global__ void contrastive_loss_backward(float* d_scores, const float* scores, const uint32_t* positives, const uint8_t* negatives,
+                                                     int n, int m, float t, float d_loss) {
+    float g = d_loss / ((float)n * t);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const float* row = scores + (size_t)i * m;
+        const uint8_t* neg = negatives + (size_t)i * m;
+        int p = positives[i];
+        float max;
+        float sum = candidate_norm(row, p, neg, m, t, &max);
+        for (int j = 0; j < m; ++j) {
+            if (j == p || neg[j]) d_scores[(size_t)i * m + j] += g * (expf(row[j] / t - max) / sum - (j == p ? 1.0f : 0.0f));
         }
     }
 }

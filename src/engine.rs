@@ -1,12 +1,13 @@
 //! The engine users drive: a matcher (model) and an index, answering relation queries; and
 //! index building. The CLI and the C library are thin layers over this.
+use crate::backend::{on_device, Backend, DeviceKind, OnDevice, Precision};
 use crate::calibration::{self, Calibration};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
-use crate::model::rematch::Matcher;
-use crate::model::scoring::part_cosines;
+use crate::model::rematch::{Matcher, QueryInput};
+use crate::model::scoring::{part_cosines, PartWeights};
 use crate::text::markers::WordInstance;
-use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info, Precision};
+use rmx_index::{BuildMode, Index, IndexOptions, IndexWriter, Info};
 use std::path::{Path, PathBuf};
 
 /// One answer: a relation, its score and the score's three cosines; `score = Σ w·parts +
@@ -33,19 +34,77 @@ pub struct Parts {
     pub tail: f32,
 }
 
+/// What the engine asks of its model, on whichever device the model computes: a
+/// [`Matcher`] on any backend, so that one engine type serves every device.
+pub trait EngineModel: Send + Sync {
+    /// The device the model computes on.
+    fn device(&self) -> DeviceKind;
+    fn set_precision(&mut self, precision: Precision) -> Result<()>;
+    fn fingerprint(&self) -> &str;
+    /// Query and relation vectors' length.
+    fn dim(&self) -> usize;
+    /// Where the weighted parts end in a vector (see [`Matcher::parts_dim`]).
+    fn parts_dim(&self) -> usize;
+    fn blocks(&self) -> &[PartWeights];
+    fn prepare(&self, instance: &WordInstance) -> Result<QueryInput>;
+    fn encode_queries(&self, inputs: &[QueryInput]) -> Result<Vec<Vec<f32>>>;
+}
+
+impl<B: Backend> EngineModel for Matcher<B> {
+    fn device(&self) -> DeviceKind {
+        B::KIND
+    }
+    fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        Matcher::set_precision(self, precision)
+    }
+    fn fingerprint(&self) -> &str {
+        Matcher::fingerprint(self)
+    }
+    fn dim(&self) -> usize {
+        Matcher::dim(self)
+    }
+    fn parts_dim(&self) -> usize {
+        Matcher::parts_dim(self)
+    }
+    fn blocks(&self) -> &[PartWeights] {
+        Matcher::blocks(self)
+    }
+    fn prepare(&self, instance: &WordInstance) -> Result<QueryInput> {
+        Matcher::prepare(self, instance)
+    }
+    fn encode_queries(&self, inputs: &[QueryInput]) -> Result<Vec<Vec<f32>>> {
+        Matcher::encode_queries(self, inputs)
+    }
+}
+
+/// Loads the matcher of a model directory on the chosen device.
+struct LoadMatcher<'a>(&'a Path);
+
+impl OnDevice for LoadMatcher<'_> {
+    type Output = Box<dyn EngineModel>;
+    fn run<B: Backend>(self) -> Result<Box<dyn EngineModel>> {
+        Ok(Box::new(Matcher::<B>::load(self.0)?))
+    }
+}
+
 /// A model and an index built with it, and the index's "no relation" threshold when it has
 /// been calibrated. `Sync`: one engine serves many threads.
 pub struct Engine {
-    pub matcher: Matcher,
+    pub matcher: Box<dyn EngineModel>,
     pub index: Index,
     pub calibration: Option<Calibration>,
 }
 
 impl Engine {
-    /// Opens `index_dir` for the model in `model_dir`; an index built with another model is
-    /// an error.
+    /// Opens `index_dir` for the model in `model_dir`, computing on the CPU; an index built
+    /// with another model is an error.
     pub fn open(model_dir: &Path, index_dir: &Path) -> Result<Engine> {
-        let matcher = Matcher::load(model_dir)?;
+        Engine::open_on(model_dir, index_dir, DeviceKind::Cpu)
+    }
+
+    /// [`Engine::open`] with the model on `device` (its weights uploaded once, here).
+    pub fn open_on(model_dir: &Path, index_dir: &Path, device: DeviceKind) -> Result<Engine> {
+        let matcher = on_device(device, LoadMatcher(model_dir))?;
         let index = Index::open_expecting(index_dir, matcher.fingerprint())?;
         if index.dim() != matcher.dim() {
             return Err(Error::ModelMismatch(format!(
@@ -111,7 +170,7 @@ impl Engine {
 /// How `build_index` stores and searches the vectors.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildSettings {
-    pub precision: Precision,
+    pub precision: rmx_index::Precision,
     pub mode: BuildMode,
     /// Relations encoded per batch.
     pub batch: usize,
@@ -119,7 +178,7 @@ pub struct BuildSettings {
 
 impl Default for BuildSettings {
     fn default() -> Self {
-        BuildSettings { precision: Precision::F32, mode: BuildMode::Auto, batch: 32 }
+        BuildSettings { precision: rmx_index::Precision::F32, mode: BuildMode::Auto, batch: 32 }
     }
 }
 
@@ -133,7 +192,13 @@ pub struct Built {
 
 /// Encodes `relations` with `matcher` into a new index at `output` (atomically replacing an
 /// existing index only on success); `progress(done)` after each batch of relations.
-pub fn build_index(matcher: &Matcher, relations: &[Relation], output: &Path, settings: BuildSettings, progress: impl FnMut(usize)) -> Result<Built> {
+pub fn build_index<B: Backend>(
+    matcher: &Matcher<B>,
+    relations: &[Relation],
+    output: &Path,
+    settings: BuildSettings,
+    progress: impl FnMut(usize),
+) -> Result<Built> {
     if relations.is_empty() {
         return Err(Error::InvalidData("no relations to index".into()));
     }

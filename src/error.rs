@@ -33,6 +33,10 @@ pub enum Error {
     /// An option this CPU cannot run (e.g. bf16 precision without AVX512-BF16).
     #[error("not supported on this CPU: {0}")]
     CpuUnsupported(String),
+    /// The compute device failed or cannot be used (no driver, no GPU, a failed kernel
+    /// launch or allocation, an option the device does not compute).
+    #[error("device: {0}")]
+    Device(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

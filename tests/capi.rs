@@ -326,7 +326,9 @@ fn c_example_builds_with_the_readme_commands() {
     );
     let mut outputs = Vec::new();
     for exe in [&static_exe, &shared_exe] {
-        let out = check(Command::new(exe).arg(&model));
+        // As a user runs it: the library found through the rpath, not through the
+        // LD_LIBRARY_PATH cargo sets for tests (which may list an older build first).
+        let out = check(Command::new(exe).arg(&model).env_remove("LD_LIBRARY_PATH"));
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(text.contains("  1. P") && text.contains("  3. P"), "{}: {text}", exe.display());
         // The example leaves its index in a fresh /tmp/rmx_example.XXXXXX: remove it, and
@@ -430,7 +432,7 @@ fn c_each_failure_reaches_its_status() {
     let checkpoint = other_model(&dir);
     std::fs::write(checkpoint.join("rmx.json"), r#"{"format": 2, "alpha": 0.33, "description_encoder": ".", "zero_shot_weight": 1.5}"#).unwrap();
     // The model's fingerprint, but one more dimension.
-    let fingerprint = rmx::model::rematch::Matcher::load(&model).unwrap().fingerprint().to_string();
+    let fingerprint = rmx::model::rematch::Matcher::<rmx::backend::cpu::Cpu>::load(&model).unwrap().fingerprint().to_string();
     let wide = dir.join("wide-index");
     let options = rmx_index::IndexOptions { fingerprint, ..Default::default() };
     let mut writer = rmx_index::IndexWriter::create(&wide, info.dim + 1, options).unwrap();
@@ -478,13 +480,13 @@ fn c_each_failure_reaches_its_status() {
 #[test]
 fn status_strings_cover_every_value() {
     let text = |s: i32| unsafe { CStr::from_ptr(rmx::capi::rmx_status_str(s)) }.to_str().unwrap().to_string();
-    let known: Vec<String> = (0..=RMX_ERR_UNKNOWN as i32).map(text).collect();
+    let known: Vec<String> = (0..=RMX_ERR_DEVICE as i32).map(text).collect();
     assert_eq!(known[0], "ok");
     for (i, s) in known.iter().enumerate() {
         assert!(!s.is_empty() && s != "unknown status", "status {i}");
         assert_eq!(known.iter().filter(|t| *t == s).count(), 1, "status {i} shares its text");
     }
-    for s in [-1, RMX_ERR_UNKNOWN as i32 + 1, 99, i32::MAX, i32::MIN] {
+    for s in [-1, RMX_ERR_DEVICE as i32 + 1, 99, i32::MAX, i32::MIN] {
         assert_eq!(text(s), "unknown status");
     }
 }

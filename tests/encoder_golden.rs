@@ -1,10 +1,13 @@
 //! The encoder against the PyTorch + transformers oracle (fixtures from
 //! tests/oracle/gen_encoder_fixtures.py): every layer's hidden states and the pooled
 //! sentence embedding, one sequence at a time and packed into one batch, on every
-//! instruction set this CPU has; and the accuracy cost of bf16 and int8 precision.
+//! instruction set this CPU has; and the accuracy cost of bf16 and int8 precision. Each
+//! check is generic over the backend and run on the CPU, and (features `cuda`, `cuda-emu`)
+//! through the CUDA backend: emulated here, on a GPU with `RMX_TEST_DEVICE=cuda`.
 mod common;
 
 use common::*;
+use rmx::backend::{cpu::Cpu, Backend};
 use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::model::sentence::SentenceEncoder;
 use std::collections::HashMap;
@@ -31,20 +34,21 @@ fn sequences(golden: &HashMap<String, Golden>, prefix: &str) -> Vec<(String, Vec
 }
 
 /// Checks every layer of every sequence, run alone and packed together.
-fn check_layers(bert: &Bert, golden: &HashMap<String, Golden>, prefix: &str) {
+fn check_layers<B: Backend>(bert: &Bert<B>, golden: &HashMap<String, Golden>, prefix: &str) {
     let seqs = sequences(golden, prefix);
     assert!(!seqs.is_empty());
     let d = bert.config.hidden_size;
     for (name, ids) in &seqs {
         bert.forward_inspect(&PackedBatch::new(&[ids]), |layer, hidden| {
             let want = &golden[&format!("{name}.hidden.{layer}")];
-            let diff = max_abs_diff(hidden, &want.data);
+            let diff = max_abs_diff(&B::to_host(hidden).unwrap(), &want.data);
             assert!(diff <= HIDDEN_MAX_ABS, "{name} layer {layer}: max |Δ| = {diff}");
         })
         .unwrap();
     }
     let packed = PackedBatch::new(&seqs.iter().map(|(_, ids)| ids.clone()).collect::<Vec<_>>());
     bert.forward_inspect(&packed, |layer, hidden| {
+        let hidden = B::to_host(hidden).unwrap();
         for (s, (name, _)) in seqs.iter().enumerate() {
             let rows = &hidden[packed.starts[s] * d..packed.starts[s + 1] * d];
             let diff = max_abs_diff(rows, &golden[&format!("{name}.hidden.{layer}")].data);
@@ -54,25 +58,45 @@ fn check_layers(bert: &Bert, golden: &HashMap<String, Golden>, prefix: &str) {
     .unwrap();
 }
 
-#[test]
-fn tiny_bert_matches_oracle() {
-    let bert = Bert::load(&fixture("tiny_bert")).unwrap();
+fn tiny_bert_matches_oracle_on<B: Backend>() {
+    let bert = Bert::<B>::load(&fixture("tiny_bert")).unwrap();
     let golden = load_golden(&fixture("tiny_bert_golden.safetensors"));
     check_layers(&bert, &golden, "seq");
 }
 
 #[test]
-fn minilm_hidden_states_match_oracle() {
+fn tiny_bert_matches_oracle() {
+    tiny_bert_matches_oracle_on::<Cpu>();
+}
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+#[test]
+fn tiny_bert_matches_oracle_on_cuda() {
+    if cuda_device() {
+        tiny_bert_matches_oracle_on::<rmx::backend::cuda::Cuda>();
+    }
+}
+
+fn minilm_hidden_states_match_oracle_on<B: Backend>() {
     let Some(dir) = default_model() else { return };
-    let bert = Bert::load(&dir).unwrap();
+    let bert = Bert::<B>::load(&dir).unwrap();
     let golden = load_golden(&fixture("minilm_golden.safetensors"));
     check_layers(&bert, &golden, "s");
 }
 
 #[test]
+fn minilm_hidden_states_match_oracle() {
+    minilm_hidden_states_match_oracle_on::<Cpu>();
+}
+
+#[test]
 fn minilm_tokenizer_and_embeddings_match_oracle() {
+    minilm_tokenizer_and_embeddings_match_oracle_on::<Cpu>();
+}
+
+fn minilm_tokenizer_and_embeddings_match_oracle_on<B: Backend>() {
     let Some(dir) = default_model() else { return };
-    let encoder = SentenceEncoder::load(&dir).unwrap();
+    let encoder = SentenceEncoder::<B>::load(&dir).unwrap();
     let golden = load_golden(&fixture("minilm_golden.safetensors"));
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("minilm_golden.json")).unwrap()).unwrap();
     let sentences = meta["sentences"].as_array().unwrap();
@@ -96,14 +120,14 @@ fn minilm_tokenizer_and_embeddings_match_oracle() {
 /// rows, then each sentence alone, which splits them by columns, with short strips) and
 /// checks every embedding's cosine with the f32 oracle's: at least `min_cos`, and not 1
 /// (the precision is really used). Skips, checking the refusal, where the CPU lacks it.
-fn reduced_precision_stays_close_to_oracle(precision: Precision, min_cos: f64) {
+fn reduced_precision_stays_close_to_oracle<B: Backend>(precision: Precision, min_cos: f64) {
     let Some(dir) = default_model() else { return };
     let name = precision.name();
-    if let Err(why) = precision.check_supported() {
+    if let Err(why) = B::check_precision(precision) {
         eprintln!("SKIPPED: {why}");
         return;
     }
-    let mut encoder = SentenceEncoder::load(&dir).unwrap();
+    let mut encoder = SentenceEncoder::<B>::load(&dir).unwrap();
     encoder.bert.set_precision(precision).unwrap();
     let golden = load_golden(&fixture("minilm_golden.safetensors"));
     let sentences = golden_sentences(&golden);
@@ -126,12 +150,12 @@ fn reduced_precision_stays_close_to_oracle(precision: Precision, min_cos: f64) {
 
 #[test]
 fn minilm_bf16_embeddings_stay_close_to_oracle() {
-    reduced_precision_stays_close_to_oracle(Precision::Bf16, BF16_EMBEDDING_MIN_COS);
+    reduced_precision_stays_close_to_oracle::<Cpu>(Precision::Bf16, BF16_EMBEDDING_MIN_COS);
 }
 
 #[test]
 fn minilm_int8_embeddings_stay_close_to_oracle() {
-    reduced_precision_stays_close_to_oracle(Precision::Int8, INT8_EMBEDDING_MIN_COS);
+    reduced_precision_stays_close_to_oracle::<Cpu>(Precision::Int8, INT8_EMBEDDING_MIN_COS);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fixture, TempDir};
+use rmx::backend::cpu::Cpu;
 use rmx::data::descriptions::Relation;
 use rmx::data::fewrel::read_labelled;
 use rmx::model::bert::Bert;
@@ -46,7 +47,7 @@ fn write_data(dir: &Path, relations: &[&str], per: usize) -> PathBuf {
 
 /// A trained model's relation vectors (no zero-training block) without their last
 /// component, the hubness bias, which must be 0.
-fn unbiased_relation_vectors(matcher: &Matcher, rels: &[Relation]) -> Vec<Vec<f32>> {
+fn unbiased_relation_vectors(matcher: &Matcher<Cpu>, rels: &[Relation]) -> Vec<Vec<f32>> {
     let mut vectors = matcher.encode_relations(rels, 8, |_| {}).unwrap();
     for v in &mut vectors {
         assert_eq!(v.pop(), Some(0.0), "a trained model alone has no hubness bias");
@@ -77,14 +78,14 @@ fn descriptions_file(dir: &Path, ids: &[&str]) -> PathBuf {
     path
 }
 
-fn small_trainer(dir: &Path, seed: u64) -> (Trainer, rmx::train::trainer::TrainingSet) {
+fn small_trainer(dir: &Path, seed: u64) -> (Trainer<Cpu>, rmx::train::trainer::TrainingSet) {
     let ids = ["P1", "P2", "P3"];
     let data = read_labelled(&write_data(dir, &ids, 10)).unwrap();
     let tokenizer = TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap();
     let prepared = prepare_training(&data.examples, &relations(&ids), &["P3".into()], &tokenizer, 64).unwrap();
     assert_eq!(prepared.relations.len(), 2, "P3 is held out");
     assert_eq!(prepared.set.sentences.len(), 20);
-    let matcher = Matcher::load(&fixture("tiny_bert")).unwrap();
+    let matcher = Matcher::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     let vectors = rmx::model::description::encode_relations(
         &matcher.description,
         &prepared.relations,
@@ -95,12 +96,12 @@ fn small_trainer(dir: &Path, seed: u64) -> (Trainer, rmx::train::trainer::Traini
     )
     .unwrap();
     let settings = TrainSettings { epochs: 2, batch_size: 8, lr: 1e-3, seed, ..TrainSettings::default() };
-    (Trainer::new(&Bert::load(&fixture("tiny_bert")).unwrap(), vectors.concat(), settings), prepared.set)
+    (Trainer::new(&Bert::<Cpu>::load(&fixture("tiny_bert")).unwrap(), vectors.concat(), settings), prepared.set)
 }
 
-fn losses(trainer: &mut Trainer, set: &rmx::train::trainer::TrainingSet) -> Vec<(f32, f32)> {
+fn losses(trainer: &mut Trainer<Cpu>, set: &rmx::train::trainer::TrainingSet) -> Vec<(f32, f32)> {
     let mut out = Vec::new();
-    trainer.train(set, |s| out.push((s.matching, s.adversarial)));
+    trainer.train(set, |s| out.push((s.matching, s.adversarial))).unwrap();
     out
 }
 
@@ -129,7 +130,7 @@ fn a_checkpoint_computes_what_training_computed() {
     save_checkpoint(&out, &trainer, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({"test": true})).unwrap();
 
     // The inference path on the checkpoint vs the training forward on the trained parameters.
-    let matcher = Matcher::load(&out).unwrap();
+    let matcher = Matcher::<Cpu>::load(&out).unwrap();
     assert!(matcher.is_trained());
     let instance =
         WordInstance::from_words(["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(), 0..2, 3..5).unwrap();
@@ -142,8 +143,15 @@ fn a_checkpoint_computes_what_training_computed() {
         [rmx::backend::EntityRows { head: marked.head.clone(), tail: marked.tail.clone(), head_marker: marked.head_marker, tail_marker: marked.tail_marker }];
     let d = trainer.heads.d;
     let descriptions = vec![1.0f32; 3 * d];
-    let targets = rmx::train::objective::Targets { rows: &rows, descriptions: &descriptions, relation: &[0], negatives: &[false], train_label: &[0] };
-    let (_, head_cache) = trainer.heads.forward(&trainer.bert.params, cache.hidden(), &batch.starts, &targets, &trainer.settings.objective);
+    let targets = rmx::train::objective::Targets {
+        starts: &batch.starts,
+        rows: &rows,
+        descriptions: &descriptions[..],
+        relation: &[0],
+        negatives: &[false],
+        train_label: &[0],
+    };
+    let (_, head_cache) = trainer.heads.forward(&trainer.bert.params, cache.hidden(), &targets, &trainer.settings.objective);
     let p = &head_cache.parts;
     let want = combine_parts([&p[..d], &p[d..2 * d], &p[2 * d..]], PartWeights::from_alpha(0.33));
     let diff = query.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -182,9 +190,9 @@ fn a_checkpoint_computes_what_training_computed() {
 }
 
 /// The small trainer with a trained description side, started from the tiny model.
-fn small_trainer_with_tower(dir: &Path, seed: u64) -> (Trainer, rmx::train::trainer::TrainingSet) {
+fn small_trainer_with_tower(dir: &Path, seed: u64) -> (Trainer<Cpu>, rmx::train::trainer::TrainingSet) {
     let (trainer, set) = small_trainer(dir, seed);
-    let encoder = rmx::model::sentence::SentenceEncoder::load(&fixture("tiny_bert")).unwrap();
+    let encoder = rmx::model::sentence::SentenceEncoder::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     let texts = relations(&["P1", "P2"])
         .iter()
         .map(|r| rmx::model::description::description_texts(r, trainer.settings.description_style).map(|t| encoder.tokenize(&t.unwrap()).unwrap().ids))
@@ -203,21 +211,21 @@ fn a_trained_description_side_learns_and_the_checkpoint_encodes_with_it() {
     let (mut frozen, _) = small_trainer(&dir, 3);
     assert_ne!(la, losses(&mut frozen, &set), "the tower changes the description vectors, so the losses");
     let tower = a.description_tower.as_ref().unwrap();
-    let start = Bert::load(&fixture("tiny_bert")).unwrap();
+    let start = Bert::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     assert_ne!(values(&tower.bert.params), values(&start.params), "the tower learned");
 
     let out = dir.join("ck");
     a.settings.zero_shot_weight = 0.0;
     save_checkpoint(&out, &a, &fixture("tiny_bert"), &fixture("tiny_bert"), serde_json::json!({})).unwrap();
-    let matcher = Matcher::load(&out).unwrap();
+    let matcher = Matcher::<Cpu>::load(&out).unwrap();
     let rels = relations(&["P1", "P2", "P3"]);
     let weights = PartWeights::from_alpha(0.33);
     let style = a.settings.description_style;
-    let mut trained = rmx::model::sentence::SentenceEncoder::load(&fixture("tiny_bert")).unwrap();
+    let mut trained = rmx::model::sentence::SentenceEncoder::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     trained.bert = tower.bert.snapshot();
     let want = rmx::model::description::encode_relations(&trained, &rels, style, weights, 8, |_| {}).unwrap();
     assert_eq!(unbiased_relation_vectors(&matcher, &rels), want, "the checkpoint's description encoder is the trained tower");
-    let pretrained = Matcher::load(&fixture("tiny_bert")).unwrap().description;
+    let pretrained = Matcher::<Cpu>::load(&fixture("tiny_bert")).unwrap().description;
     assert_ne!(rmx::model::description::encode_relations(&pretrained, &rels, style, weights, 8, |_| {}).unwrap(), want);
 }
 
@@ -326,12 +334,12 @@ fn rmx_train_on_the_command_line() {
 fn encoder_gradients_with_dropout_match_finite_differences() {
     // Dropout masks are a function of the key: the forward is a fixed (piecewise) smooth
     // map, so central differences of L = Σ r ⊙ H check the backward, masks included.
-    let mut bert = Bert::load(&fixture("tiny_bert")).unwrap();
+    let mut bert = Bert::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     let batch = rmx::model::bert::PackedBatch::new(&[vec![2u32, 67, 68, 64, 69, 68, 58, 66, 3], vec![2, 70, 71, 3]]);
     let dropout = rmx::model::bert::Dropout { p: 0.3, key: 99 };
     let mut rng = Rng::new(4);
     let r = rng.normals(batch.tokens() * 32, 1.0);
-    let loss = |bert: &Bert| -> f64 {
+    let loss = |bert: &Bert<Cpu>| -> f64 {
         let cache = bert.forward_train(&batch, dropout);
         cache.hidden().iter().zip(&r).map(|(h, r)| *h as f64 * *r as f64).sum()
     };
@@ -364,7 +372,7 @@ fn encoder_gradients_with_dropout_match_finite_differences() {
 /// `(L(θ + h) − L(θ − h)) / 2h` in element `idx` of parameter `id` (restored afterwards).
 /// `(L(θ + h) − L(θ − h)) / 2h` in element `idx` of parameter `id` of `params(model)`
 /// (restored afterwards).
-fn central_difference<M>(model: &mut M, params: impl Fn(&mut M) -> &mut ParamSet, id: usize, idx: usize, h: f32, loss: impl Fn(&M) -> f64) -> f64 {
+fn central_difference<M>(model: &mut M, params: impl Fn(&mut M) -> &mut ParamSet<Cpu>, id: usize, idx: usize, h: f32, loss: impl Fn(&M) -> f64) -> f64 {
     let orig = params(model).get(id)[idx];
     params(model).get_mut(id)[idx] = orig + h;
     let up = loss(model);
@@ -375,7 +383,7 @@ fn central_difference<M>(model: &mut M, params: impl Fn(&mut M) -> &mut ParamSet
 }
 
 /// Every parameter's values.
-fn values(p: &ParamSet) -> Vec<Vec<f32>> {
+fn values(p: &ParamSet<Cpu>) -> Vec<Vec<f32>> {
     (0..p.len()).map(|id| p.get(id).to_vec()).collect()
 }
 
@@ -390,7 +398,7 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     use rmx::train::objective::{HeadIds, MatchingLoss, ObjectiveSettings, Targets};
     let (d, n_train) = (32, 3);
     let mut rng = Rng::new(12);
-    let mut params = ParamSet::default();
+    let mut params = ParamSet::<Cpu>::default();
     let heads = HeadIds::init(&mut params, d, n_train, &mut rng);
     // Larger heads than the N(0, 0.02²) initialisation, so that every path carries gradient.
     (0..params.len()).for_each(|id| params.get_mut(id).iter_mut().for_each(|x| *x *= 20.0));
@@ -404,32 +412,33 @@ fn objective_gradients_with_the_contrastive_loss_match_finite_differences() {
     let descriptions = rng.normals(3 * 3 * d, 1.0);
     let relation = [0u32, 1, 2];
     let negatives = [false, true, true, true, false, false, true, true, false];
-    let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &[2, 0, 1] };
+    let targets =
+        Targets { starts: &starts, rows: &rows, descriptions: &descriptions[..], relation: &relation, negatives: &negatives, train_label: &[2, 0, 1] };
     let settings = ObjectiveSettings { matching: MatchingLoss::Contrastive { temperature: 0.1 }, ..ObjectiveSettings::default() };
     // What the backward pass differentiates: the total loss, except for the query, which the
     // gradient reversal makes see matching − λ·adversarial.
-    let loss = |params: &ParamSet, reversed: bool| {
-        let l = heads.forward(params, &hidden, &starts, &targets, &settings).0;
+    let loss = |params: &ParamSet<Cpu>, reversed: bool| {
+        let l = heads.forward(params, &hidden, &targets, &settings).0;
         if reversed {
             l.matching as f64 - settings.grl_lambda as f64 * l.adversarial as f64
         } else {
             l.total() as f64
         }
     };
-    let (losses, cache) = heads.forward(&params, &hidden, &starts, &targets, &settings);
+    let (losses, cache) = heads.forward(&params, &hidden, &targets, &settings);
     assert!(losses.matching > 0.05, "the test needs an active matching loss");
     let mut grads = params.zero_grads();
     let mut d_hidden = vec![0.0f32; hidden.len()];
     let mut d_descriptions = vec![0.0f32; descriptions.len()];
-    heads.backward(&params, &hidden, &starts, &targets, &settings, &cache, &mut grads, &mut d_hidden, Some(&mut d_descriptions));
+    heads.backward(&params, &hidden, &targets, &settings, &cache, &mut grads, &mut d_hidden, Some(&mut d_descriptions));
     // The description rows (a trained description side): central differences of the loss.
     for k in 0..12 {
         let idx = (k * 53 + 5) % descriptions.len();
         let at = |delta: f32| {
             let mut moved = descriptions.clone();
             moved[idx] += delta;
-            let targets = Targets { descriptions: &moved, ..targets };
-            heads.forward(&params, &hidden, &starts, &targets, &settings).0.total() as f64
+            let targets = Targets { descriptions: &moved[..], ..targets };
+            heads.forward(&params, &hidden, &targets, &settings).0.total() as f64
         };
         let fd = (at(1e-2) - at(-1e-2)) / 2e-2;
         let g = d_descriptions[idx] as f64;
@@ -459,7 +468,7 @@ fn an_ensemble_checkpoint_scores_the_weighted_sum_of_both_models() {
 
 /// A checkpoint saved with zero_shot_weight β answers (1−β)·trained + β·zero-training
 /// default, through the index-facing vectors (unit, 6d); its settings have `format`.
-fn check_ensemble(dir: &Path, mut trainer: Trainer, set: &rmx::train::trainer::TrainingSet, format_version: u32) {
+fn check_ensemble(dir: &Path, mut trainer: Trainer<Cpu>, set: &rmx::train::trainer::TrainingSet, format_version: u32) {
     losses(&mut trainer, set);
     let beta = 0.3f32;
     trainer.settings.zero_shot_weight = beta;
@@ -468,14 +477,14 @@ fn check_ensemble(dir: &Path, mut trainer: Trainer, set: &rmx::train::trainer::T
 
     let format = |dir: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("rmx.json")).unwrap()).unwrap()["format"].clone();
     assert_eq!(format(&out), format_version, "older rmx versions must refuse an ensemble (or a second encoder), not score without it");
-    let ensemble = Matcher::load(&out).unwrap();
-    let trained = Matcher::load_with(&out, Some(0.0)).unwrap();
-    let zero_shot = Matcher::load(&fixture("tiny_bert")).unwrap();
+    let ensemble = Matcher::<Cpu>::load(&out).unwrap();
+    let trained = Matcher::<Cpu>::load_with(&out, Some(0.0)).unwrap();
+    let zero_shot = Matcher::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     assert_eq!(ensemble.parts_dim(), 2 * trained.parts_dim());
     assert_eq!((ensemble.dim(), trained.dim()), (ensemble.parts_dim() + 1, trained.parts_dim() + 1), "one hubness bias component");
     assert_ne!(ensemble.fingerprint(), trained.fingerprint(), "an index of one cannot serve the other");
-    assert!(Matcher::load_with(&fixture("tiny_bert"), Some(0.2)).is_err(), "a plain encoder has nothing to ensemble");
-    assert!(Matcher::load_with(&out, Some(1.0)).is_err());
+    assert!(Matcher::<Cpu>::load_with(&fixture("tiny_bert"), Some(0.2)).is_err(), "a plain encoder has nothing to ensemble");
+    assert!(Matcher::<Cpu>::load_with(&out, Some(1.0)).is_err());
 
     let instance =
         WordInstance::from_words(["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(), 0..2, 3..5).unwrap();
@@ -488,8 +497,8 @@ fn check_ensemble(dir: &Path, mut trainer: Trainer, set: &rmx::train::trainer::T
     }
 }
 
-fn check_ensemble_scores(ensemble: &Matcher, trained: &Matcher, zero_shot: &Matcher, instance: &WordInstance, rels: &[Relation], beta: f32) {
-    let scores = |m: &Matcher| -> Vec<f32> {
+fn check_ensemble_scores(ensemble: &Matcher<Cpu>, trained: &Matcher<Cpu>, zero_shot: &Matcher<Cpu>, instance: &WordInstance, rels: &[Relation], beta: f32) {
+    let scores = |m: &Matcher<Cpu>| -> Vec<f32> {
         let q = m.encode_queries(&[m.prepare(instance).unwrap()]).unwrap().remove(0);
         let r = m.encode_relations(rels, 2, |_| {}).unwrap();
         for v in r.iter().filter(|_| !rels[0].head.is_empty()) {

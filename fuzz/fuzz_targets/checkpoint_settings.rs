@@ -8,5 +8,5 @@ fuzz_target!(|data: &[u8]| {
     let model = ScratchModel::get();
     model.write("rmx.json", data);
     let _ = rmx::model::heads::CheckpointSettings::load(model.dir());
-    let _ = rmx::model::rematch::Matcher::load(model.dir());
+    let _ = rmx::model::rematch::Matcher::<rmx::backend::cpu::Cpu>::load(model.dir());
 });

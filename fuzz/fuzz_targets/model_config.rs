@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
     model.write("config.json", config);
     model.write("sentence_bert_config.json", sentence);
     let _ = rmx::model::config::BertConfig::load(&model.dir().join("config.json"));
-    let _ = rmx::model::rematch::Matcher::load(model.dir());
+    let _ = rmx::model::rematch::Matcher::<rmx::backend::cpu::Cpu>::load(model.dir());
 });

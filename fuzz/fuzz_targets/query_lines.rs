@@ -2,11 +2,12 @@
 //! tokenizer (what `rmx query` does before encoding).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use rmx::backend::cpu::Cpu;
 use rmx::model::rematch::Matcher;
 use std::sync::OnceLock;
 
-fn matcher() -> &'static Matcher {
-    static M: OnceLock<Matcher> = OnceLock::new();
+fn matcher() -> &'static Matcher<Cpu> {
+    static M: OnceLock<Matcher<Cpu>> = OnceLock::new();
     M.get_or_init(|| Matcher::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_bert")).expect("tiny model"))
 }
 

@@ -1,27 +1,26 @@
-//! The device seam. Model and trainer code call the ops of [`Backend`] on [`Device`], the
-//! backend this build computes on, and name no backend themselves; a backend implements
-//! every op (forward and backward side by side, one signature for every device) on memory
-//! of its own (`Backend::Mem`: `[f32]` in host memory for the CPU), so that a whole forward
-//! and backward pass can stay on the device: the encoder, the heads and the trainer hand
-//! ops device memory and take results to the host where they leave the model
-//! (`Backend::to_host`). ARCHITECTURE.md ("The device seam") lists what still reads host
-//! slices directly.
+//! The device seam. Model and trainer types are generic over a [`Backend`] `B` and name no
+//! backend themselves; a backend implements every op (forward and backward side by side, one
+//! signature for every device) on memory of its own (`Backend::Mem`: `[f32]` in host memory
+//! for the CPU), so that a whole forward and backward pass can stay on the device: a model's
+//! parameters are uploaded once when it loads (`Backend::upload`), the encoder, the heads and
+//! the trainer hand ops device memory, and results go to the host only where they leave the
+//! model (`Backend::to_host`).
 //!
-//! Backends: `cpu`, the only one so far. ARCHITECTURE.md, "The device seam", says how
-//! another one plugs in. `cuda` (features `cuda`, `cuda-emu`) holds the CUDA ops and their
-//! launchers, not yet a `Backend` (docs/cuda.md).
+//! Backends: `cpu`, and `cuda::Cuda` (features `cuda`, `cuda-emu`: the CUDA ops' launchers
+//! behind the same trait, docs/cuda.md). ARCHITECTURE.md,
+//! "The device seam", says how a backend plugs in; `conformance` (tests) checks one against
+//! the CPU's.
+mod choice;
+#[cfg(all(test, any(feature = "cuda", feature = "cuda-emu")))]
+mod conformance;
 pub mod cpu;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;
 pub mod tensor;
 
 use crate::error::Result;
+pub use choice::{on_device, DeviceKind, OnDevice};
 pub use tensor::Tensor;
-
-/// The backend this build computes on.
-pub type Device = cpu::Cpu;
-/// An owned run of the device's memory.
-pub type Buf = <Device as Backend>::Buf;
 
 /// The arithmetic of the encoder's linear layers (≈ 80 % of its time); attention, softmax,
 /// LayerNorm, GELU and the residual sums are f32 either way.
@@ -49,11 +48,6 @@ impl Precision {
             Precision::Bf16 => "bf16",
             Precision::Int8 => "int8",
         }
-    }
-
-    /// `Ok` if this build's device can run the precision, else why not.
-    pub fn check_supported(self) -> Result<()> {
-        Device::check_precision(self)
     }
 }
 
@@ -131,8 +125,8 @@ pub trait Backend: Sized + Send + Sync + 'static {
     /// [`Backend::prepare_linears`] (the CPU: weights packed into GEMM panels).
     type Prepared: Default + Send + Sync;
 
-    /// The device's name on the command line (`--device`): "cpu", "cuda".
-    const NAME: &'static str;
+    /// The device as a user names it (`--device`).
+    const KIND: DeviceKind;
 
     /// `Ok` if the device can compute linear layers in `precision`.
     fn check_precision(precision: Precision) -> Result<()>;

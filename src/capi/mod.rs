@@ -11,6 +11,8 @@ pub mod error;
 pub mod status;
 pub mod strings;
 
+use crate::backend::cpu::Cpu;
+use crate::backend::DeviceKind;
 use crate::data::descriptions::read_descriptions;
 use crate::engine::{build_index, BuildSettings, Engine};
 use crate::error::Error;
@@ -27,8 +29,13 @@ use strings::{c_path, c_text, StringTable};
 
 /// The ABI version of this header; `rmx_abi_version()` returns the library's. They differ
 /// when a program is run against a library built from another, incompatible header.
-pub const RMX_ABI_VERSION: u32 = 3;
+pub const RMX_ABI_VERSION: u32 = 4;
 
+/// `rmx_engine_open_on`: the model computes on the CPU (what `rmx_engine_open` does).
+pub const RMX_DEVICE_CPU: u32 = 0;
+/// `rmx_engine_open_on`: the model computes on GPU 0 through CUDA (a library built with
+/// feature `cuda` and an NVIDIA driver; else `RMX_ERR_DEVICE`).
+pub const RMX_DEVICE_CUDA: u32 = 1;
 /// `rmx_build_options.precision`: vectors stored as 32-bit floats (the default).
 pub const RMX_PRECISION_F32: u32 = 0;
 /// `rmx_build_options.precision`: vectors stored as 16-bit floats (half the size).
@@ -159,13 +166,32 @@ pub extern "C" fn rmx_last_error() -> *const c_char {
 /// for writing one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn rmx_engine_open(model_dir: *const c_char, index_dir: *const c_char, out: *mut *mut rmx_engine) -> rmx_status {
+    // SAFETY: the caller's contract is rmx_engine_open_on's.
+    unsafe { rmx_engine_open_on(model_dir, index_dir, RMX_DEVICE_CPU, out) }
+}
+
+/// `rmx_engine_open` with the model on `device` (`RMX_DEVICE_CPU` or `RMX_DEVICE_CUDA`): its
+/// weights are uploaded once, here, and every query's encoder pass runs there. Without a
+/// usable device: `RMX_ERR_DEVICE`, with the reason in `rmx_last_error()` (no driver, no
+/// device, kernels not built, or a library built without CUDA); an unknown `device`:
+/// `RMX_ERR_INVALID_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// As `rmx_engine_open`.
+#[no_mangle]
+pub unsafe extern "C" fn rmx_engine_open_on(model_dir: *const c_char, index_dir: *const c_char, device: u32, out: *mut *mut rmx_engine) -> rmx_status {
     guard(|| {
         // SAFETY: the caller's contract on model_dir and index_dir.
         let (model, index_dir) = unsafe { (model_path(model_dir)?, c_path(index_dir, "index_dir")?) };
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let engine = Engine::open(&model, index_dir)?;
+        let device = match device {
+            RMX_DEVICE_CPU => DeviceKind::Cpu,
+            RMX_DEVICE_CUDA => DeviceKind::Cuda,
+            other => return Err(Error::InvalidArgument(format!("device {other}: expected RMX_DEVICE_CPU (0) or RMX_DEVICE_CUDA (1)")).into()),
+        };
+        let engine = Engine::open_on(&model, index_dir, device)?;
         let strings = StringTable::of(&engine.index).map_err(Error::from)?;
         let handle = Box::into_raw(Box::new(rmx_engine { engine, strings }));
         // SAFETY: `out` is non-NULL and valid for writing by the caller's contract.
@@ -344,7 +370,7 @@ pub unsafe extern "C" fn rmx_index_build_with(
         if !parsed.rejected.is_empty() && !skip_invalid {
             return Err(rejected(format!("nothing was built (RMX_BUILD_SKIP_INVALID builds from the other {})", parsed.relations.len())));
         }
-        let matcher = Matcher::load(&model)?;
+        let matcher = Matcher::<Cpu>::load(&model)?;
         build_index(&matcher, &parsed.relations, output, settings, |_| {})?;
         if !parsed.rejected.is_empty() {
             return Err(rejected(format!("the index was built from the other {}", parsed.relations.len())));

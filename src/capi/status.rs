@@ -44,12 +44,17 @@ pub enum rmx_status {
     RMX_ERR_PANIC = 10,
     /// Any other failure.
     RMX_ERR_UNKNOWN = 11,
+    /// The compute device cannot be used or failed: `RMX_DEVICE_CUDA` without an NVIDIA
+    /// driver, without a GPU, or from a library built without CUDA (`rmx_last_error()` says
+    /// which, in one line); a GPU error during a call; a CPU without the instructions a
+    /// precision needs.
+    RMX_ERR_DEVICE = 12,
 }
 
 use rmx_status::*;
 
 /// Every status, in order of value (for `rmx_status_str` and tests).
-pub(crate) const ALL: [rmx_status; 12] = [
+pub(crate) const ALL: [rmx_status; 13] = [
     RMX_OK,
     RMX_ERR_NULL_ARGUMENT,
     RMX_ERR_INVALID_ARGUMENT,
@@ -62,6 +67,7 @@ pub(crate) const ALL: [rmx_status; 12] = [
     RMX_ERR_REJECTED,
     RMX_ERR_PANIC,
     RMX_ERR_UNKNOWN,
+    RMX_ERR_DEVICE,
 ];
 
 /// A static NUL-terminated description of `status` (any integer: unknown values included).
@@ -82,6 +88,7 @@ pub fn describe(status: c_int) -> &'static CStr {
         RMX_ERR_REJECTED => c"some records were rejected",
         RMX_ERR_PANIC => c"internal error (panic)",
         RMX_ERR_UNKNOWN => c"unknown error",
+        RMX_ERR_DEVICE => c"compute device unavailable or failed",
     }
 }
 
@@ -100,7 +107,7 @@ pub fn classify(e: &Error) -> rmx_status {
         Error::Input(_) | Error::InvalidArgument(_) => RMX_ERR_INVALID_ARGUMENT,
         Error::InvalidData(_) => RMX_ERR_INVALID_INPUT,
         Error::ModelMismatch(_) => RMX_ERR_MODEL_MISMATCH,
-        Error::CpuUnsupported(_) => RMX_ERR_UNKNOWN,
+        Error::CpuUnsupported(_) | Error::Device(_) => RMX_ERR_DEVICE,
         Error::Index(i) => match i {
             I::Io { .. } | I::DestinationOccupied { .. } => RMX_ERR_IO,
             I::BadMagic { .. } | I::Corrupt { .. } => RMX_ERR_INDEX_CORRUPT,

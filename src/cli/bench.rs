@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::Result;
 use serde_json::json;
@@ -34,10 +35,23 @@ pub struct BenchArgs {
     single_iters: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 pub fn run(args: BenchArgs) -> Result<Outcome> {
-    let mut bert = Bert::load(&super::model_dir(args.model))?;
+    on_device(args.device.kind, args)
+}
+
+impl OnDevice for BenchArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        bench::<B>(self)
+    }
+}
+
+fn bench<B: Backend>(args: BenchArgs) -> Result<Outcome> {
+    let mut bert = Bert::<B>::load(&super::model_dir(args.model))?;
     bert.set_precision(args.precision.value)?;
     let vocab = bert.config.vocab_size as u64;
     // Deterministic ids in the ordinary vocabulary range, framed by [CLS] … [SEP].
@@ -58,8 +72,9 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
     };
     let batch = PackedBatch::new(&(0..args.batch_size).map(|_| sequence(args.seq_len)).collect::<Vec<_>>());
     let single = PackedBatch::new(&[sequence(args.single_len)]);
-    let batch_s = median_seconds(args.iters, || bert.forward(&batch).map(drop))?;
-    let single_s = median_seconds(args.single_iters, || bert.forward(&single).map(drop))?;
+    // A forward is done when the device says so.
+    let batch_s = median_seconds(args.iters, || bert.forward(&batch).and_then(|_| B::sync()))?;
+    let single_s = median_seconds(args.single_iters, || bert.forward(&single).and_then(|_| B::sync()))?;
     println!(
         "{}",
         json!({
@@ -69,6 +84,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
             "batch_tokens_per_s": batch.tokens() as f64 / batch_s,
             "single_seq_len": args.single_len,
             "single_latency_ms": single_s * 1e3,
+            "device": B::KIND.name(),
             "isa": Isa::current().name(),
             "precision": bert.precision().name(),
             // Which bf16 kernel the linear layers ran on (null in f32).

@@ -2,6 +2,7 @@
 use super::jsonl::{write_line, Batches};
 use super::Outcome;
 use clap::Args;
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::model::sentence::SentenceEncoder;
 use rmx::{Error, Result};
 use serde::Serialize;
@@ -26,6 +27,8 @@ pub struct EmbedArgs {
     batch_size: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 /// One output line; f32 values print in their shortest exact form.
@@ -36,7 +39,18 @@ struct Embedded<'a> {
 }
 
 pub fn run(args: EmbedArgs) -> Result<Outcome> {
-    let mut encoder = SentenceEncoder::load(&super::model_dir(args.model))?;
+    on_device(args.device.kind, args)
+}
+
+impl OnDevice for EmbedArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        embed::<B>(self)
+    }
+}
+
+fn embed<B: Backend>(args: EmbedArgs) -> Result<Outcome> {
+    let mut encoder = SentenceEncoder::<B>::load(&super::model_dir(args.model))?;
     encoder.bert.set_precision(args.precision.value)?;
     let stdin = std::io::stdin().lock();
     let mut input = Batches::new(stdin, "<stdin>", args.batch_size);

@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::data::descriptions::read_descriptions;
 use rmx::data::fewrel::{per_relation, read_fewrel, read_split, Example};
 use rmx::engine::Engine;
@@ -34,6 +35,8 @@ pub struct EvalArgs {
     model: Option<PathBuf>,
     #[command(flatten)]
     precision: super::EncoderPrecision,
+    #[command(flatten)]
+    device: super::Device,
     /// Labelled sentences in FewRel's format.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
@@ -78,9 +81,21 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<Outcome> {
-    if let Some(index) = &args.index {
-        return run_on_index(&args, index);
+    match &args.index {
+        Some(index) => run_on_index(&args, index),
+        None => on_device(args.device.kind, args),
     }
+}
+
+impl OnDevice for EvalArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        run_protocol::<B>(self)
+    }
+}
+
+/// The reduced FewRel protocol: the test relations' sentences, those relations as candidates.
+fn run_protocol<B: Backend>(args: EvalArgs) -> Result<Outcome> {
     let relations = match &args.split {
         Some(split) => read_split(split, "test")?,
         None => args.relations.clone(),
@@ -93,7 +108,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         eprintln!("{reason}");
     }
     let examples = read_examples(&args)?;
-    let mut matcher = Matcher::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
+    let mut matcher = Matcher::<B>::load_with(&super::model_dir(args.model), args.zero_shot_weight)?;
     matcher.set_precision(args.precision.value)?;
     let total = examples.iter().filter(|e| relations.contains(&e.relation)).count();
     let bar = ProgressBar::new(total as u64)
@@ -131,7 +146,7 @@ fn read_examples(args: &EvalArgs) -> Result<Vec<Example>> {
 
 /// `--index`: ranking and "no relation" metrics through the index.
 fn run_on_index(args: &EvalArgs, index: &Path) -> Result<Outcome> {
-    let mut engine = Engine::open(&super::model_dir(args.model.clone()), index)?;
+    let mut engine = Engine::open_on(&super::model_dir(args.model.clone()), index, args.device.kind)?;
     engine.matcher.set_precision(args.precision.value)?;
     let mut examples = read_examples(args)?;
     if !args.relations.is_empty() {

@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::calibration::{self, choose_threshold, Calibration};
 use rmx::data::descriptions::{parse_descriptions, Parsed};
 use rmx::data::fewrel::{per_relation, read_fewrel};
@@ -68,6 +69,8 @@ struct BuildArgs {
     /// When some lines are rejected, build from the valid ones (default: build nothing).
     #[arg(long)]
     skip_invalid: bool,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,6 +126,8 @@ struct CalibrateArgs {
     /// Sentences per encoder pass.
     #[arg(long, default_value_t = 64, value_name = "N")]
     batch_size: usize,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 /// Verify every checksum of an index (vectors and graph included); exit 0 when intact.
@@ -135,7 +140,7 @@ struct VerifyArgs {
 
 pub fn run(args: IndexArgs) -> Result<Outcome> {
     match args.command {
-        IndexCommand::Build(a) => build(a),
+        IndexCommand::Build(a) => on_device(a.device.kind, a),
         IndexCommand::Inspect(a) => inspect(a),
         IndexCommand::Calibrate(a) => calibrate(a),
         IndexCommand::Verify(a) => {
@@ -143,6 +148,13 @@ pub fn run(args: IndexArgs) -> Result<Outcome> {
             println!("{}: ok", a.dir.display());
             Ok(Outcome { rejected: 0 })
         }
+    }
+}
+
+impl OnDevice for BuildArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        build::<B>(self)
     }
 }
 
@@ -157,7 +169,7 @@ fn read_input(input: &PathBuf) -> Result<Parsed> {
     }
 }
 
-fn build(args: BuildArgs) -> Result<Outcome> {
+fn build<B: Backend>(args: BuildArgs) -> Result<Outcome> {
     let parsed = read_input(&args.input)?;
     for reason in &parsed.rejected {
         eprintln!("{reason}");
@@ -174,7 +186,7 @@ fn build(args: BuildArgs) -> Result<Outcome> {
         );
         return Ok(Outcome { rejected: parsed.rejected.len() });
     }
-    let mut matcher = Matcher::load(&super::model_dir(args.model))?;
+    let mut matcher = Matcher::<B>::load(&super::model_dir(args.model))?;
     matcher.set_precision(args.encoder_precision)?;
     let relations = &parsed.relations;
     let bar = ProgressBar::new(relations.len() as u64)
@@ -209,7 +221,7 @@ fn build(args: BuildArgs) -> Result<Outcome> {
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<Outcome> {
-    let engine = Engine::open(&super::model_dir(args.model), &args.dir)?;
+    let engine = Engine::open_on(&super::model_dir(args.model), &args.dir, args.device.kind)?;
     let mut examples = read_fewrel(&args.data)?;
     if let Some(range) = &args.sentences {
         examples = per_relation(&examples, range);

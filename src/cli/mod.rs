@@ -8,6 +8,7 @@ mod query;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
+use rmx::backend::DeviceKind;
 use rmx::model::bert::Precision;
 use rmx::model::location::default_model_dir;
 use std::path::PathBuf;
@@ -65,6 +66,16 @@ pub struct EncoderPrecision {
     /// quantized, the fastest without AMX; embeddings within cosine 0.995 of f32).
     #[arg(long = "precision", default_value = "f32", value_name = "f32|bf16|int8")]
     pub value: Precision,
+}
+
+/// `--device`: where the model computes.
+#[derive(Args)]
+pub struct Device {
+    /// Compute device: cpu (default) or cuda (GPU 0; needs an rmx built with `--features cuda`
+    /// and an NVIDIA driver: without them rmx exits 2 saying which is missing). Also read from
+    /// RMX_DEVICE.
+    #[arg(long = "device", env = "RMX_DEVICE", default_value = "cpu", value_name = "cpu|cuda")]
+    pub kind: DeviceKind,
 }
 
 /// `--model DIR`, or the default model's directory.

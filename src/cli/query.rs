@@ -40,6 +40,8 @@ pub struct QueryArgs {
     k: usize,
     #[command(flatten)]
     precision: super::EncoderPrecision,
+    #[command(flatten)]
+    device: super::Device,
     /// The sentence (with --head and --tail: the entity strings, each occurring once).
     #[arg(long, requires_all = ["head", "tail"])]
     text: Option<String>,
@@ -69,7 +71,7 @@ pub fn run(args: QueryArgs) -> Result<Outcome> {
     if let Some(s) = args.min_score.filter(|s| !s.is_finite()) {
         return Err(Error::InvalidArgument(format!("--min-score {s} is not a finite number")));
     }
-    let mut engine = Engine::open(&super::model_dir(args.model), &args.index)?;
+    let mut engine = Engine::open_on(&super::model_dir(args.model), &args.index, args.device.kind)?;
     engine.matcher.set_precision(args.precision.value)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     if let Some(text) = args.text {

@@ -2,6 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rmx::backend::{on_device, Backend, OnDevice};
 use rmx::model::description::DescriptionStyle;
 use rmx::train::checkpoint::DESCRIPTION_DIR;
 use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
@@ -111,6 +112,8 @@ pub struct TrainArgs {
     /// Write one JSON line per optimizer step (epoch, step, lr, losses, sentences/s) to FILE.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    #[command(flatten)]
+    device: super::Device,
 }
 
 fn parse_style(s: &str) -> std::result::Result<DescriptionStyle, String> {
@@ -129,6 +132,17 @@ fn parse_negatives(s: &str) -> std::result::Result<Negatives, String> {
 }
 
 pub fn run(args: TrainArgs) -> Result<Outcome> {
+    on_device(args.device.kind, args)
+}
+
+impl OnDevice for TrainArgs {
+    type Output = Outcome;
+    fn run<B: Backend>(self) -> Result<Outcome> {
+        train::<B>(self)
+    }
+}
+
+fn train<B: Backend>(args: TrainArgs) -> Result<Outcome> {
     let started = Instant::now();
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
         return Err(Error::InvalidArgument(format!("--temperature {} must be positive", args.temperature)));
@@ -172,7 +186,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     let bar = ProgressBar::hidden();
     let (mut sentences, mut seconds) = (0usize, 0.0f64);
     let mut epoch = 0;
-    let summary = run_training(&plan, |p| {
+    let summary = run_training::<B>(&plan, |p| {
         match p {
             Progress::Note(line) => eprintln!("{line}"),
             Progress::Rejected(line) => eprintln!("{line}"),

@@ -4,13 +4,13 @@
 //!
 //! Sequences of a batch are packed back to back into one `[T × d]` matrix (no padding), so
 //! every matrix product runs over exactly the real tokens. The device's ops do the work
-//! (`backend::Device`); it may prepare the linear layers' weights for its products once the
+//! (the backend `B` the model is generic over); it may prepare the linear layers' weights for its products once the
 //! model is in steady use (the CPU packs them into GEMM panels), in the model's
 //! [`Precision`].
 use super::config::BertConfig;
 use super::params::{LinearIds, NormIds, ParamId, ParamSet};
 use super::weights::WeightFile;
-use crate::backend::{Activation, Backend, Buf, Device as D, Tensor};
+use crate::backend::{Activation, Backend};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -100,47 +100,64 @@ impl EncoderIds {
 
 /// A BERT encoder: its configuration, its parameters (which may hold more than the encoder's,
 /// e.g. the heads being trained with it) and the ids of the encoder's among them.
-#[derive(Clone)]
-pub struct Bert {
+pub struct Bert<B: Backend> {
     pub config: BertConfig,
-    pub params: ParamSet,
+    pub params: ParamSet<B>,
     pub ids: EncoderIds,
     precision: Precision,
     /// The device's prepared linear weights; shared by clones.
-    prepared: Arc<<D as Backend>::Prepared>,
+    prepared: Arc<B::Prepared>,
     /// Kept per model, not shared by clones.
-    activations: Activations,
+    activations: Activations<B>,
+}
+
+impl<B: Backend> Clone for Bert<B> {
+    fn clone(&self) -> Self {
+        Bert {
+            config: self.config.clone(),
+            params: self.params.clone(),
+            ids: self.ids.clone(),
+            precision: self.precision,
+            prepared: Arc::clone(&self.prepared),
+            activations: Activations::default(),
+        }
+    }
 }
 
 /// The activation buffers of the forward pass, kept between calls while they are at most
 /// [`KEEP_ACTIVATION_BYTES`]: fresh ones are zero pages the kernel faults in and clears on
 /// first touch, ≈ 5 % of a 2,048-token batch. A forward that finds them in use (the same
-/// model on another thread) allocates its own.
-#[derive(Default)]
-struct Activations(Mutex<Vec<f32>>);
+/// model on another thread) allocates its own. A clone starts without any.
+struct Activations<B: Backend>(Mutex<Option<B::Buf>>);
+
+impl<B: Backend> Default for Activations<B> {
+    fn default() -> Self {
+        Activations(Mutex::new(None))
+    }
+}
 
 /// 64 MiB: the buffers of batches up to ≈ 4,800 tokens (all-MiniLM-L6-v2).
 const KEEP_ACTIVATION_BYTES: usize = 64 << 20;
 
-impl Activations {
+impl<B: Backend> Activations<B> {
     /// Runs `f` on `len` elements of activation buffer (contents unspecified).
-    fn with<R>(&self, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        let Ok(mut kept) = self.0.try_lock() else { return f(&mut D::zeros(len)) };
-        let mut buf = std::mem::take(&mut *kept);
-        if buf.len() < len {
-            buf = D::zeros(len);
-        }
-        let out = f(&mut buf[..len]);
-        if buf.len() * size_of::<f32>() <= KEEP_ACTIVATION_BYTES {
-            *kept = buf;
+    fn with<R>(&self, len: usize, f: impl FnOnce(&mut B::Mem) -> R) -> R {
+        let Ok(mut kept) = self.0.try_lock() else { return f(&mut B::zeros(len)) };
+        let mut buf = match kept.take() {
+            Some(buf) if B::len(&buf) >= len => buf,
+            _ => B::zeros(len),
+        };
+        let out = f(B::slice_mut(&mut buf, 0..len));
+        if B::len(&buf) * size_of::<f32>() <= KEEP_ACTIVATION_BYTES {
+            *kept = Some(buf);
         }
         out
     }
-}
 
-impl Clone for Activations {
-    fn clone(&self) -> Self {
-        Activations::default()
+    /// The number of values kept.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.0.lock().unwrap().as_ref().map_or(0, |buf| B::len(buf))
     }
 }
 
@@ -199,19 +216,19 @@ impl Dropout {
 
 /// A LayerNorm's input `[T × d]` and its row statistics `mean, rstd: [T]`, kept for the
 /// backward pass.
-pub struct NormSaved {
-    pub sum: Buf,
-    pub mean: Buf,
-    pub rstd: Buf,
+pub struct NormSaved<B: Backend> {
+    pub sum: B::Buf,
+    pub mean: B::Buf,
+    pub rstd: B::Buf,
 }
 
-impl NormSaved {
-    pub fn new(t: usize, d: usize) -> NormSaved {
-        NormSaved { sum: D::zeros(t * d), mean: D::zeros(t), rstd: D::zeros(t) }
+impl<B: Backend> NormSaved<B> {
+    pub fn new(t: usize, d: usize) -> NormSaved<B> {
+        NormSaved { sum: B::zeros(t * d), mean: B::zeros(t), rstd: B::zeros(t) }
     }
 
     pub fn len(&self) -> usize {
-        self.sum.len() + self.mean.len() + self.rstd.len()
+        B::len(&self.sum) + B::len(&self.mean) + B::len(&self.rstd)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -220,26 +237,26 @@ impl NormSaved {
 }
 
 /// What the backward pass needs from one block's forward. All `[T × d]` unless noted.
-pub struct LayerSaved {
-    pub q: Buf,
-    pub k: Buf,
-    pub v: Buf,
+pub struct LayerSaved<B: Backend> {
+    pub q: B::Buf,
+    pub k: B::Buf,
+    pub v: B::Buf,
     /// attention output before its projection
-    pub ctx: Buf,
+    pub ctx: B::Buf,
     /// `dropout(ctx·Wᵀ + b) + x`, the input of the attention LayerNorm, with its statistics
-    pub attention: NormSaved,
+    pub attention: NormSaved<B>,
     /// attention LayerNorm output
-    pub h: Buf,
+    pub h: B::Buf,
     /// `[T × f]`: the intermediate pre-activation and `gelu(z)`
-    pub z: Buf,
-    pub g: Buf,
+    pub z: B::Buf,
+    pub g: B::Buf,
     /// `dropout(g·Wᵀ + b) + h`, the input of the output LayerNorm, with its statistics
-    pub output: NormSaved,
+    pub output: NormSaved<B>,
 }
 
-impl LayerSaved {
-    pub fn new(t: usize, d: usize, f: usize) -> LayerSaved {
-        let z = |n: usize| D::zeros(n);
+impl<B: Backend> LayerSaved<B> {
+    pub fn new(t: usize, d: usize, f: usize) -> LayerSaved<B> {
+        let z = |n: usize| B::zeros(n);
         LayerSaved {
             q: z(t * d),
             k: z(t * d),
@@ -254,7 +271,7 @@ impl LayerSaved {
     }
 
     pub fn len(&self) -> usize {
-        [&self.q, &self.k, &self.v, &self.ctx, &self.h, &self.z, &self.g].iter().map(|v| v.len()).sum::<usize>() + self.attention.len() + self.output.len()
+        [&self.q, &self.k, &self.v, &self.ctx, &self.h, &self.z, &self.g].iter().map(|v| B::len(v)).sum::<usize>() + self.attention.len() + self.output.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -264,47 +281,48 @@ impl LayerSaved {
 
 /// Where a block's forward writes its intermediate values: scratch buffers at inference,
 /// kept ones in training.
-pub enum BlockKeep<'a> {
+pub enum BlockKeep<'a, B: Backend> {
     /// `q, k, v, ctx, h: [T × d]`, `inter: [T × f]`, overwritten by every block.
-    Scratch([&'a mut [f32]; 6]),
+    Scratch([&'a mut B::Mem; 6]),
     /// Everything the backward pass needs, with the step's dropout.
-    Saved(&'a mut LayerSaved, Dropout),
+    Saved(&'a mut LayerSaved<B>, Dropout),
 }
 
-impl Bert {
-    /// Loads `config.json` and `model.safetensors` from a Hugging Face model directory.
-    pub fn load(dir: &Path) -> Result<Bert> {
+impl<B: Backend> Bert<B> {
+    /// Loads `config.json` and `model.safetensors` from a Hugging Face model directory; the
+    /// weights are read on the host (mapped) and uploaded to the device once.
+    pub fn load(dir: &Path) -> Result<Bert<B>> {
         let config = BertConfig::load(&dir.join("config.json"))?;
         let weights = WeightFile::open(&dir.join("model.safetensors"))?;
         Bert::from_weights(config, &weights)
     }
 
-    pub fn from_weights(config: BertConfig, w: &WeightFile) -> Result<Bert> {
+    pub fn from_weights(config: BertConfig, w: &WeightFile) -> Result<Bert<B>> {
         let mut params = ParamSet::default();
         let ids = EncoderIds::register(&config, &mut |name, shape| {
             // Old checkpoints name LayerNorm parameters gamma/beta.
             let legacy = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
             let stored = if w.contains(name) || !w.contains(&legacy) { name } else { &legacy };
-            Ok(params.push_tensor(name, w.get(stored, shape)?))
+            Ok(params.push_tensor(name, &w.get(stored, shape)?))
         })?;
         Ok(Bert::from_params(config, params, ids))
     }
 
     /// An encoder on `params` (e.g. a model being trained), computing in f32.
-    pub fn from_params(config: BertConfig, params: ParamSet, ids: EncoderIds) -> Bert {
+    pub fn from_params(config: BertConfig, params: ParamSet<B>, ids: EncoderIds) -> Bert<B> {
         Bert { config, params, ids, precision: Precision::F32, prepared: Arc::default(), activations: Activations::default() }
     }
 
     /// The same parameters (shared until either side changes one), with nothing prepared
     /// for the device and no kept buffers: e.g. a snapshot of a model being trained.
-    pub fn snapshot(&self) -> Bert {
+    pub fn snapshot(&self) -> Bert<B> {
         Bert::from_params(self.config.clone(), self.params.clone(), self.ids.clone())
     }
 
     /// Computes the linear layers in `precision` from now on (an error if the device cannot);
     /// weights prepared for the previous precision are dropped (clones keep theirs).
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        precision.check_supported()?;
+        B::check_precision(precision)?;
         if precision != self.precision {
             self.precision = precision;
             self.prepared = Arc::default();
@@ -317,39 +335,39 @@ impl Bert {
     }
 
     /// What the device has prepared for this model's products.
-    pub fn prepared(&self) -> &<D as Backend>::Prepared {
+    pub fn prepared(&self) -> &B::Prepared {
         &self.prepared
     }
 
     /// The last hidden layer `[T × d]` of a packed batch, computed as one device pass.
-    pub fn forward(&self, batch: &PackedBatch) -> Result<Buf> {
-        D::pass(|| self.forward_inspect(batch, |_, _| {}))
+    pub fn forward(&self, batch: &PackedBatch) -> Result<B::Buf> {
+        B::pass(|| self.forward_inspect(batch, |_, _| {}))
     }
 
     /// The forward pass, showing `inspect(layer, hidden [T × d])` the embedding output
     /// (layer 0) and the output of every transformer block (layers 1..=L).
-    pub fn forward_inspect(&self, batch: &PackedBatch, mut inspect: impl FnMut(usize, &[f32])) -> Result<Buf> {
+    pub fn forward_inspect(&self, batch: &PackedBatch, mut inspect: impl FnMut(usize, &B::Mem)) -> Result<B::Buf> {
         self.check_batch(batch)?;
         let c = &self.config;
         let (t, d, f) = (batch.tokens(), c.hidden_size, c.intermediate_size);
 
         // x: [T × d]
-        let mut x = D::zeros(t * d);
+        let mut x = B::zeros(t * d);
         self.embeddings_forward(batch, &mut x, None);
         inspect(0, &x);
 
         self.activations.with(5 * t * d + t * f, |buffers| {
             // q, k, v, ctx, h: [T × d]; inter: [T × f]
-            let (qkv, rest) = buffers.split_at_mut(3 * t * d);
-            let (q, kv) = qkv.split_at_mut(t * d);
-            let (k, v) = kv.split_at_mut(t * d);
-            let (ctx, rest) = rest.split_at_mut(t * d);
-            let (h, inter) = rest.split_at_mut(t * d);
-            D::prepare_linears(&self.prepared, self.precision, t, &|| self.linear_weights());
+            let (qkv, rest) = B::split_at_mut(buffers, 3 * t * d);
+            let (q, kv) = B::split_at_mut(qkv, t * d);
+            let (k, v) = B::split_at_mut(kv, t * d);
+            let (ctx, rest) = B::split_at_mut(rest, t * d);
+            let (h, inter) = B::split_at_mut(rest, t * d);
+            B::prepare_linears(&self.prepared, self.precision, t, &|| self.linear_weights());
             let mut scratch = [q, k, v, ctx, h, inter];
             for i in 0..self.ids.layers.len() {
                 let [q, k, v, ctx, h, inter] = &mut scratch;
-                self.block_forward(i, batch, &mut x, BlockKeep::Scratch([q, k, v, ctx, h, inter]));
+                self.block_forward(i, batch, &mut x, BlockKeep::Scratch([&mut **q, &mut **k, &mut **v, &mut **ctx, &mut **h, &mut **inter]));
                 inspect(i + 1, &x);
             }
         });
@@ -357,32 +375,32 @@ impl Bert {
     }
 
     /// Every block's linear weights, in prepared-slot order (`6·layer + position`).
-    fn linear_weights(&self) -> Vec<Tensor> {
-        self.ids.layers.iter().flat_map(|l| l.linears()).map(|l| self.params.tensor(l.weight).clone()).collect()
+    fn linear_weights(&self) -> Vec<B::Param> {
+        self.ids.layers.iter().flat_map(|l| l.linears()).map(|l| self.params.param(l.weight).clone()).collect()
     }
 
     /// `y = act(x·Wᵀ + b)` for linear layer `which` of block `layer`, with its prepared weight
     /// when the device has one.
-    fn linear(&self, layer: usize, which: usize, x: &[f32], rows: usize, y: &mut [f32], act: Activation) {
+    fn linear(&self, layer: usize, which: usize, x: &B::Mem, rows: usize, y: &mut B::Mem, act: Activation<B::Mem>) {
         let l = self.ids.layers[layer].linears()[which];
-        D::linear_forward_prepared(&self.prepared, 6 * layer + which, x, rows, self.params.tensor(l.weight), self.params.get(l.bias), y, act);
+        B::linear_forward_prepared(&self.prepared, 6 * layer + which, x, rows, self.params.param(l.weight), self.params.get(l.bias), y, act);
     }
 
     /// `x: [T × d] = LayerNorm(word + position + type embeddings)`, then dropout; with
     /// `saved`, the LayerNorm's input and statistics are kept.
-    pub fn embeddings_forward(&self, batch: &PackedBatch, x: &mut [f32], saved: Option<(&mut NormSaved, Dropout)>) {
+    pub fn embeddings_forward(&self, batch: &PackedBatch, x: &mut B::Mem, saved: Option<(&mut NormSaved<B>, Dropout)>) {
         let (d, eps) = (self.config.hidden_size, self.config.layer_norm_eps);
         let (p, n) = (&self.params, self.ids.embeddings_norm);
-        let (word, position, type0) = (p.get(self.ids.word), p.get(self.ids.position), &p.get(self.ids.token_type)[..d]);
+        let (word, position, type0) = (p.get(self.ids.word), p.get(self.ids.position), B::slice(p.get(self.ids.token_type), 0..d));
         match saved {
             None => {
-                D::embeddings_forward(&batch.ids, &batch.starts, word, position, type0, x);
-                D::layernorm_forward(x, d, p.get(n.gamma), p.get(n.beta), eps);
+                B::embeddings_forward(&batch.ids, &batch.starts, word, position, type0, x);
+                B::layernorm_forward(x, d, p.get(n.gamma), p.get(n.beta), eps);
             }
             Some((s, dropout)) => {
-                D::embeddings_forward(&batch.ids, &batch.starts, word, position, type0, &mut s.sum);
-                D::layernorm_forward_saving(&s.sum, x, d, p.get(n.gamma), p.get(n.beta), eps, &mut s.mean, &mut s.rstd);
-                D::dropout_forward(x, dropout.p, dropout.site_key(0, 0));
+                B::embeddings_forward(&batch.ids, &batch.starts, word, position, type0, &mut s.sum);
+                B::layernorm_forward_saving(&s.sum, x, d, p.get(n.gamma), p.get(n.beta), eps, &mut s.mean, &mut s.rstd);
+                B::dropout_forward(x, dropout.p, dropout.site_key(0, 0));
             }
         }
     }
@@ -395,34 +413,34 @@ impl Bert {
     /// h = LN(dropout(ctx·Waᵀ + ba) + x)
     /// x = LN(dropout(gelu(h·Wiᵀ + bi)·Woᵀ + bo) + h)
     /// ```
-    pub fn block_forward(&self, i: usize, batch: &PackedBatch, x: &mut [f32], keep: BlockKeep) {
+    pub fn block_forward(&self, i: usize, batch: &PackedBatch, x: &mut B::Mem, keep: BlockKeep<B>) {
         let (t, heads) = (batch.tokens(), self.config.num_attention_heads);
         let l = &self.ids.layers[i];
         let ([q, k, v, ctx, h, inter], saved) = match keep {
             BlockKeep::Scratch(buffers) => (buffers, None),
             BlockKeep::Saved(s, dropout) => {
                 let LayerSaved { q, k, v, ctx, attention, h, z, g, output } = s;
-                ([&mut q[..], &mut k[..], &mut v[..], &mut ctx[..], &mut h[..], &mut z[..]], Some((attention, g, output, dropout)))
+                ([&mut **q, &mut **k, &mut **v, &mut **ctx, &mut **h, &mut **z], Some((attention, g, output, dropout)))
             }
         };
         self.linear(i, QUERY, x, t, q, Activation::Bias);
         self.linear(i, KEY, x, t, k, Activation::Bias);
         self.linear(i, VALUE, x, t, v, Activation::Bias);
-        D::attention_forward(q, k, v, &batch.starts, heads, ctx);
+        B::attention_forward(q, k, v, &batch.starts, heads, ctx);
         let (attention, g, output, dropout) = match saved {
             Some((a, g, o, dropout)) => (Some(a), Some(g), Some(o), dropout),
             None => (None, None, None, Dropout::OFF),
         };
         self.add_norm(i, ATTENTION_OUTPUT, ctx, x, h, l.attention_norm, attention.map(|s| (s, dropout.p, dropout.site_key(i, 1))));
         // inter: gelu(h·Wiᵀ + bi) at inference; in training the pre-activation z, and g.
-        let activated: &[f32] = match g {
+        let activated: &B::Mem = match g {
             None => {
                 self.linear(i, INTERMEDIATE, h, t, inter, Activation::BiasGelu);
                 inter
             }
             Some(g) => {
                 let ids = l.intermediate;
-                D::linear_gelu_forward_saving(h, t, self.params.get(ids.weight), self.params.get(ids.bias), inter, g);
+                B::linear_gelu_forward_saving(h, t, self.params.get(ids.weight), self.params.get(ids.bias), inter, g);
                 g
             }
         };
@@ -434,23 +452,32 @@ impl Bert {
     /// `saved` (and its dropout probability and mask key) the sum and the LayerNorm's
     /// statistics are kept.
     #[allow(clippy::too_many_arguments)]
-    fn add_norm(&self, i: usize, which: usize, input: &[f32], residual: &[f32], out: &mut [f32], norm: NormIds, saved: Option<(&mut NormSaved, f32, u64)>) {
-        let (t, d, eps) = (residual.len() / self.config.hidden_size, self.config.hidden_size, self.config.layer_norm_eps);
+    fn add_norm(
+        &self,
+        i: usize,
+        which: usize,
+        input: &B::Mem,
+        residual: &B::Mem,
+        out: &mut B::Mem,
+        norm: NormIds,
+        saved: Option<(&mut NormSaved<B>, f32, u64)>,
+    ) {
+        let (t, d, eps) = (B::len(residual) / self.config.hidden_size, self.config.hidden_size, self.config.layer_norm_eps);
         let (gamma, beta) = (self.params.get(norm.gamma), self.params.get(norm.beta));
         match saved {
             None => {
                 self.linear(i, which, input, t, out, Activation::BiasResidual(residual));
-                D::layernorm_forward(out, d, gamma, beta, eps);
+                B::layernorm_forward(out, d, gamma, beta, eps);
             }
             Some((s, p, key)) => {
                 if p == 0.0 {
                     self.linear(i, which, input, t, &mut s.sum, Activation::BiasResidual(residual));
                 } else {
                     self.linear(i, which, input, t, &mut s.sum, Activation::Bias);
-                    D::dropout_forward(&mut s.sum, p, key);
-                    D::add(&mut s.sum, residual);
+                    B::dropout_forward(&mut s.sum, p, key);
+                    B::add(&mut s.sum, residual);
                 }
-                D::layernorm_forward_saving(&s.sum, out, d, gamma, beta, eps, &mut s.mean, &mut s.rstd);
+                B::layernorm_forward_saving(&s.sum, out, d, gamma, beta, eps, &mut s.mean, &mut s.rstd);
             }
         }
     }
@@ -471,10 +498,11 @@ impl Bert {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::backend::cpu::Cpu;
     use crate::testutil::Rng;
 
-    /// A random BERT with d = 8, 2 heads, ffn 16, 2 layers, 50 ids.
-    pub(crate) fn tiny_bert(seed: u64) -> Bert {
+    /// A random BERT with d = 8, 2 heads, ffn 16, 2 layers, 50 ids, on the device `B`.
+    pub(crate) fn tiny_bert<B: Backend>(seed: u64) -> Bert<B> {
         let config: BertConfig = serde_json::from_str(
             r#"{"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
                 "intermediate_size": 16, "max_position_embeddings": 64}"#,
@@ -495,22 +523,31 @@ pub(crate) mod tests {
         Bert::from_params(config, params, ids)
     }
 
-    #[test]
-    fn kept_activation_buffers_do_not_leak_into_later_batches() {
+    /// The states of `bert` for `batch`, on the host.
+    fn states<B: Backend>(bert: &Bert<B>, batch: &PackedBatch) -> Vec<f32> {
+        B::to_host(&bert.forward(batch).unwrap()).unwrap()
+    }
+
+    fn kept_activation_buffers_do_not_leak_into_later_batches<B: Backend>() {
         let small = PackedBatch::new(&[vec![1u32, 5, 7, 2], vec![3]]);
-        let want = tiny_bert(3).forward(&small).unwrap();
-        let bert = tiny_bert(3);
+        let want = states(&tiny_bert::<B>(3), &small);
+        let bert = tiny_bert::<B>(3);
         let big: Vec<Vec<u32>> = (0..9).map(|s| (0..40).map(|i| (s * 11 + i * 3) as u32 % 50).collect()).collect();
         bert.forward(&PackedBatch::new(&big)).unwrap();
-        assert!(bert.activations.0.lock().unwrap().len() > 5 * small.tokens() * 8, "the big batch's buffers are kept");
-        assert_eq!(bert.forward(&small).unwrap(), want);
+        assert!(bert.activations.kept() > 5 * small.tokens() * 8, "the big batch's buffers are kept");
+        assert_eq!(states(&bert, &small), want);
         // A clone starts with buffers of its own.
-        assert!(bert.clone().activations.0.lock().unwrap().is_empty());
+        assert_eq!(bert.clone().activations.kept(), 0);
+    }
+
+    #[test]
+    fn kept_activation_buffers_do_not_leak_into_later_batches_cpu() {
+        kept_activation_buffers_do_not_leak_into_later_batches::<Cpu>();
     }
 
     #[test]
     fn names_are_hugging_face_names_in_one_table() {
-        let bert = tiny_bert(1);
+        let bert = tiny_bert::<Cpu>(1);
         let p = &bert.params;
         assert_eq!(p.name(bert.ids.word), "embeddings.word_embeddings.weight");
         assert_eq!(p.name(bert.ids.layers[1].intermediate.weight), "encoder.layer.1.intermediate.dense.weight");

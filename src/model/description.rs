@@ -14,6 +14,7 @@
 //! list at all differently: `zero_shot::relation_texts`.)
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
+use crate::backend::Backend;
 use crate::data::descriptions::Relation;
 use crate::error::Result;
 
@@ -65,8 +66,8 @@ pub fn part_texts(relation: &Relation, style: DescriptionStyle) -> PartTexts {
 
 /// Unit vectors `[3d]` of `relations`, encoded `batch` relations at a time; `progress(n)` is
 /// called after every batch with the number of relations done.
-pub fn encode_relations(
-    encoder: &SentenceEncoder,
+pub fn encode_relations<B: Backend>(
+    encoder: &SentenceEncoder<B>,
     relations: &[Relation],
     style: DescriptionStyle,
     weights: PartWeights,
@@ -78,8 +79,8 @@ pub fn encode_relations(
 
 /// Vectors `[3d]` of `relations` whose parts are made by `texts` (unit unless a part is
 /// zero); each distinct text of a relation is embedded once.
-pub fn encode_part_texts(
-    encoder: &SentenceEncoder,
+pub fn encode_part_texts<B: Backend>(
+    encoder: &SentenceEncoder<B>,
     relations: &[Relation],
     texts: impl Fn(&Relation) -> PartTexts,
     weights: PartWeights,

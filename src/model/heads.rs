@@ -6,16 +6,8 @@
 //! directory, relative to the checkpoint, holding the frozen description-side sentence
 //! encoder; the other fields are documented on [`CheckpointSettings`]).
 use super::description::DescriptionStyle;
-use super::weights::{Tensor, WeightFile};
-
-/// A linear layer's parameters, PyTorch layout.
-#[derive(Clone)]
-pub struct Linear {
-    /// `[out × in]`
-    pub weight: Tensor,
-    /// `[out]`
-    pub bias: Tensor,
-}
+use super::weights::WeightFile;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -72,21 +64,30 @@ impl CheckpointSettings {
     }
 }
 
-/// Input-side heads.
-#[derive(Clone)]
-pub struct Heads {
-    /// Context projection φ: weight `[d × 2d]`, bias `[d]`.
-    pub context: Linear,
-    /// Distillation query `q: [d]`.
-    pub distill_query: Tensor,
+/// A linear layer's parameters on the device, PyTorch layout.
+pub struct Linear<B: Backend> {
+    /// `[out × in]`
+    pub weight: B::Param,
+    /// `[out]`
+    pub bias: B::Param,
 }
 
-impl Heads {
-    pub fn load(path: &Path, d: usize) -> Result<Heads> {
+/// Input-side heads, on the device.
+pub struct Heads<B: Backend> {
+    /// Context projection φ: weight `[d × 2d]`, bias `[d]`.
+    pub context: Linear<B>,
+    /// Distillation query `q: [d]`.
+    pub distill_query: B::Param,
+}
+
+impl<B: Backend> Heads<B> {
+    /// Reads the heads on the host (mapped) and uploads them.
+    pub fn load(path: &Path, d: usize) -> Result<Heads<B>> {
         let w = WeightFile::open(path)?;
+        let get = |name: &str, shape: &[usize]| w.get(name, shape).map(|t| B::upload(&t));
         Ok(Heads {
-            context: Linear { weight: w.get("context.weight", &[d, 2 * d])?, bias: w.get("context.bias", &[d])? },
-            distill_query: w.get("distill.query", &[d])?,
+            context: Linear { weight: get("context.weight", &[d, 2 * d])?, bias: get("context.bias", &[d])? },
+            distill_query: get("distill.query", &[d])?,
         })
     }
 }

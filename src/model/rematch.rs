@@ -18,7 +18,7 @@ use super::hubness;
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use super::zero_shot::{self, PlainQuery};
-use crate::backend::{Activation, Backend, Device as D, EntityRows};
+use crate::backend::{Activation, Backend, EntityRows};
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::text::markers::{MarkedTokens, WordInstance};
@@ -29,12 +29,12 @@ pub const DEFAULT_ALPHA: f32 = 0.33;
 
 /// How the query side turns encoder states into the three parts.
 #[allow(clippy::large_enum_variant)] // one per matcher: boxing the encoder would buy nothing
-enum QuerySide {
+enum QuerySide<B: Backend> {
     /// A trained checkpoint: its fine-tuned encoder and heads, the description style it
     /// was trained against, and its share in an ensemble with the zero-training default
     /// (`1 − zero_shot_weight`); `frozen`: the pretrained encoder of the zero-training part
     /// when the description encoder was trained (else the description encoder is it).
-    Trained { bert: Bert, heads: Heads, style: DescriptionStyle, zero_shot_weight: f32, frozen: Option<SentenceEncoder> },
+    Trained { bert: Bert<B>, heads: Heads<B>, style: DescriptionStyle, zero_shot_weight: f32, frozen: Option<SentenceEncoder<B>> },
     /// A plain pretrained sentence encoder, no training (see `zero_shot`).
     ZeroShot,
 }
@@ -48,26 +48,27 @@ pub enum QueryInput {
     Both(MarkedTokens, PlainQuery),
 }
 
-pub struct Matcher {
-    query: QuerySide,
+/// The model on the device `B`: its weights are uploaded once, when it loads.
+pub struct Matcher<B: Backend> {
+    query: QuerySide<B>,
     /// The description-side encoder (for a plain model, also the query encoder).
-    pub description: SentenceEncoder,
+    pub description: SentenceEncoder<B>,
     /// The weights of each `[3d]` block of the vectors (one block, or two for an ensemble),
     /// each scaled by its model's share.
     blocks: Vec<PartWeights>,
     fingerprint: String,
 }
 
-impl Matcher {
+impl<B: Backend> Matcher<B> {
     /// A trained checkpoint (a directory with `rmx.json`) or a plain sentence encoder
     /// (zero-training default).
-    pub fn load(dir: &Path) -> Result<Matcher> {
+    pub fn load(dir: &Path) -> Result<Matcher<B>> {
         Self::load_with(dir, None)
     }
 
     /// As [`Matcher::load`], with the checkpoint's ensemble weight β replaced by
     /// `zero_shot_weight` when given (e.g. to measure another β); an error for a plain model.
-    pub fn load_with(dir: &Path, zero_shot_weight: Option<f32>) -> Result<Matcher> {
+    pub fn load_with(dir: &Path, zero_shot_weight: Option<f32>) -> Result<Matcher<B>> {
         match CheckpointSettings::load(dir)? {
             Some(settings) => {
                 if let Some(beta) = zero_shot_weight {
@@ -108,14 +109,14 @@ impl Matcher {
     /// the pretrained encoder of the zero-training part when `description` was trained.
     #[allow(clippy::too_many_arguments)]
     pub fn from_trained(
-        bert: Bert,
-        heads: Heads,
-        description: SentenceEncoder,
-        frozen: Option<SentenceEncoder>,
+        bert: Bert<B>,
+        heads: Heads<B>,
+        description: SentenceEncoder<B>,
+        frozen: Option<SentenceEncoder<B>>,
         alpha: f32,
         style: DescriptionStyle,
         zero_shot_weight: f32,
-    ) -> Result<Matcher> {
+    ) -> Result<Matcher<B>> {
         check_zero_shot_weight(zero_shot_weight).map_err(Error::InvalidArgument)?;
         let blocks = trained_blocks(alpha, zero_shot_weight);
         let w = PartWeights::sum(&blocks);
@@ -168,14 +169,14 @@ impl Matcher {
     }
 
     /// The encoder of the zero-training part (the pretrained one).
-    fn zero_shot_encoder(&self) -> &SentenceEncoder {
+    fn zero_shot_encoder(&self) -> &SentenceEncoder<B> {
         match &self.query {
             QuerySide::Trained { frozen: Some(frozen), .. } => frozen,
             _ => &self.description,
         }
     }
 
-    fn query_bert(&self) -> &Bert {
+    fn query_bert(&self) -> &Bert<B> {
         match &self.query {
             QuerySide::Trained { bert, .. } => bert,
             QuerySide::ZeroShot => &self.description.bert,
@@ -294,26 +295,26 @@ pub fn pack_marked(marked: &[&MarkedTokens]) -> (PackedBatch, Vec<EntityRows>) {
 
 /// The trained input side: `c = tanh(x − (x·x*/‖x*‖²) x*)` with `x = φ([H[#]; H[@]])` and
 /// `x* = softmax(q·Hᵀ) H`; `h = tanh(maxpool H[head])`, `t = tanh(maxpool H[tail])`.
-fn trained_parts(bert: &Bert, heads: &Heads, marked: &[&MarkedTokens], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
+fn trained_parts<B: Backend>(bert: &Bert<B>, heads: &Heads<B>, marked: &[&MarkedTokens], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
     let (batch, rows) = pack_marked(marked);
     let d = bert.config.hidden_size;
     let n = rows.len();
     // hidden: [T × d]
     let hidden = bert.forward(&batch)?;
     // eh, et: [n × d]; markers: [n × 2d]
-    let (mut eh, mut et, mut markers, mut arg) = (D::zeros(n * d), D::zeros(n * d), D::zeros(n * 2 * d), vec![0u32; n * 2 * d]);
-    D::entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
+    let (mut eh, mut et, mut markers, mut arg) = (B::zeros(n * d), B::zeros(n * d), B::zeros(n * 2 * d), vec![0u32; n * 2 * d]);
+    B::entity_pool_forward(&hidden, d, &rows, &mut eh, &mut et, &mut markers, &mut arg);
     // x: [n × d]
-    let mut x = D::zeros(n * d);
-    D::linear_forward(&markers, n, heads.context.weight.data(), heads.context.bias.data(), &mut x, Activation::Bias);
+    let mut x = B::zeros(n * d);
+    B::linear_forward(&markers, n, B::param(&heads.context.weight), B::param(&heads.context.bias), &mut x, Activation::Bias);
     // x_star: [n × d]; attn: [T]
-    let (mut x_star, mut attn) = (D::zeros(n * d), D::zeros(batch.tokens()));
-    D::query_attention_forward(&hidden, &batch.starts, heads.distill_query.data(), &mut x_star, &mut attn);
-    let mut context = D::zeros(n * d);
-    D::project_out_forward(&x, &x_star, d, &mut context);
+    let (mut x_star, mut attn) = (B::zeros(n * d), B::zeros(batch.tokens()));
+    B::query_attention_forward(&hidden, &batch.starts, B::param(&heads.distill_query), &mut x_star, &mut attn);
+    let mut context = B::zeros(n * d);
+    B::project_out_forward(&x, &x_star, d, &mut context);
     for part in [&mut context, &mut eh, &mut et] {
-        D::tanh_forward(part);
+        B::tanh_forward(part);
     }
-    let (context, eh, et) = (D::to_host(&context)?, D::to_host(&eh)?, D::to_host(&et)?);
+    let (context, eh, et) = (B::to_host(&context)?, B::to_host(&eh)?, B::to_host(&et)?);
     Ok((0..n).map(|i| combine_parts([&context[i * d..(i + 1) * d], &eh[i * d..(i + 1) * d], &et[i * d..(i + 1) * d]], weights)).collect())
 }

@@ -1,13 +1,13 @@
 //! Sentence embeddings as sentence-transformers computes them for all-MiniLM-L6-v2: the
 //! mean of the last hidden layer over the tokens, L2-normalised.
 use super::bert::{Bert, PackedBatch};
-use crate::backend::{Backend, Device as D};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::text::tokenizer::TextTokenizer;
 use std::path::{Path, PathBuf};
 
-pub struct SentenceEncoder {
-    pub bert: Bert,
+pub struct SentenceEncoder<B: Backend> {
+    pub bert: Bert<B>,
     pub tokenizer: TextTokenizer,
     /// Longest input in tokens, special tokens included: `max_seq_length` of
     /// `sentence_bert_config.json` when present (256 for the default model), else the
@@ -22,8 +22,8 @@ pub struct Tokenized {
     pub truncated_from: Option<usize>,
 }
 
-impl SentenceEncoder {
-    pub fn load(dir: &Path) -> Result<SentenceEncoder> {
+impl<B: Backend> SentenceEncoder<B> {
+    pub fn load(dir: &Path) -> Result<SentenceEncoder<B>> {
         if !dir.is_dir() {
             return Err(Error::model(dir, "model directory not found (run scripts/fetch-model.sh for the default model, or pass --model DIR)"));
         }
@@ -35,7 +35,7 @@ impl SentenceEncoder {
     }
 
     /// The same tokenizer and limits around another encoder (e.g. a trained copy).
-    pub fn with_bert(&self, bert: Bert) -> SentenceEncoder {
+    pub fn with_bert(&self, bert: Bert<B>) -> SentenceEncoder<B> {
         SentenceEncoder { bert, tokenizer: self.tokenizer.clone(), max_tokens: self.max_tokens, dir: self.dir.clone() }
     }
 
@@ -61,10 +61,10 @@ impl SentenceEncoder {
         let batch = PackedBatch::new(sequences);
         let hidden = self.bert.forward(&batch)?;
         let d = self.dim();
-        let mut pooled = D::zeros(batch.len() * d);
-        D::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
-        D::l2_normalize_rows(&mut pooled, d);
-        Ok(D::to_host(&pooled)?.chunks_exact(d).map(<[f32]>::to_vec).collect())
+        let mut pooled = B::zeros(batch.len() * d);
+        B::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
+        B::l2_normalize_rows(&mut pooled, d);
+        Ok(B::to_host(&pooled)?.chunks_exact(d).map(<[f32]>::to_vec).collect())
     }
 
     /// Embeddings of texts (truncated as `tokenize` says).

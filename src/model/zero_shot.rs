@@ -30,7 +30,7 @@ use super::bert::PackedBatch;
 use super::description::{labelled_description, part_texts, DescriptionStyle, PartTexts};
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
-use crate::backend::{Backend, Device as D};
+use crate::backend::Backend;
 use crate::data::descriptions::Relation;
 use crate::error::{Error, Result};
 use crate::text::markers::WordInstance;
@@ -66,7 +66,7 @@ pub struct PlainQuery {
 }
 
 /// Tokenizes an instance; text longer than `max_tokens` is an input error.
-pub fn prepare(encoder: &SentenceEncoder, instance: &WordInstance, max_tokens: usize) -> Result<PlainQuery> {
+pub fn prepare<B: Backend>(encoder: &SentenceEncoder<B>, instance: &WordInstance, max_tokens: usize) -> Result<PlainQuery> {
     let words: Vec<&str> = instance.words.iter().map(String::as_str).collect();
     let encoding = encoder.tokenizer.encode_words(&words)?;
     if encoding.ids.len() > max_tokens {
@@ -88,8 +88,9 @@ pub fn prepare(encoder: &SentenceEncoder, instance: &WordInstance, max_tokens: u
     Ok(PlainQuery { sentence: encoding.ids, context, head: entity(&instance.head)?, tail: entity(&instance.tail)? })
 }
 
-/// Query vectors `[3d]` combined with `weights` (unit for [`WEIGHTS`]).
-pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
+/// Query vectors `[3d]` combined with `weights` (unit for [`WEIGHTS`]). What comes to the
+/// host: the pooled entity rows and each sentence's context rows.
+pub fn encode<B: Backend>(encoder: &SentenceEncoder<B>, queries: &[&PlainQuery], weights: PartWeights) -> Result<Vec<Vec<f32>>> {
     let n = queries.len();
     let sequences: Vec<&[u32]> =
         queries.iter().map(|q| &q.sentence[..]).chain(queries.iter().map(|q| &q.head[..])).chain(queries.iter().map(|q| &q.tail[..])).collect();
@@ -97,23 +98,27 @@ pub fn encode(encoder: &SentenceEncoder, queries: &[&PlainQuery], weights: PartW
     // hidden: [T × d]
     let hidden = encoder.bert.forward(&batch)?;
     let d = encoder.dim();
-    // pooled: [3n × d] (only the entity rows are used)
-    let mut pooled = D::zeros(3 * n * d);
-    D::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
-    Ok(queries
+    // pooled: [3n × d] (only the entity rows [2n × d] come to the host)
+    let mut pooled = B::zeros(3 * n * d);
+    B::mean_pool_forward(&hidden, &batch.starts, d, &mut pooled);
+    let entities = B::to_host(B::slice(&pooled, n * d..3 * n * d))?;
+    queries
         .iter()
         .enumerate()
         .map(|(i, q)| {
+            // The rows from the first context position to the last, on the host.
+            let (first, end) = (q.context.iter().min().map_or(0, |&p| p), q.context.iter().max().map_or(0, |&p| p + 1));
+            let span = B::to_host(B::slice(&hidden, (batch.starts[i] + first) * d..(batch.starts[i] + end) * d))?;
             let mut context = vec![0.0f32; d];
             for &p in &q.context {
-                let row = &hidden[(batch.starts[i] + p) * d..][..d];
+                let row = &span[(p - first) * d..][..d];
                 context.iter_mut().zip(row).for_each(|(c, v)| *c += v);
             }
-            let head = &pooled[(n + i) * d..][..d];
-            let tail = &pooled[(2 * n + i) * d..][..d];
-            combine_parts([&context, head, tail], weights)
+            let head = &entities[i * d..][..d];
+            let tail = &entities[(n + i) * d..][..d];
+            Ok(combine_parts([&context, head, tail], weights))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `p ← p·(1 − lr·wd)`; `m ← β1 m + (1−β1) g`; `v ← β2 v + (1−β2) g²`;
 //! `p ← p − (lr / (1−β1^k)) · m / (√v / √(1−β2^k) + eps)`.
 //! Every parameter is decayed (biases and LayerNorm included), as the reference does.
-use crate::backend::{AdamWStep, Backend, Buf, Device as D};
+use crate::backend::{AdamWStep, Backend};
 use crate::model::params::{Grads, ParamId, ParamSet};
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -22,19 +22,19 @@ impl Default for AdamWSettings {
     }
 }
 
-pub struct AdamW {
+pub struct AdamW<B: Backend> {
     settings: AdamWSettings,
     /// Per-parameter multiplier of the learning rate (1 unless set).
     lr_scale: Vec<f64>,
-    /// First and second moments, laid out like the parameters.
-    m: Vec<Buf>,
-    v: Vec<Buf>,
+    /// First and second moments, laid out like the parameters, on the device.
+    m: Vec<B::Buf>,
+    v: Vec<B::Buf>,
     steps: u64,
 }
 
-impl AdamW {
-    pub fn new(params: &ParamSet, settings: AdamWSettings) -> AdamW {
-        let zeros = || (0..params.len()).map(|id| D::zeros(params.get(id).len())).collect();
+impl<B: Backend> AdamW<B> {
+    pub fn new(params: &ParamSet<B>, settings: AdamWSettings) -> AdamW<B> {
+        let zeros = || (0..params.len()).map(|id| B::zeros(params.numel_of(id))).collect();
         AdamW { settings, lr_scale: vec![1.0; params.len()], m: zeros(), v: zeros(), steps: 0 }
     }
 
@@ -51,7 +51,7 @@ impl AdamW {
 
     /// One step at learning rate `lr` (a step at lr 0 still advances the moments and the
     /// step count, as in torch).
-    pub fn step(&mut self, params: &mut ParamSet, grads: &Grads, lr: f64) {
+    pub fn step(&mut self, params: &mut ParamSet<B>, grads: &Grads<B>, lr: f64) {
         self.steps += 1;
         let s = self.settings;
         let k = self.steps as i32;
@@ -61,7 +61,7 @@ impl AdamW {
             let lr = lr * scale;
             let decay = (1.0 - lr * s.weight_decay) as f32;
             let step_size = (lr / (1.0 - s.beta1.powi(k))) as f32;
-            D::adamw_step(params.get_mut(id), grads.get(id), m, v, AdamWStep { decay, step_size, beta1: b1, beta2: b2, bias2_sqrt, eps });
+            B::adamw_step(params.get_mut(id), grads.get(id), m, v, AdamWStep { decay, step_size, beta1: b1, beta2: b2, bias2_sqrt, eps });
         }
     }
 }
@@ -81,6 +81,7 @@ pub fn linear_schedule(k: u64, warmup: f64, total: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::Cpu;
 
     #[test]
     fn schedule_matches_the_reference_formula() {
@@ -98,7 +99,7 @@ mod tests {
 
     #[test]
     fn adamw_matches_the_written_out_update_in_f64() {
-        let mut params = ParamSet::default();
+        let mut params = ParamSet::<Cpu>::default();
         params.push("w", &[3], vec![0.5, -1.0, 2.0]);
         params.push("b", &[1], vec![0.25]);
         let mut grads = params.zero_grads();
@@ -124,7 +125,7 @@ mod tests {
         }
         assert_eq!(opt.steps(), 3);
         // A scaled parameter moves by exactly the scaled learning rate's update.
-        let mut one = ParamSet::default();
+        let mut one = ParamSet::<Cpu>::default();
         one.push("a", &[1], vec![1.0]);
         one.push("b", &[1], vec![1.0]);
         let mut g = one.zero_grads();

@@ -14,6 +14,7 @@
 //!   part;
 //! - `rmx.json`: format, α, the description encoder's directory, and the training record.
 use super::trainer::Trainer;
+use crate::backend::{Backend, Tensor};
 use crate::error::{Error, Result};
 use crate::model::heads::{CheckpointSettings, HEADS_FILE, SETTINGS_FILE, SETTINGS_FORMAT};
 use crate::model::params::ParamSet;
@@ -32,7 +33,7 @@ const WEIGHTS_FILE: &str = "model.safetensors";
 /// Writes the checkpoint of `trainer` to `out`. `source`: the directory of the starting
 /// encoder (its other files are copied); `description_encoder`: the frozen description-side
 /// encoder's directory. An existing `out` is replaced only if it is an rmx checkpoint.
-pub fn save_checkpoint(out: &Path, trainer: &Trainer, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
+pub fn save_checkpoint<B: Backend>(out: &Path, trainer: &Trainer<B>, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
     if out.exists() && !(out.join(SETTINGS_FILE).is_file() || is_empty_dir(out)) {
         return Err(Error::InvalidArgument(format!("{}: exists and is not an rmx checkpoint; refusing to overwrite it", out.display())));
     }
@@ -51,7 +52,7 @@ fn is_empty_dir(dir: &Path) -> bool {
     fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
 }
 
-fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
+fn write_into<B: Backend>(dir: &Path, trainer: &Trainer<B>, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let skip: HashSet<&str> = [WEIGHTS_FILE, SETTINGS_FILE, HEADS_FILE, DESCRIPTION_DIR, ZERO_SHOT_DIR].into();
     copy_tree(source, dir, &skip)?;
@@ -59,8 +60,8 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
     write_encoder(&dir.join(WEIGHTS_FILE), &trainer.bert.params, &heads, &source.join(WEIGHTS_FILE))?;
 
     let p = &trainer.bert.params;
-    let heads: Vec<(String, TensorView)> = trainer.heads.ids().into_iter().map(|id| (p.name(id).to_string(), f32_view(p.get(id), p.shape(id)))).collect();
-    write_safetensors(&dir.join(HEADS_FILE), heads)?;
+    let heads = trainer.heads.ids().into_iter().map(|id| Ok((p.name(id).to_string(), p.host(id)?))).collect::<Result<Vec<(String, Tensor)>>>()?;
+    write_safetensors(&dir.join(HEADS_FILE), heads.iter().map(|(name, t)| (name.clone(), f32_view(t))).collect())?;
 
     // A trained description side: its weights, and the frozen encoder beside them for the
     // zero-training part.
@@ -94,16 +95,16 @@ fn write_into(dir: &Path, trainer: &Trainer, source: &Path, description_encoder:
     fs::write(dir.join(SETTINGS_FILE), text + "\n").map_err(|e| Error::io(dir.join(SETTINGS_FILE), e))
 }
 
-/// The encoder tensors of `p` (all but `skip`) under the source file's naming (with or
-/// without `bert.`), plus the source's tensors that are not trained, unchanged.
-fn write_encoder(path: &Path, p: &ParamSet, skip: &HashSet<usize>, source: &Path) -> Result<()> {
+/// The encoder tensors of `p` (all but `skip`, brought to the host) under the source file's
+/// naming (with or without `bert.`), plus the source's tensors that are not trained, unchanged.
+fn write_encoder<B: Backend>(path: &Path, p: &ParamSet<B>, skip: &HashSet<usize>, source: &Path) -> Result<()> {
     let file = fs::File::open(source).map_err(|e| Error::io(source, e))?;
     // SAFETY: mapped read-only for the duration of this function; rmx never writes to it.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(source, e))?;
     let st = SafeTensors::deserialize(&map).map_err(|e| Error::model(source, format!("invalid safetensors: {e}")))?;
     let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
-    let mut tensors: Vec<(String, TensorView)> =
-        (0..p.len()).filter(|id| !skip.contains(id)).map(|id| (format!("{prefix}{}", p.name(id)), f32_view(p.get(id), p.shape(id)))).collect();
+    let host = (0..p.len()).filter(|id| !skip.contains(id)).map(|id| Ok((format!("{prefix}{}", p.name(id)), p.host(id)?))).collect::<Result<Vec<_>>>()?;
+    let mut tensors: Vec<(String, TensorView)> = host.iter().map(|(name, t)| (name.clone(), f32_view(t))).collect();
     let trained: HashSet<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     for (name, view) in st.tensors() {
         let legacy = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
@@ -115,11 +116,11 @@ fn write_encoder(path: &Path, p: &ParamSet, skip: &HashSet<usize>, source: &Path
     write_safetensors(path, tensors)
 }
 
-fn f32_view<'a>(values: &'a [f32], shape: &[usize]) -> TensorView<'a> {
+fn f32_view(t: &Tensor) -> TensorView<'_> {
     // f32 → little-endian bytes: on a little-endian host (checked when models load) the
     // memory already is that.
-    let bytes: &[u8] = bytemuck_f32(values);
-    TensorView::new(Dtype::F32, shape.to_vec(), bytes).expect("shape matches the data")
+    let bytes: &[u8] = bytemuck_f32(t.data());
+    TensorView::new(Dtype::F32, t.shape().to_vec(), bytes).expect("shape matches the data")
 }
 
 fn bytemuck_f32(values: &[f32]) -> &[u8] {

@@ -13,29 +13,29 @@
 //! Extra negatives (description-only relations) stay frozen vectors.
 use super::adamw::{AdamW, AdamWSettings};
 use super::encoder::EncoderCache;
-use crate::backend::{Backend, Buf, Device as D};
+use crate::backend::Backend;
 use crate::model::bert::{Bert, Dropout, PackedBatch};
 
-pub struct DescriptionTower {
+pub struct DescriptionTower<B: Backend> {
     /// The encoder being trained.
-    pub bert: Bert,
-    optimizer: AdamW,
+    pub bert: Bert<B>,
+    optimizer: AdamW<B>,
     /// Token ids of each training relation's three texts, in label order.
     texts: Vec<[Vec<u32>; 3]>,
 }
 
 /// What one forward keeps for the backward pass.
-pub struct TowerForward {
+pub struct TowerForward<B: Backend> {
     batch: PackedBatch,
-    cache: EncoderCache,
+    cache: EncoderCache<B>,
     /// `[R × 3d]`: per relation, the pooled description, head-type and tail-type texts.
-    pub pooled: Buf,
+    pub pooled: B::Buf,
 }
 
-impl DescriptionTower {
+impl<B: Backend> DescriptionTower<B> {
     /// Starts from `bert` (the description encoder); `texts[label]`: the token ids of that
     /// training relation's description, head-type and tail-type texts.
-    pub fn new(bert: &Bert, texts: Vec<[Vec<u32>; 3]>, adamw: AdamWSettings) -> DescriptionTower {
+    pub fn new(bert: &Bert<B>, texts: Vec<[Vec<u32>; 3]>, adamw: AdamWSettings) -> DescriptionTower<B> {
         let bert = bert.snapshot();
         let optimizer = AdamW::new(&bert.params, adamw);
         DescriptionTower { bert, optimizer, texts }
@@ -46,23 +46,23 @@ impl DescriptionTower {
     }
 
     /// The description parts of the training relations `labels`, `[R × 3d]`.
-    pub fn forward(&self, labels: &[u32]) -> TowerForward {
+    pub fn forward(&self, labels: &[u32]) -> TowerForward<B> {
         let d = self.bert.config.hidden_size;
         let sequences: Vec<&[u32]> = labels.iter().flat_map(|&l| self.texts[l as usize].iter().map(Vec::as_slice)).collect();
         let batch = PackedBatch::new(&sequences);
         let cache = self.bert.forward_train(&batch, Dropout::OFF);
         // pooled: [3R × d] = [R × 3d]
-        let mut pooled = D::zeros(sequences.len() * d);
-        D::mean_pool_forward(cache.hidden(), &batch.starts, d, &mut pooled);
+        let mut pooled = B::zeros(sequences.len() * d);
+        B::mean_pool_forward(cache.hidden(), &batch.starts, d, &mut pooled);
         TowerForward { batch, cache, pooled }
     }
 
     /// The backward pass from `d_pooled: [R × 3d]` and one AdamW step at `lr`.
-    pub fn backward_and_step(&mut self, forward: TowerForward, d_pooled: &[f32], lr: f64) {
+    pub fn backward_and_step(&mut self, forward: TowerForward<B>, d_pooled: &B::Mem, lr: f64) {
         let d = self.bert.config.hidden_size;
-        assert_eq!(d_pooled.len(), forward.pooled.len());
-        let mut d_hidden = D::zeros(forward.cache.hidden().len());
-        D::mean_pool_backward(d_pooled, &forward.batch.starts, d, &mut d_hidden);
+        assert_eq!(B::len(d_pooled), B::len(&forward.pooled));
+        let mut d_hidden = B::zeros(B::len(forward.cache.hidden()));
+        B::mean_pool_backward(d_pooled, &forward.batch.starts, d, &mut d_hidden);
         let mut grads = self.bert.params.zero_grads();
         self.bert.backward(&forward.batch, &forward.cache, &d_hidden, Dropout::OFF, &mut grads);
         drop(forward);

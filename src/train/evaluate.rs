@@ -1,6 +1,7 @@
 //! Evaluation of a model on labelled data: every example is matched against every candidate
 //! relation (exact scores, no index) and the best one is the prediction.
 use super::metrics::{macro_scores, Scores};
+use crate::backend::Backend;
 use crate::data::descriptions::Relation;
 use crate::data::fewrel::Example;
 use crate::error::{Error, Result};
@@ -8,7 +9,13 @@ use crate::model::rematch::Matcher;
 
 /// Predicts a relation for each example among `candidates`; `batch` sentences per encoder
 /// pass; `progress(done)` after each batch.
-pub fn predict(matcher: &Matcher, examples: &[Example], candidates: &[Relation], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<usize>> {
+pub fn predict<B: Backend>(
+    matcher: &Matcher<B>,
+    examples: &[Example],
+    candidates: &[Relation],
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<usize>> {
     let relation_vectors = matcher.encode_relations(candidates, batch, |_| {})?;
     let mut predictions = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch.max(1)) {
@@ -25,8 +32,8 @@ pub fn predict(matcher: &Matcher, examples: &[Example], candidates: &[Relation],
 
 /// Macro P/R/F1 and accuracy of `matcher` on the examples of `relations`, with those
 /// relations as the candidates, or with every described relation when `all_candidates`.
-pub fn evaluate(
-    matcher: &Matcher,
+pub fn evaluate<B: Backend>(
+    matcher: &Matcher<B>,
     examples: &[Example],
     descriptions: &[Relation],
     relations: &[String],

@@ -12,7 +12,7 @@
 //! matching = mean_i max(0, γ − s(i, r_i) + max(0, max_{r ∈ N_i} s(i, r)))   (or the contrastive loss)
 //! loss = matching + adv
 //! ```
-use crate::backend::{Activation, Backend, Buf, Device as D, EntityRows};
+use crate::backend::{Activation, Backend, EntityRows};
 use crate::model::heads::{Heads, Linear};
 use crate::model::params::{Grads, LinearIds, ParamId, ParamSet};
 use crate::rng::Rng;
@@ -68,8 +68,8 @@ pub struct HeadIds {
 impl HeadIds {
     /// Adds freshly initialised heads (BERT's initialisation: weights `N(0, 0.02²)`, biases 0,
     /// the query `N(0, 0.02²)`) for hidden size `d` and `n_train` training relations.
-    pub fn init(params: &mut ParamSet, d: usize, n_train: usize, rng: &mut Rng) -> HeadIds {
-        let mut linear = |params: &mut ParamSet, name: &str, out: usize, inp: usize| LinearIds {
+    pub fn init<B: Backend>(params: &mut ParamSet<B>, d: usize, n_train: usize, rng: &mut Rng) -> HeadIds {
+        let mut linear = |params: &mut ParamSet<B>, name: &str, out: usize, inp: usize| LinearIds {
             weight: params.push(&format!("{name}.weight"), &[out, inp], rng.normals(out * inp, 0.02)),
             bias: params.push(&format!("{name}.bias"), &[out], vec![0.0; out]),
         };
@@ -81,7 +81,7 @@ impl HeadIds {
     }
 
     /// The ids of heads already in `params` (e.g. loaded from a fixture).
-    pub fn find(params: &ParamSet) -> Option<HeadIds> {
+    pub fn find<B: Backend>(params: &ParamSet<B>) -> Option<HeadIds> {
         let linear = |name: &str| Some(LinearIds { weight: params.id(&format!("{name}.weight"))?, bias: params.id(&format!("{name}.bias"))? });
         let adversary_out = linear("adversary.1")?;
         let shape = params.shape(adversary_out.weight);
@@ -103,19 +103,21 @@ impl HeadIds {
 
     /// The inference heads with the current values (the tensors are shared until either
     /// side changes one; the adversary only serves training).
-    pub fn to_heads(&self, p: &ParamSet) -> Heads {
-        let t = |id: ParamId| p.tensor(id).clone();
+    pub fn to_heads<B: Backend>(&self, p: &ParamSet<B>) -> Heads<B> {
+        let t = |id: ParamId| p.param(id).clone();
         Heads { context: Linear { weight: t(self.context.weight), bias: t(self.context.bias) }, distill_query: t(self.distill_query) }
     }
 }
 
-/// What one batch is matched against.
-pub struct Targets<'a> {
+/// What one batch is matched against, and where its samples sit in the packed batch.
+pub struct Targets<'a, B: Backend> {
+    /// The packed batch's sequence offsets, `[B + 1]`.
+    pub starts: &'a [usize],
     /// Rows of each sample's entities and markers in the packed batch, `[B]`.
     pub rows: &'a [EntityRows],
     /// Frozen description vectors of the batch's `R` relations, `[R × 3d]` (context, head,
     /// tail parts; any positive scale per part).
-    pub descriptions: &'a [f32],
+    pub descriptions: &'a B::Mem,
     /// Each sample's relation (row of `descriptions`), `[B]`.
     pub relation: &'a [u32],
     /// `[B × R]`: relation `r` is a candidate negative of sample `i`.
@@ -137,22 +139,22 @@ impl Losses {
 }
 
 /// Forward values the backward pass needs. `[B × d]` unless noted.
-pub struct ObjectiveCache {
+pub struct ObjectiveCache<B: Backend> {
     /// `[B × 2d]` marker states and `[B × 2d]` arg-max rows of the entity pools
-    markers: Buf,
+    markers: B::Buf,
     argmax: Vec<u32>,
-    x: Buf,
-    x_star: Buf,
+    x: B::Buf,
+    x_star: B::Buf,
     /// `[T]` distillation attention
-    attn: Buf,
+    attn: B::Buf,
     /// `tanh(adversary.0(x*))`
-    adversary_hidden: Buf,
+    adversary_hidden: B::Buf,
     /// `[B × n_train]`
-    logits: Buf,
+    logits: B::Buf,
     /// `[B × 3d]`: `c | h | t` per row (after tanh): the query parts inference scores
-    pub parts: Buf,
+    pub parts: B::Buf,
     /// `[B × R]`
-    pub scores: Buf,
+    pub scores: B::Buf,
 }
 
 impl HeadIds {
@@ -160,34 +162,34 @@ impl HeadIds {
         [1.0 - 2.0 * settings.alpha, settings.alpha, settings.alpha]
     }
 
-    pub fn forward(&self, p: &ParamSet, hidden: &[f32], starts: &[usize], targets: &Targets, settings: &ObjectiveSettings) -> (Losses, ObjectiveCache) {
+    pub fn forward<B: Backend>(&self, p: &ParamSet<B>, hidden: &B::Mem, targets: &Targets<B>, settings: &ObjectiveSettings) -> (Losses, ObjectiveCache<B>) {
         let (d, b) = (self.d, targets.rows.len());
-        let r = targets.descriptions.len() / (3 * d);
-        let zeros = |n: usize| D::zeros(n);
+        let r = B::len(targets.descriptions) / (3 * d);
+        let zeros = |n: usize| B::zeros(n);
         let (mut eh, mut et, mut markers, mut argmax) = (zeros(b * d), zeros(b * d), zeros(b * 2 * d), vec![0u32; b * 2 * d]);
-        D::entity_pool_forward(hidden, d, targets.rows, &mut eh, &mut et, &mut markers, &mut argmax);
+        B::entity_pool_forward(hidden, d, targets.rows, &mut eh, &mut et, &mut markers, &mut argmax);
         let mut x = zeros(b * d);
-        D::linear_forward(&markers, b, p.get(self.context.weight), p.get(self.context.bias), &mut x, Activation::Bias);
-        let (mut x_star, mut attn) = (zeros(b * d), zeros(hidden.len() / d));
-        D::query_attention_forward(hidden, starts, p.get(self.distill_query), &mut x_star, &mut attn);
+        B::linear_forward(&markers, b, p.get(self.context.weight), p.get(self.context.bias), &mut x, Activation::Bias);
+        let (mut x_star, mut attn) = (zeros(b * d), zeros(B::len(hidden) / d));
+        B::query_attention_forward(hidden, targets.starts, p.get(self.distill_query), &mut x_star, &mut attn);
 
         let mut adversary_hidden = zeros(b * d);
-        D::linear_forward(&x_star, b, p.get(self.adversary_hidden.weight), p.get(self.adversary_hidden.bias), &mut adversary_hidden, Activation::Bias);
-        D::tanh_forward(&mut adversary_hidden);
+        B::linear_forward(&x_star, b, p.get(self.adversary_hidden.weight), p.get(self.adversary_hidden.bias), &mut adversary_hidden, Activation::Bias);
+        B::tanh_forward(&mut adversary_hidden);
         let mut logits = zeros(b * self.n_train);
-        D::linear_forward(&adversary_hidden, b, p.get(self.adversary_out.weight), p.get(self.adversary_out.bias), &mut logits, Activation::Bias);
-        let adversarial = D::cross_entropy_forward(&logits, self.n_train, targets.train_label);
+        B::linear_forward(&adversary_hidden, b, p.get(self.adversary_out.weight), p.get(self.adversary_out.bias), &mut logits, Activation::Bias);
+        let adversarial = B::cross_entropy_forward(&logits, self.n_train, targets.train_label);
 
         let mut projected = zeros(b * d);
-        D::project_out_forward(&x, &x_star, d, &mut projected);
+        B::project_out_forward(&x, &x_star, d, &mut projected);
         let mut parts = zeros(b * 3 * d);
-        D::concat_parts(&[&projected, &eh, &et], d, &mut parts);
-        D::tanh_forward(&mut parts);
+        B::concat_parts(&[&projected, &eh, &et], d, &mut parts);
+        B::tanh_forward(&mut parts);
         let mut scores = zeros(b * r);
-        D::cosine_scores_forward(&parts, targets.descriptions, d, &Self::part_weights(settings), &mut scores);
+        B::cosine_scores_forward(&parts, targets.descriptions, d, &Self::part_weights(settings), &mut scores);
         let matching = match settings.matching {
-            MatchingLoss::Margin => D::matching_loss_forward(&scores, r, targets.relation, targets.negatives, settings.gamma),
-            MatchingLoss::Contrastive { temperature } => D::contrastive_loss_forward(&scores, r, targets.relation, targets.negatives, temperature),
+            MatchingLoss::Margin => B::matching_loss_forward(&scores, r, targets.relation, targets.negatives, settings.gamma),
+            MatchingLoss::Contrastive { temperature } => B::contrastive_loss_forward(&scores, r, targets.relation, targets.negatives, temperature),
         };
         let cache = ObjectiveCache { markers, argmax, x, x_star, attn, adversary_hidden, logits, parts, scores };
         (Losses { matching, adversarial }, cache)
@@ -198,61 +200,60 @@ impl HeadIds {
     /// when the description side is trained, the description rows' added to
     /// `d_descriptions: [R × 3d]`.
     #[allow(clippy::too_many_arguments)]
-    pub fn backward(
+    pub fn backward<B: Backend>(
         &self,
-        p: &ParamSet,
-        hidden: &[f32],
-        starts: &[usize],
-        targets: &Targets,
+        p: &ParamSet<B>,
+        hidden: &B::Mem,
+        targets: &Targets<B>,
         settings: &ObjectiveSettings,
-        cache: &ObjectiveCache,
-        grads: &mut Grads,
-        d_hidden: &mut [f32],
-        d_descriptions: Option<&mut [f32]>,
+        cache: &ObjectiveCache<B>,
+        grads: &mut Grads<B>,
+        d_hidden: &mut B::Mem,
+        d_descriptions: Option<&mut B::Mem>,
     ) {
         let (d, b) = (self.d, targets.rows.len());
-        let r = targets.descriptions.len() / (3 * d);
-        let zeros = |n: usize| D::zeros(n);
+        let r = B::len(targets.descriptions) / (3 * d);
+        let zeros = |n: usize| B::zeros(n);
 
         // matching loss → scores → parts (c | h | t) → their tanh inputs
         let mut d_scores = zeros(b * r);
         match settings.matching {
-            MatchingLoss::Margin => D::matching_loss_backward(&cache.scores, r, targets.relation, targets.negatives, settings.gamma, 1.0, &mut d_scores),
+            MatchingLoss::Margin => B::matching_loss_backward(&cache.scores, r, targets.relation, targets.negatives, settings.gamma, 1.0, &mut d_scores),
             MatchingLoss::Contrastive { temperature } => {
-                D::contrastive_loss_backward(&cache.scores, r, targets.relation, targets.negatives, temperature, 1.0, &mut d_scores)
+                B::contrastive_loss_backward(&cache.scores, r, targets.relation, targets.negatives, temperature, 1.0, &mut d_scores)
             }
         }
         let mut d_parts = zeros(b * 3 * d);
-        D::cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts, d_descriptions);
+        B::cosine_scores_backward(&cache.parts, targets.descriptions, d, &Self::part_weights(settings), &d_scores, &mut d_parts, d_descriptions);
         let mut d_pre = zeros(b * 3 * d);
-        D::tanh_backward(&cache.parts, &d_parts, &mut d_pre);
+        B::tanh_backward(&cache.parts, &d_parts, &mut d_pre);
         let (mut d_projected, mut d_eh, mut d_et) = (zeros(b * d), zeros(b * d), zeros(b * d));
-        D::split_parts(&d_pre, d, &mut [&mut d_projected, &mut d_eh, &mut d_et]);
+        B::split_parts(&d_pre, d, &mut [&mut d_projected, &mut d_eh, &mut d_et]);
 
         // projection-subtraction → x and x*
         let (mut dx, mut d_x_star) = (zeros(b * d), zeros(b * d));
-        D::project_out_backward(&cache.x, &cache.x_star, d, &d_projected, &mut dx, &mut d_x_star);
+        B::project_out_backward(&cache.x, &cache.x_star, d, &d_projected, &mut dx, &mut d_x_star);
 
         // adversary, through the gradient reversal into x*
         let mut d_logits = zeros(b * self.n_train);
-        D::cross_entropy_backward(&cache.logits, self.n_train, targets.train_label, 1.0, &mut d_logits);
+        B::cross_entropy_backward(&cache.logits, self.n_train, targets.train_label, 1.0, &mut d_logits);
         let mut d_hidden_adv = zeros(b * d);
         let [dw, db] = grads.many([self.adversary_out.weight, self.adversary_out.bias]);
-        D::linear_backward(&cache.adversary_hidden, b, p.get(self.adversary_out.weight), &d_logits, Some(&mut d_hidden_adv), dw, db);
+        B::linear_backward(&cache.adversary_hidden, b, p.get(self.adversary_out.weight), &d_logits, Some(&mut d_hidden_adv), dw, db);
         let mut d_pre_adv = zeros(b * d);
-        D::tanh_backward(&cache.adversary_hidden, &d_hidden_adv, &mut d_pre_adv);
+        B::tanh_backward(&cache.adversary_hidden, &d_hidden_adv, &mut d_pre_adv);
         let mut d_x_star_adv = zeros(b * d);
         let [dw, db] = grads.many([self.adversary_hidden.weight, self.adversary_hidden.bias]);
-        D::linear_backward(&cache.x_star, b, p.get(self.adversary_hidden.weight), &d_pre_adv, Some(&mut d_x_star_adv), dw, db);
-        D::grl_backward(&d_x_star_adv, settings.grl_lambda, &mut d_x_star);
+        B::linear_backward(&cache.x_star, b, p.get(self.adversary_hidden.weight), &d_pre_adv, Some(&mut d_x_star_adv), dw, db);
+        B::grl_backward(&d_x_star_adv, settings.grl_lambda, &mut d_x_star);
 
         // distillation attention: gradient to the query only (H is detached here)
-        D::query_attention_backward(hidden, starts, p.get(self.distill_query), &cache.attn, &d_x_star, grads.get_mut(self.distill_query), None);
+        B::query_attention_backward(hidden, targets.starts, p.get(self.distill_query), &cache.attn, &d_x_star, grads.get_mut(self.distill_query), None);
 
         // context projection → markers; entity pools and markers → H
         let mut d_markers = zeros(b * 2 * d);
         let [dw, db] = grads.many([self.context.weight, self.context.bias]);
-        D::linear_backward(&cache.markers, b, p.get(self.context.weight), &dx, Some(&mut d_markers), dw, db);
-        D::entity_pool_backward(d, targets.rows, &cache.argmax, &d_eh, &d_et, &d_markers, d_hidden);
+        B::linear_backward(&cache.markers, b, p.get(self.context.weight), &dx, Some(&mut d_markers), dw, db);
+        B::entity_pool_backward(d, targets.rows, &cache.argmax, &d_eh, &d_et, &d_markers, d_hidden);
     }
 }

@@ -10,6 +10,7 @@ use super::evaluate::evaluate;
 use super::metrics::Scores;
 use super::objective::MatchingLoss;
 use super::trainer::{StepReport, TrainSettings, Trainer};
+use crate::backend::Backend;
 use crate::data::descriptions::read_description_files;
 use crate::data::fewrel::{read_labelled, read_split};
 use crate::error::{Error, Result};
@@ -101,9 +102,10 @@ impl TrainSettings {
     }
 }
 
-/// Trains as `plan` says and writes the checkpoint. An error from `progress` ends the run
-/// (at the latest when the current epoch ends) before anything is written.
-pub fn run(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -> Result<TrainSummary> {
+/// Trains as `plan` says on the device `B` and writes the checkpoint. An error from
+/// `progress` ends the run (at the latest when the current epoch ends) before anything is
+/// written.
+pub fn run<B: Backend>(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -> Result<TrainSummary> {
     let settings = &plan.settings;
     settings.check()?;
     let unseen = match &plan.held_out {
@@ -134,8 +136,8 @@ pub fn run(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -
         Some(s) => source.join(s.description_encoder),
         None => source.clone(),
     };
-    let description = SentenceEncoder::load(&description_dir)?;
-    let bert = Bert::load(source)?;
+    let description = SentenceEncoder::<B>::load(&description_dir)?;
+    let bert = Bert::<B>::load(source)?;
     let tokenizer = TextTokenizer::load(&source.join("tokenizer.json"))?;
     let prepared = prepare_training(&examples, &descriptions.relations, &unseen, &tokenizer, bert.config.max_position_embeddings)?;
     let data_names = plan.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("+");
@@ -192,7 +194,7 @@ pub fn run(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -
             if stopped.is_ok() {
                 stopped = progress(Progress::Step(s));
             }
-        });
+        })?;
         stopped?;
         epoch_losses.push(epoch_loss / epoch_steps.max(1) as f64);
         if let Some(examples) = &validation {
@@ -222,7 +224,7 @@ pub fn run(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> Result<()>) -
 
 /// The model being trained, as inference sees it; with a trained description side, the
 /// frozen description encoder serves the zero-training part.
-fn validation_matcher(trainer: &Trainer, description_dir: &std::path::Path) -> Result<Matcher> {
+fn validation_matcher<B: Backend>(trainer: &Trainer<B>, description_dir: &std::path::Path) -> Result<Matcher<B>> {
     let loaded = SentenceEncoder::load(description_dir)?;
     let (description_encoder, frozen) = match &trainer.description_tower {
         Some(tower) => (loaded.with_bert(tower.bert.snapshot()), Some(loaded)),

@@ -4,8 +4,10 @@
 //! comes from one seeded [`Rng`]: the same seed and data give the same losses.
 use super::adamw::{linear_schedule, AdamW, AdamWSettings};
 use super::description_tower::DescriptionTower;
+use super::encoder::copy_into;
 use super::objective::{HeadIds, Losses, ObjectiveSettings, Targets};
-use crate::backend::{Backend, Device as D};
+use crate::backend::Backend;
+use crate::error::Result;
 use crate::model::bert::{Bert, Dropout};
 use crate::model::description::DescriptionStyle;
 use crate::model::rematch::pack_marked;
@@ -102,25 +104,25 @@ pub struct StepReport {
     pub activation_bytes: usize,
 }
 
-pub struct Trainer {
+pub struct Trainer<B: Backend> {
     /// The encoder being trained; its parameters hold the heads' too.
-    pub bert: Bert,
+    pub bert: Bert<B>,
     pub heads: HeadIds,
     /// Frozen description vectors of the training relations, `[n_train × 3d]`.
     relation_vectors: Vec<f32>,
     /// Description vectors of relations with no training sentence, `[n_extra × 3d]`: extra
     /// candidate negatives of every sample (see [`Trainer::with_extra_negatives`]).
     extra_negatives: Vec<f32>,
-    optimizer: AdamW,
+    optimizer: AdamW<B>,
     /// The trained description side, when there is one (`with_description_tower`).
-    pub description_tower: Option<DescriptionTower>,
+    pub description_tower: Option<DescriptionTower<B>>,
     pub settings: TrainSettings,
     rng: Rng,
 }
 
-impl Trainer {
+impl<B: Backend> Trainer<B> {
     /// Starts from `bert` with fresh heads; `relation_vectors: [n_train × 3d]`.
-    pub fn new(bert: &Bert, relation_vectors: Vec<f32>, settings: TrainSettings) -> Trainer {
+    pub fn new(bert: &Bert<B>, relation_vectors: Vec<f32>, settings: TrainSettings) -> Trainer<B> {
         let d = bert.config.hidden_size;
         assert!(!relation_vectors.is_empty() && relation_vectors.len().is_multiple_of(3 * d), "relation vectors are not [n × 3d]");
         let mut rng = Rng::new(settings.seed);
@@ -136,7 +138,7 @@ impl Trainer {
     /// Adds description vectors `[n × 3d]` of relations that have no training sentence (never
     /// a held-out one) as candidate negatives of every sample: the hardest negative is then
     /// sought among more relations than a batch holds.
-    pub fn with_extra_negatives(mut self, vectors: Vec<f32>) -> Trainer {
+    pub fn with_extra_negatives(mut self, vectors: Vec<f32>) -> Trainer<B> {
         assert!(vectors.len().is_multiple_of(3 * self.heads.d), "extra negatives are not [n × 3d]");
         self.extra_negatives = vectors;
         self
@@ -144,7 +146,7 @@ impl Trainer {
 
     /// Trains the description side too: `tower` embeds the training relations' texts in
     /// every step (see [`DescriptionTower`]); one tower relation per training relation.
-    pub fn with_description_tower(mut self, tower: DescriptionTower) -> Trainer {
+    pub fn with_description_tower(mut self, tower: DescriptionTower<B>) -> Trainer<B> {
         assert_eq!(tower.relations(), self.relation_vectors.len() / (3 * self.heads.d), "one tower relation per training relation");
         self.description_tower = Some(tower);
         self
@@ -156,15 +158,17 @@ impl Trainer {
         (examples * self.settings.epochs / self.settings.batch_size.max(1)) as u64
     }
 
-    /// Runs every epoch; `on_step` sees each step.
-    pub fn train(&mut self, data: &TrainingSet, mut on_step: impl FnMut(&StepReport)) {
+    /// Runs every epoch; `on_step` sees each step. An error: the device failed.
+    pub fn train(&mut self, data: &TrainingSet, mut on_step: impl FnMut(&StepReport)) -> Result<()> {
         for epoch in 1..=self.settings.epochs {
-            self.run_epoch(data, epoch, &mut on_step);
+            self.run_epoch(data, epoch, &mut on_step)?;
         }
+        Ok(())
     }
 
-    /// One pass over `data` in a fresh shuffled order (epoch `epoch`, 1-based).
-    pub fn run_epoch(&mut self, data: &TrainingSet, epoch: usize, mut on_step: impl FnMut(&StepReport)) {
+    /// One pass over `data` in a fresh shuffled order (epoch `epoch`, 1-based). An error:
+    /// the device failed.
+    pub fn run_epoch(&mut self, data: &TrainingSet, epoch: usize, mut on_step: impl FnMut(&StepReport)) -> Result<()> {
         assert_eq!(data.sentences.len(), data.labels.len());
         let total = self.total_steps(data.sentences.len());
         let warmup = total as f64 * self.settings.warmup_ratio;
@@ -173,7 +177,7 @@ impl Trainer {
         for chunk in order.chunks(self.settings.batch_size.max(1)) {
             let started = Instant::now();
             let lr = self.settings.lr * linear_schedule(self.optimizer.steps(), warmup, total);
-            let (losses, tokens, activation_bytes) = self.step(data, chunk, lr);
+            let (losses, tokens, activation_bytes) = self.step(data, chunk, lr)?;
             on_step(&StepReport {
                 epoch,
                 step: self.optimizer.steps(),
@@ -187,11 +191,12 @@ impl Trainer {
                 activation_bytes,
             });
         }
+        Ok(())
     }
 
-    /// One optimizer step on the sentences `batch` of `data`; returns the losses, the
-    /// tokens and the activation bytes.
-    fn step(&mut self, data: &TrainingSet, batch: &[usize], lr: f64) -> (Losses, usize, usize) {
+    /// One optimizer step on the sentences `batch` of `data`, all on the device; returns the
+    /// losses, the tokens and the activation bytes, or the device's error.
+    fn step(&mut self, data: &TrainingSet, batch: &[usize], lr: f64) -> Result<(Losses, usize, usize)> {
         let d = self.heads.d;
         let sentences: Vec<&MarkedTokens> = batch.iter().map(|&i| &data.sentences[i]).collect();
         let (packed, rows) = pack_marked(&sentences);
@@ -209,43 +214,43 @@ impl Trainer {
                 }
             })
             .collect();
-        let mut descriptions: Vec<f32> = table.iter().flat_map(|&l| &self.relation_vectors[l as usize * 3 * d..(l as usize + 1) * 3 * d]).copied().collect();
-        descriptions.extend_from_slice(&self.extra_negatives);
+        let mut fixed: Vec<f32> = table.iter().flat_map(|&l| &self.relation_vectors[l as usize * 3 * d..(l as usize + 1) * 3 * d]).copied().collect();
+        fixed.extend_from_slice(&self.extra_negatives);
+        // descriptions: [(R + extra) × 3d]
+        let mut descriptions = B::from_host(&fixed);
         let negatives = self.draw_negatives(&relation, table.len(), self.extra_negatives.len() / (3 * d));
         let settings = self.settings.objective;
         let dropout = Dropout { p: self.settings.dropout, key: self.rng.next_u64() };
         // A trained description side replaces the batch relations' fixed vectors.
         let tower_forward = self.description_tower.as_ref().map(|tower| tower.forward(&table));
         if let Some(f) = &tower_forward {
-            descriptions[..f.pooled.len()].copy_from_slice(&f.pooled);
+            copy_into::<B>(&f.pooled, B::slice_mut(&mut descriptions, 0..B::len(&f.pooled)));
         }
-        let targets = Targets { rows: &rows, descriptions: &descriptions, relation: &relation, negatives: &negatives, train_label: &train_label };
+        let targets = Targets {
+            starts: &packed.starts,
+            rows: &rows,
+            descriptions: &*descriptions,
+            relation: &relation,
+            negatives: &negatives,
+            train_label: &train_label,
+        };
         let cache = self.bert.forward_train(&packed, dropout);
-        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &packed.starts, &targets, &settings);
+        let (losses, head_cache) = self.heads.forward(&self.bert.params, cache.hidden(), &targets, &settings);
         let mut grads = self.bert.params.zero_grads();
-        let mut d_hidden = D::zeros(cache.hidden().len());
+        let mut d_hidden = B::zeros(B::len(cache.hidden()));
         // d_descriptions: [(R + extra) × 3d]; only the batch relations' rows are used.
-        let mut d_descriptions = tower_forward.as_ref().map(|_| D::zeros(descriptions.len()));
-        self.heads.backward(
-            &self.bert.params,
-            cache.hidden(),
-            &packed.starts,
-            &targets,
-            &settings,
-            &head_cache,
-            &mut grads,
-            &mut d_hidden,
-            d_descriptions.as_deref_mut(),
-        );
+        let mut d_descriptions = tower_forward.as_ref().map(|_| B::zeros(B::len(&descriptions)));
+        self.heads.backward(&self.bert.params, cache.hidden(), &targets, &settings, &head_cache, &mut grads, &mut d_hidden, d_descriptions.as_deref_mut());
         self.bert.backward(&packed, &cache, &d_hidden, dropout, &mut grads);
         let activation_bytes = cache.bytes();
         drop(cache);
         self.optimizer.step(&mut self.bert.params, &grads, lr);
         if let (Some(tower), Some(f), Some(dd)) = (self.description_tower.as_mut(), tower_forward, d_descriptions) {
-            let rows = f.pooled.len();
-            tower.backward_and_step(f, &dd[..rows], lr);
+            let rows = B::len(&f.pooled);
+            tower.backward_and_step(f, B::slice(&dd, 0..rows), lr);
         }
-        (losses, packed.tokens(), activation_bytes)
+        B::sync()?;
+        Ok((losses, packed.tokens(), activation_bytes))
     }
 
     /// `[B × (R + extra)]`: the candidate negatives of each sample among the batch's `R`
@@ -273,8 +278,9 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::Cpu;
 
-    fn tiny_trainer(negatives: Negatives) -> Trainer {
+    fn tiny_trainer(negatives: Negatives) -> Trainer<Cpu> {
         let bert = Bert::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_bert")).unwrap();
         let d = bert.config.hidden_size;
         let settings = TrainSettings { negatives, ..TrainSettings::default() };

@@ -423,13 +423,13 @@ static void *fail_in_thread(void *arg) {
 static void test_static_functions(void) {
     CHECK(rmx_abi_version() == RMX_ABI_VERSION, "abi %u vs header %u", rmx_abi_version(), (unsigned)RMX_ABI_VERSION);
     CHECK(rmx_version() != NULL && rmx_version()[0] != '\0', "rmx_version");
-    for (int s = 0; s <= (int)RMX_ERR_UNKNOWN; s++) {
+    for (int s = 0; s <= (int)RMX_ERR_DEVICE; s++) {
         const char *d = rmx_status_str((rmx_status)s);
         CHECK(d != NULL && d[0] != '\0' && strcmp(d, "unknown status") != 0, "status %d: %s", s, d ? d : "NULL");
         for (int t = 0; t < s; t++) CHECK(strcmp(d, rmx_status_str((rmx_status)t)) != 0, "statuses %d and %d", s, t);
     }
     CHECK(strcmp(rmx_status_str(RMX_OK), "ok") == 0, "RMX_OK is \"%s\"", rmx_status_str(RMX_OK));
-    int unknown[] = {-1, (int)RMX_ERR_UNKNOWN + 1, 1000, INT_MAX, INT_MIN};
+    int unknown[] = {-1, (int)RMX_ERR_DEVICE + 1, 1000, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
         CHECK(strcmp(rmx_status_str((rmx_status)unknown[i]), "unknown status") == 0, "status %d", unknown[i]);
     rmx_engine_free(NULL);
@@ -536,6 +536,22 @@ static void test_open(const char *model, const char *other_model, const char *wo
     EXPECT(rmx_engine_open(model, missing, &e), RMX_ERR_IO, "no-such-index");
     EXPECT(rmx_engine_open("/nonexistent/model", index, &e), RMX_ERR_MODEL, "/nonexistent/model");
     EXPECT(rmx_engine_open(other_model, index, &e), RMX_ERR_MODEL_MISMATCH, "rebuild the index");
+    EXPECT(rmx_engine_open_on(model, index, 7, &e), RMX_ERR_INVALID_ARGUMENT, "RMX_DEVICE_CUDA");
+    CHECK(e == sentinel, "a failed open wrote *out");
+    rmx_engine *on_cpu = NULL;
+    EXPECT(rmx_engine_open_on(model, index, RMX_DEVICE_CPU, &on_cpu), RMX_OK, NULL);
+    CHECK(on_cpu != NULL && rmx_engine_relations(on_cpu) > 0, "an engine on the CPU answers");
+    rmx_engine_free(on_cpu);
+    /* Without a GPU, a driver or a CUDA build, the device is refused with one line saying why. */
+    rmx_engine *on_gpu = sentinel;
+    rmx_status gpu = rmx_engine_open_on(model, index, RMX_DEVICE_CUDA, &on_gpu);
+    if (gpu == RMX_OK) {
+        rmx_engine_free(on_gpu);
+    } else {
+        CHECK(gpu == RMX_ERR_DEVICE, "RMX_DEVICE_CUDA returned %d (%s)", (int)gpu, rmx_status_str(gpu));
+        CHECK(on_gpu == sentinel, "a failed open wrote *out");
+        CHECK(strstr(rmx_last_error(), "CUDA") != NULL && strchr(rmx_last_error(), '\n') == NULL, "one line naming CUDA");
+    }
     EXPECT(rmx_index_verify(NULL), RMX_ERR_NULL_ARGUMENT, "index_dir");
     EXPECT(rmx_index_verify(missing), RMX_ERR_IO, "no-such-index");
 

@@ -8,8 +8,13 @@ mod temp_dir;
 #[allow(unused_imports)] // not every test crate makes scratch directories
 pub use temp_dir::TempDir;
 
+/// `tests/fixtures/NAME`; `RMX_FIXTURES` names another fixtures directory (a test binary run
+/// away from its source tree: `scripts/gpu-check.sh` on the GPU machine).
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    match std::env::var_os("RMX_FIXTURES") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name),
+    }
 }
 
 /// A golden tensor from a fixture file, as f32 (integer and f64 tensors are converted).
@@ -69,4 +74,19 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
+}
+
+/// Opens the CUDA backend's device for a test (the emulator under `--features cuda-emu`, a
+/// GPU under `cuda` or with `RMX_TEST_DEVICE=cuda`); `false`, with the reason printed, when
+/// there is none, so the test skips.
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+#[allow(dead_code)] // not every test binary runs on the CUDA backend
+pub fn cuda_device() -> bool {
+    match rmx::backend::cuda::Cuda::open() {
+        Ok(()) => true,
+        Err(e) => {
+            println!("skipped: no CUDA device: {e}");
+            false
+        }
+    }
 }

@@ -68,7 +68,7 @@ impl Backend for Cpu {
     type Param = Tensor;
     type Prepared = PackedWeights;
 
-    const NAME: &'static str = "cpu";
+    const KIND: crate::backend::DeviceKind = crate::backend::DeviceKind::Cpu;
 
     fn check_precision(precision: Precision) -> Result<()> {
         match precision {
@@ -366,9 +366,9 @@ mod tests {
     fn concurrent_forwards_while_the_weights_get_packed() {
         let seqs: Vec<Vec<u32>> = (0..PACK_AFTER_TOKENS / 32).map(|s| (0..32).map(|i| (s * 5 + i) as u32 % 50).collect()).collect();
         let batch = PackedBatch::new(&seqs);
-        let want = tiny_bert(4).forward(&batch).unwrap();
+        let want = tiny_bert::<Cpu>(4).forward(&batch).unwrap();
         for _ in 0..10 {
-            let bert = tiny_bert(4);
+            let bert = tiny_bert::<Cpu>(4);
             std::thread::scope(|s| {
                 let runs: Vec<_> = (0..8).map(|_| s.spawn(|| bert.forward(&batch).unwrap())).collect();
                 for run in runs {
@@ -380,10 +380,10 @@ mod tests {
 
     #[test]
     fn packed_weights_give_the_same_states_and_replaced_weights_are_noticed() {
-        let bert = tiny_bert(1);
+        let bert = tiny_bert::<Cpu>(1);
         let small = PackedBatch::new(&[vec![1u32, 5, 7, 2], vec![3, 4]]);
         let unpacked = bert.forward(&small).unwrap();
-        let packed = |b: &crate::model::bert::Bert| b.prepared().is_packed();
+        let packed = |b: &crate::model::bert::Bert<Cpu>| b.prepared().is_packed();
         assert!(!packed(&bert));
         // A batch that reaches PACK_AFTER_TOKENS packs the weights; the states do not change.
         let seqs: Vec<Vec<u32>> = (0..PACK_AFTER_TOKENS / 64).map(|s| (0..64).map(|i| (s * 7 + i) as u32 % 50).collect()).collect();
@@ -392,16 +392,16 @@ mod tests {
         assert_eq!(bert.forward(&small).unwrap(), unpacked);
 
         // A clone shares the packed weights; a weight replaced in it is used as it is now.
-        let other = tiny_bert(2);
-        let layer = |b: &crate::model::bert::Bert| b.ids.layers[1].intermediate;
-        let replace = |b: &mut crate::model::bert::Bert| {
+        let other = tiny_bert::<Cpu>(2);
+        let layer = |b: &crate::model::bert::Bert<Cpu>| b.ids.layers[1].intermediate;
+        let replace = |b: &mut crate::model::bert::Bert<Cpu>| {
             let (to, from) = (layer(b), layer(&other));
-            b.params.set(to.weight, other.params.tensor(from.weight).clone());
-            b.params.set(to.bias, other.params.tensor(from.bias).clone());
+            b.params.set(to.weight, other.params.param(from.weight));
+            b.params.set(to.bias, other.params.param(from.bias));
         };
         let mut changed = bert.clone();
         replace(&mut changed);
-        let mut fresh = tiny_bert(1);
+        let mut fresh = tiny_bert::<Cpu>(1);
         replace(&mut fresh);
         let want = fresh.forward(&small).unwrap();
         assert!(!packed(&fresh));
@@ -411,7 +411,7 @@ mod tests {
         let mut trained = bert.clone();
         let id = trained.ids.layers[0].query.weight;
         trained.params.get_mut(id)[0] += 1.0;
-        let mut reference = tiny_bert(1);
+        let mut reference = tiny_bert::<Cpu>(1);
         reference.params.get_mut(id)[0] += 1.0;
         assert_eq!(trained.forward(&small).unwrap(), reference.forward(&small).unwrap());
     }

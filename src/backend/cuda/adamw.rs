@@ -59,7 +59,7 @@ mod tests {
         let Some(on) = bench() else { return };
         let n = 1000;
         let mut rng = Rng::new(5);
-        let mut params = ParamSet::default();
+        let mut params = ParamSet::<crate::backend::cpu::Cpu>::default();
         params.push("w", &[n], rng.normals(n, 1.0));
         let settings = AdamWSettings::default();
         let mut cpu = AdamW::new(&params, settings);

@@ -87,8 +87,13 @@ impl Gpu for EmuDevice {
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
-        // u64 storage: 8-byte alignment for every element type.
-        let storage = vec![0u64; bytes.div_ceil(8)].into_boxed_slice();
+        // u64 storage: 8-byte alignment for every element type. A size the host cannot
+        // allocate is an error, as on a GPU, not an abort.
+        let words = bytes.div_ceil(8);
+        let mut storage = Vec::<u64>::new();
+        storage.try_reserve_exact(words).map_err(|e| CudaError::Memory(format!("{bytes} bytes: {e}")))?;
+        storage.resize(words, 0);
+        let storage = storage.into_boxed_slice();
         let addr = storage.as_ptr() as u64;
         // SAFETY: the boxed storage holds `bytes` zero bytes at `addr` (the heap block does not
         // move with the box) and lives as long as the buffer.
@@ -106,6 +111,14 @@ impl Gpu for EmuDevice {
         assert_eq!(src.len(), dst.len(), "download: lengths differ");
         // SAFETY: `src` is borrowed host memory of `dst.len()` bytes.
         unsafe { std::ptr::copy_nonoverlapping(src.addr() as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    fn copy_bytes(&self, dst: DevSliceMut<'_, u8>, src: DevSlice<'_, u8>) -> Result<(), CudaError> {
+        assert_eq!(src.len(), dst.len(), "copy: lengths differ");
+        // SAFETY: both are borrowed host memory of `src.len()` bytes, `dst` exclusively, so
+        // they do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.addr() as *const u8, dst.addr() as *mut u8, src.len()) };
         Ok(())
     }
 }

@@ -107,7 +107,7 @@ impl<'a, T> DevSliceMut<'a, T> {
 pub struct DeviceBuffer<T> {
     addr: u64,
     len: usize,
-    _owner: Box<dyn Any>,
+    _owner: Box<dyn Any + Send + Sync>,
     _values: PhantomData<T>,
 }
 
@@ -115,7 +115,7 @@ impl<T> DeviceBuffer<T> {
     /// # Safety
     /// `addr` must address `len` initialised `T`s of device memory that stay valid, and are
     /// reached through nothing else, until `owner` is dropped.
-    pub unsafe fn from_owner(addr: u64, len: usize, owner: Box<dyn Any>) -> Self {
+    pub unsafe fn from_owner(addr: u64, len: usize, owner: Box<dyn Any + Send + Sync>) -> Self {
         DeviceBuffer { addr, len, _owner: owner, _values: PhantomData }
     }
 
@@ -287,6 +287,8 @@ pub trait Gpu {
     fn upload_bytes(&self, data: &[u8]) -> Result<DeviceBuffer<u8>, CudaError>;
     /// Copies device memory `src` into `dst` (same length).
     fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError>;
+    /// Copies device memory `src` into device memory `dst` (same length, not overlapping).
+    fn copy_bytes(&self, dst: DevSliceMut<'_, u8>, src: DevSlice<'_, u8>) -> Result<(), CudaError>;
 }
 
 /// Values that go to the device as their bytes: no padding, every value's bytes valid.
@@ -319,14 +321,26 @@ impl DeviceBuffer<u8> {
 
 /// `len` zeroed f32s on `dev`.
 pub fn alloc_f32<D: Gpu + ?Sized>(dev: &D, len: usize) -> Result<DeviceBuffer<f32>, CudaError> {
+    let bytes = len.checked_mul(4).ok_or_else(|| CudaError::Memory(format!("{len} f32s do not fit the address space")))?;
     // SAFETY: `4·len` zero bytes are `len` f32 zeros.
-    Ok(unsafe { dev.alloc_zeroed(len * 4)?.retype(len) })
+    Ok(unsafe { dev.alloc_zeroed(bytes)?.retype(len) })
 }
 
 /// A device copy of `data`.
 pub fn upload<T: Upload, D: Gpu + ?Sized>(dev: &D, data: &[T]) -> Result<DeviceBuffer<T>, CudaError> {
     // SAFETY: the bytes were copied from `data.len()` valid `T`s.
     Ok(unsafe { dev.upload_bytes(bytes_of(data))?.retype(data.len()) })
+}
+
+/// A new device copy of device memory `src`.
+pub fn duplicate<T: Download, D: Gpu + ?Sized>(dev: &D, src: DevSlice<'_, T>) -> Result<DeviceBuffer<T>, CudaError> {
+    let bytes = src.len * size_of::<T>();
+    let mut copy = dev.alloc_zeroed(bytes)?;
+    // SAFETY: the same device range, seen as bytes.
+    let from = unsafe { DevSlice::from_raw(src.addr, bytes) };
+    dev.copy_bytes(copy.slice_mut(), from)?;
+    // SAFETY: the bytes were copied from `src.len()` valid `T`s.
+    Ok(unsafe { copy.retype(src.len) })
 }
 
 /// Copies `src` back into `dst` (same length).

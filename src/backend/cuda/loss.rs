@@ -1,5 +1,5 @@
 //! Training losses on the device (`kernels/loss.cu`): RE-Matching's margin loss with the
-//! hardest negative, and softmax cross-entropy; the math of `cpu::loss`. The loss itself
+//! hardest negative, its contrastive (InfoNCE) alternative, and softmax cross-entropy; the math of `cpu::loss`. The loss itself
 //! stays on the device (`loss: [1]`), as the gradient's input does.
 use super::launch::{alloc_f32, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig};
 
@@ -14,44 +14,67 @@ fn rows(scores: DevSlice<'_, f32>, m: usize, per_row: usize) -> usize {
     n
 }
 
-/// `loss: [1]` = `(1/n) Σ_i max(0, γ − s(i, r_i) + max(0, max_{j ∈ N_i} s(i, j)))`.
-/// `scores: [n × m]`, `positives: [n]` (columns < m), `negatives: [n × m]` (never a row's
-/// positive; the caller checks both on the host, as `cpu::loss` does).
-pub fn matching_loss_forward<D: Gpu + ?Sized>(
+/// A loss over each row's positive and its candidate negatives (`cpu::loss`), with its one
+/// constant. `scores: [n × m]`, `positives: [n]` (columns < m), `negatives: [n × m]` (never a
+/// row's positive; the caller checks both on the host, as `cpu::loss` does).
+#[derive(Debug, Clone, Copy)]
+pub enum CandidateLoss {
+    /// `(1/n) Σ_i max(0, γ − s(i, r_i) + max(0, max_{j ∈ N_i} s(i, j)))`: RE-Matching's margin
+    /// loss against the hardest negative (`cpu::loss::matching_loss_forward`).
+    Matching { gamma: f32 },
+    /// The softmax cross-entropy over the positive and the negatives at `temperature`
+    /// (`cpu::loss::contrastive_loss_forward`).
+    Contrastive { temperature: f32 },
+}
+
+impl CandidateLoss {
+    /// The forward and backward kernels, and the constant they take.
+    fn kernels(self) -> (&'static str, &'static str, f32) {
+        match self {
+            CandidateLoss::Matching { gamma } => ("matching_loss_forward", "matching_loss_backward", gamma),
+            CandidateLoss::Contrastive { temperature } => ("contrastive_loss_forward", "contrastive_loss_backward", temperature),
+        }
+    }
+}
+
+/// `loss: [1]` = the mean over the rows of `kind`'s term.
+pub fn candidate_loss_forward<D: Gpu + ?Sized>(
     dev: &D,
+    kind: CandidateLoss,
     mut loss: DevSliceMut<'_, f32>,
     scores: DevSlice<'_, f32>,
     m: usize,
     positives: DevSlice<'_, u32>,
     negatives: DevSlice<'_, bool>,
-    gamma: f32,
 ) -> Result<(), CudaError> {
+    let (kernel, _, constant) = kind.kernels();
     let n = rows(scores, m, positives.len());
-    assert!(negatives.len() == scores.len() && loss.len() == 1, "matching loss: negatives is not [n × m] or loss not [1]");
+    assert!(negatives.len() == scores.len() && loss.len() == 1, "{kernel}: negatives is not [n × m] or loss not [1]");
     let mut terms = alloc_f32(dev, n.max(1))?;
-    let args = KernelArgs::new().output(&mut loss).output(&mut terms.slice_mut()).input(scores).input(positives).input(negatives).int(n).int(m).f32(gamma);
-    dev.launch("matching_loss_forward", LaunchConfig::linear(1, BLOCK, 0), args)
+    let args = KernelArgs::new().output(&mut loss).output(&mut terms.slice_mut()).input(scores).input(positives).input(negatives).int(n).int(m).f32(constant);
+    dev.launch(kernel, LaunchConfig::linear(1, BLOCK, 0), args)
 }
 
-/// `d_scores += d_loss · ∂L/∂scores` of [`matching_loss_forward`].
+/// `d_scores += d_loss · ∂L/∂scores` of [`candidate_loss_forward`].
 #[allow(clippy::too_many_arguments)]
-pub fn matching_loss_backward<D: Gpu + ?Sized>(
+pub fn candidate_loss_backward<D: Gpu + ?Sized>(
     dev: &D,
+    kind: CandidateLoss,
     mut d_scores: DevSliceMut<'_, f32>,
     scores: DevSlice<'_, f32>,
     m: usize,
     positives: DevSlice<'_, u32>,
     negatives: DevSlice<'_, bool>,
-    gamma: f32,
     d_loss: f32,
 ) -> Result<(), CudaError> {
+    let (_, kernel, constant) = kind.kernels();
     let n = rows(scores, m, positives.len());
-    assert!(negatives.len() == scores.len() && d_scores.len() == scores.len(), "matching loss backward: wrong lengths");
+    assert!(negatives.len() == scores.len() && d_scores.len() == scores.len(), "{kernel}: wrong lengths");
     if n == 0 {
         return Ok(());
     }
-    let args = KernelArgs::new().output(&mut d_scores).input(scores).input(positives).input(negatives).int(n).int(m).f32(gamma).f32(d_loss);
-    dev.launch("matching_loss_backward", LaunchConfig::elementwise(n, BLOCK), args)
+    let args = KernelArgs::new().output(&mut d_scores).input(scores).input(positives).input(negatives).int(n).int(m).f32(constant).f32(d_loss);
+    dev.launch(kernel, LaunchConfig::elementwise(n, BLOCK), args)
 }
 
 /// `loss: [1]` = mean softmax cross-entropy of `logits: [n × classes]` against `labels: [n]`
@@ -97,6 +120,8 @@ mod tests {
     use crate::testutil::*;
     use crate::train::objective::MATCHING_MARGIN;
 
+    const MATCHING: CandidateLoss = CandidateLoss::Matching { gamma: MATCHING_MARGIN };
+
     /// Scores in [−0.5, 0.5) (both signs of the hardest negative; active and inactive rows),
     /// positives cycling over the columns, sparse or full negative masks.
     fn batch(n: usize, m: usize, sparse: bool, seed: u64) -> (Vec<f32>, Vec<u32>, Vec<bool>) {
@@ -118,13 +143,12 @@ mod tests {
                 let (s, positives, negatives) = batch(n, m, sparse, (n * 10 + m) as u64);
                 let want = cpu::matching_loss_forward(&s, m, &positives, &negatives, MATCHING_MARGIN);
                 let mut loss = [f32::NAN];
-                matching_loss_forward(on.dev(), on.output(&mut loss).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), MATCHING_MARGIN)
-                    .unwrap();
+                candidate_loss_forward(on.dev(), MATCHING, on.output(&mut loss).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives)).unwrap();
                 assert_eq!(loss[0], want, "n={n} m={m} sparse={sparse}: the same terms summed in the same order");
                 let mut want_ds = vec![0.5f32; s.len()];
                 cpu::matching_loss_backward(&s, m, &positives, &negatives, MATCHING_MARGIN, 2.0, &mut want_ds);
                 let mut ds = vec![0.5f32; s.len()];
-                matching_loss_backward(on.dev(), on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), MATCHING_MARGIN, 2.0)
+                candidate_loss_backward(on.dev(), MATCHING, on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), 2.0)
                     .unwrap();
                 assert_eq!(ds, want_ds, "backward n={n} m={m} sparse={sparse}");
             }
@@ -160,8 +184,7 @@ mod tests {
         };
         let want = numeric_grad(&to_f64(&s), FD_STEP, loss64);
         let mut ds = vec![0.0f32; s.len()];
-        matching_loss_backward(on.dev(), on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), MATCHING_MARGIN, 1.0)
-            .unwrap();
+        candidate_loss_backward(on.dev(), MATCHING, on.output(&mut ds).slice(), on.input(&s), m, on.input(&positives), on.input(&negatives), 1.0).unwrap();
         assert_grad("dscores", &ds, &want);
     }
 

@@ -1,6 +1,21 @@
 //! Mean pooling of packed sequences on the device (`kernels/pooling.cu`): `cpu::pooling`'s
-//! sums in its order, so the same result.
-use super::launch::{row_block, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, Packed};
+//! sums in its order, so the same result; and rows scaled to unit norm (`kernels/cosine.cu`'s
+//! `normalize_parts` with one part).
+use super::launch::{alloc_f32, row_block, CudaError, DevSlice, DevSliceMut, Gpu, KernelArgs, LaunchConfig, Packed};
+
+/// Every row of `x: [rows × d]` scaled to unit L2 norm in place (a zero row stays zero).
+pub fn l2_normalize_rows<D: Gpu + ?Sized>(dev: &D, mut x: DevSliceMut<'_, f32>, d: usize) -> Result<(), CudaError> {
+    assert!(d > 0 && x.len().is_multiple_of(d), "l2 normalize: x is not [rows × d]");
+    let rows = x.len() / d;
+    if rows == 0 {
+        return Ok(());
+    }
+    let mut norms = alloc_f32(dev, rows)?;
+    // In place (`out` and `x` one buffer): each thread rewrites only the columns it read.
+    let args = KernelArgs::new().output(&mut x).output(&mut norms.slice_mut()).input(x.as_const()).optional_input::<f32>(None).int(d);
+    let config = LaunchConfig { grid: [rows as u32, 1, 1], block: [row_block(d), 1, 1], shared_bytes: 0 };
+    dev.launch("normalize_parts", config, args)
+}
 
 /// `out: [n_seqs × d]` = the mean of each sequence's rows of `h: [T × d]`.
 pub fn mean_pool_forward<D: Gpu + ?Sized>(dev: &D, out: DevSliceMut<'_, f32>, h: DevSlice<'_, f32>, seqs: Packed<'_>, d: usize) -> Result<(), CudaError> {

@@ -6,8 +6,11 @@
 //! first, and every failure is a [`CudaError::Unavailable`] saying why (kernels not built, no
 //! driver, no device, no cuBLAS). Each launch and GEMM waits for the GPU, so a device error
 //! surfaces at the call that caused it and buffers may be freed as soon as a call returns.
+//! Every call, and every free, first makes the context current on the calling thread, so a
+//! device (and its buffers) may be used from any thread (one at a time: `backend::cuda::device`
+//! holds it behind a lock).
 use super::blas::{Gemm, Op};
-use super::launch::{CudaError, DevSlice, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
+use super::launch::{CudaError, DevSlice, DevSliceMut, DeviceBuffer, Gpu, KernelArgs, LaunchConfig};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
 use std::collections::HashMap;
@@ -86,6 +89,11 @@ impl CudaDevice {
         Ok(device)
     }
 
+    /// Makes the context current on the calling thread (a no-op when it is).
+    fn bind(&self) -> Result<(), CudaError> {
+        self._context.bind_to_thread().map_err(|e| CudaError::Launch { kernel: "binding the context".into(), reason: e.to_string() })
+    }
+
     fn wait(&self, what: &str) -> Result<(), CudaError> {
         self.stream.synchronize().map_err(|e| CudaError::Launch { kernel: what.into(), reason: e.to_string() })
     }
@@ -93,6 +101,7 @@ impl CudaDevice {
 
 impl Drop for CudaDevice {
     fn drop(&mut self) {
+        let _ = self.bind();
         // SAFETY: the handle and modules were created by `open` and are used by nothing else;
         // errors at teardown have no one to report to.
         unsafe {
@@ -104,13 +113,23 @@ impl Drop for CudaDevice {
     }
 }
 
-/// Device memory from `cuMemAlloc`, freed on drop.
-struct Allocation(sys::CUdeviceptr);
+// SAFETY: the handles are the driver's and cuBLAS's opaque pointers, valid on any thread
+// once the context is current there, which every call makes it first (`bind`); the one
+// cuBLAS handle is not used by two threads at once because `&self` calls come through the
+// backend's lock (`backend::cuda::device`).
+unsafe impl Send for CudaDevice {}
+
+/// Device memory from `cuMemAlloc` in `context`, freed on drop (on whichever thread drops it).
+struct Allocation(sys::CUdeviceptr, Arc<CudaContext>);
 
 impl Drop for Allocation {
     fn drop(&mut self) {
-        // SAFETY: allocated by `malloc_sync`, freed once; launches wait, so no kernel uses it.
-        let _ = unsafe { driver::free_sync(self.0) };
+        // Errors at a free have no one to report to.
+        if self.1.bind_to_thread().is_ok() {
+            // SAFETY: allocated by `malloc_sync` in the context just made current, freed
+            // once; launches wait, so no kernel uses it.
+            let _ = unsafe { driver::free_sync(self.0) };
+        }
     }
 }
 
@@ -120,6 +139,7 @@ fn memory(e: driver::DriverError) -> CudaError {
 
 impl Gpu for CudaDevice {
     fn launch(&self, kernel: &'static str, config: LaunchConfig, mut args: KernelArgs) -> Result<(), CudaError> {
+        self.bind()?;
         let f = *self.functions.get(kernel).ok_or_else(|| CudaError::Launch { kernel: kernel.into(), reason: "not in the embedded kernels".into() })?;
         let mut pointers = args.pointers();
         let [gx, gy, gz] = config.grid;
@@ -134,6 +154,7 @@ impl Gpu for CudaDevice {
 
     fn sgemm(&self, g: Gemm<'_>) -> Result<(), CudaError> {
         g.check()?;
+        self.bind()?;
         let op = |o: Op| match o {
             Op::N => cublas_sys::cublasOperation_t::CUBLAS_OP_N,
             Op::T => cublas_sys::cublasOperation_t::CUBLAS_OP_T,
@@ -168,9 +189,10 @@ impl Gpu for CudaDevice {
     }
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer<u8>, CudaError> {
+        self.bind()?;
         // SAFETY: a fresh allocation of `bytes.max(1)` bytes, zeroed before use.
         let ptr = unsafe { driver::malloc_sync(bytes.max(1)) }.map_err(memory)?;
-        let owner = Allocation(ptr);
+        let owner = Allocation(ptr, self._context.clone());
         // SAFETY: `ptr` addresses `bytes.max(1)` bytes of device memory.
         unsafe { driver::memset_d8_sync(ptr, 0, bytes.max(1)) }.map_err(memory)?;
         // SAFETY: `bytes` zeroed bytes, freed when the owner drops.
@@ -186,8 +208,16 @@ impl Gpu for CudaDevice {
 
     fn download_bytes(&self, src: DevSlice<'_, u8>, dst: &mut [u8]) -> Result<(), CudaError> {
         assert_eq!(src.len(), dst.len(), "download: lengths differ");
+        self.bind()?;
         // SAFETY: `src` is borrowed device memory of `dst.len()` bytes; launches have waited.
         unsafe { driver::memcpy_dtoh_sync(dst, src.addr()) }.map_err(memory)
+    }
+
+    fn copy_bytes(&self, dst: DevSliceMut<'_, u8>, src: DevSlice<'_, u8>) -> Result<(), CudaError> {
+        assert_eq!(src.len(), dst.len(), "copy: lengths differ");
+        self.bind()?;
+        // SAFETY: both are borrowed device memory of `src.len()` bytes, `dst` exclusively.
+        unsafe { driver::memcpy_dtod_sync(dst.addr(), src.addr(), src.len()) }.map_err(memory)
     }
 }
 

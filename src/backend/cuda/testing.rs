@@ -13,9 +13,7 @@ pub fn assert_near(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
     }
 }
 
-/// Columns per row in the ragged-shape tests: a single one, less than a warp, a warp minus
-/// one, the model's width and one past it.
-pub const RAGGED: [usize; 5] = [1, 7, 31, 384, 385];
+pub use crate::backend::conformance::RAGGED;
 
 /// Host starts as the `u32` values a device holds.
 pub fn starts_u32(starts: &[usize]) -> Vec<u32> {
