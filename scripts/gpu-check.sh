@@ -90,7 +90,9 @@ run() {
         local name=$1
         shift
         if "$@" >"$out/$name.log" 2>&1; then
-            say "ok      $name ($(grep -o '[0-9]* passed' "$out/$name.log" | awk '{n += $1} END {print n + 0}') tests passed)"
+            local passed
+            passed=$(grep -o '[0-9]* passed' "$out/$name.log" | awk '{n += $1} END {print n + 0}')
+            say "ok      $name$([ "$passed" -gt 0 ] && echo " ($passed tests passed)")"
         else
             say "FAILED  $name (see $name.log)"
             tail -n 30 "$out/$name.log" | tee -a "$report"

@@ -14,6 +14,8 @@ if ! command -v valgrind >/dev/null; then
     fi
 fi
 cargo test --release --workspace "$@"
-# The CUDA kernels, emulated on the CPU (g++ against kernels/emu/; no GPU or nvcc needed),
-# each compared with the CPU op of the same name.
+# The CUDA backend, emulated on the CPU (g++ against kernels/emu/; no GPU or nvcc needed):
+# every kernel and Backend op compared with the CPU op of the same name, then the tiny BERT's
+# forward and one training step through it against the PyTorch goldens.
 cargo test --release --features cuda-emu --lib backend::cuda "$@"
+cargo test --release --features cuda-emu --test encoder_golden --test train_step on_cuda "$@"

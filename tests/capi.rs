@@ -326,7 +326,9 @@ fn c_example_builds_with_the_readme_commands() {
     );
     let mut outputs = Vec::new();
     for exe in [&static_exe, &shared_exe] {
-        let out = check(Command::new(exe).arg(&model));
+        // As a user runs it: the library found through the rpath, not through the
+        // LD_LIBRARY_PATH cargo sets for tests (which may list an older build first).
+        let out = check(Command::new(exe).arg(&model).env_remove("LD_LIBRARY_PATH"));
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(text.contains("  1. P") && text.contains("  3. P"), "{}: {text}", exe.display());
         // The example leaves its index in a fresh /tmp/rmx_example.XXXXXX: remove it, and

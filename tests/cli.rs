@@ -362,3 +362,32 @@ fn damaged_or_foreign_indexes_are_clear_errors() {
     std::fs::write(&data, &good).unwrap();
     assert_eq!(rmx(&query, "").status.code(), Some(0));
 }
+
+/// `--device cuda` in a build without CUDA exits 2 with one line saying why, before reading
+/// any input, on every command that runs the model; `RMX_DEVICE=cuda` does the same.
+#[test]
+fn cuda_without_cuda_is_one_line_and_exit_2() {
+    if cfg!(any(feature = "cuda", feature = "cuda-emu")) {
+        println!("skipped: this build has CUDA");
+        return;
+    }
+    let commands: [&[&str]; 6] = [
+        &["embed"],
+        &["bench"],
+        &["query", "--index", "/nonexistent", "--text", "a b", "--head", "a", "--tail", "b"],
+        &["index", "build", "/nonexistent.jsonl", "-o", "/nonexistent-index"],
+        &["eval", "--data", "/nonexistent.json", "--descriptions", "/nonexistent.json", "--relations", "P1"],
+        &["train", "--data", "/nonexistent.json", "--descriptions", "/nonexistent.json", "--unseen", "none", "-o", "/nonexistent-ck"],
+    ];
+    for args in commands {
+        let o = rmx(&[args, &["--device", "cuda"]].concat(), "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "rmx: error: device: CUDA unavailable: this rmx was built without it (cargo build --release --features cuda)\n", "{args:?}");
+    }
+    let mut env = Command::new(env!("CARGO_BIN_EXE_rmx"));
+    let o = env.arg("embed").env("RMX_DEVICE", "cuda").stdin(Stdio::null()).output().unwrap();
+    assert_eq!((o.status.code(), stderr(&o).lines().count()), (Some(2), 1), "{}", stderr(&o));
+    let o = rmx(&["embed", "--device", "tpu"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected cpu or cuda"), "{}", stderr(&o));
+}

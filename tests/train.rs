@@ -12,6 +12,7 @@ use rmx::model::params::ParamSet;
 use rmx::model::rematch::Matcher;
 use rmx::model::scoring::{combine_parts, PartWeights};
 use rmx::rng::Rng;
+use rmx::text::markers::WordInstance;
 use rmx::text::tokenizer::TextTokenizer;
 use rmx::train::checkpoint::save_checkpoint;
 use rmx::train::dataset::prepare_training;
@@ -42,6 +43,16 @@ fn write_data(dir: &Path, relations: &[&str], per: usize) -> PathBuf {
     let path = dir.join("data.json");
     std::fs::write(&path, serde_json::Value::Object(map).to_string()).unwrap();
     path
+}
+
+/// A trained model's relation vectors (no zero-training block) without their last
+/// component, the hubness bias, which must be 0.
+fn unbiased_relation_vectors(matcher: &Matcher<Cpu>, rels: &[Relation]) -> Vec<Vec<f32>> {
+    let mut vectors = matcher.encode_relations(rels, 8, |_| {}).unwrap();
+    for v in &mut vectors {
+        assert_eq!(v.pop(), Some(0.0), "a trained model alone has no hubness bias");
+    }
+    vectors
 }
 
 fn relations(ids: &[&str]) -> Vec<Relation> {
@@ -121,12 +132,8 @@ fn a_checkpoint_computes_what_training_computed() {
     // The inference path on the checkpoint vs the training forward on the trained parameters.
     let matcher = Matcher::<Cpu>::load(&out).unwrap();
     assert!(matcher.is_trained());
-    let instance = rmx::text::markers::WordInstance::from_words(
-        ["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(),
-        0..2,
-        3..5,
-    )
-    .unwrap();
+    let instance =
+        WordInstance::from_words(["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(), 0..2, 3..5).unwrap();
     let query = matcher.encode_queries(&[matcher.prepare(&instance).unwrap()]).unwrap().remove(0);
 
     let marked = instance.mark(&TextTokenizer::load(&fixture("tiny_bert/tokenizer.json")).unwrap(), 64).unwrap();
@@ -154,7 +161,7 @@ fn a_checkpoint_computes_what_training_computed() {
     let rels = relations(&["P1", "P2"]);
     let style = rmx::model::description::DescriptionStyle::KeywordList;
     let want = rmx::model::description::encode_relations(&matcher.description, &rels, style, PartWeights::from_alpha(0.33), 8, |_| {}).unwrap();
-    assert_eq!(matcher.encode_relations(&rels, 8, |_| {}).unwrap(), want);
+    assert_eq!(unbiased_relation_vectors(&matcher, &rels), want);
     let template = rmx::model::description::DescriptionStyle::TypeTemplate;
     assert_ne!(rmx::model::description::encode_relations(&matcher.description, &rels, template, PartWeights::from_alpha(0.33), 8, |_| {}).unwrap(), want);
 
@@ -217,7 +224,7 @@ fn a_trained_description_side_learns_and_the_checkpoint_encodes_with_it() {
     let mut trained = rmx::model::sentence::SentenceEncoder::<Cpu>::load(&fixture("tiny_bert")).unwrap();
     trained.bert = tower.bert.snapshot();
     let want = rmx::model::description::encode_relations(&trained, &rels, style, weights, 8, |_| {}).unwrap();
-    assert_eq!(matcher.encode_relations(&rels, 8, |_| {}).unwrap(), want, "the checkpoint's description encoder is the trained tower");
+    assert_eq!(unbiased_relation_vectors(&matcher, &rels), want, "the checkpoint's description encoder is the trained tower");
     let pretrained = Matcher::<Cpu>::load(&fixture("tiny_bert")).unwrap().description;
     assert_ne!(rmx::model::description::encode_relations(&pretrained, &rels, style, weights, 8, |_| {}).unwrap(), want);
 }
@@ -473,27 +480,34 @@ fn check_ensemble(dir: &Path, mut trainer: Trainer<Cpu>, set: &rmx::train::train
     let ensemble = Matcher::<Cpu>::load(&out).unwrap();
     let trained = Matcher::<Cpu>::load_with(&out, Some(0.0)).unwrap();
     let zero_shot = Matcher::<Cpu>::load(&fixture("tiny_bert")).unwrap();
-    assert_eq!(ensemble.dim(), 2 * trained.dim());
+    assert_eq!(ensemble.parts_dim(), 2 * trained.parts_dim());
+    assert_eq!((ensemble.dim(), trained.dim()), (ensemble.parts_dim() + 1, trained.parts_dim() + 1), "one hubness bias component");
     assert_ne!(ensemble.fingerprint(), trained.fingerprint(), "an index of one cannot serve the other");
     assert!(Matcher::<Cpu>::load_with(&fixture("tiny_bert"), Some(0.2)).is_err(), "a plain encoder has nothing to ensemble");
     assert!(Matcher::<Cpu>::load_with(&out, Some(1.0)).is_err());
 
-    let instance = rmx::text::markers::WordInstance::from_words(
-        ["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(),
-        0..2,
-        3..5,
-    )
-    .unwrap();
-    let rels = relations(&["P1", "P2", "P3"]);
+    let instance =
+        WordInstance::from_words(["marie", "curie", "married", "pierre", "curie", "in", "paris"].iter().map(|s| s.to_string()).collect(), 0..2, 3..5).unwrap();
+    // Keyword descriptions, and text alone (the zero-training part then matches label and
+    // description with its hubness bias, as the zero-training default does).
+    let keywords = relations(&["P1", "P2", "P3"]);
+    let text_only: Vec<Relation> = keywords.iter().map(|r| Relation { head: Vec::new(), tail: Vec::new(), ..r.clone() }).collect();
+    for rels in [keywords, text_only] {
+        check_ensemble_scores(&ensemble, &trained, &zero_shot, &instance, &rels, beta);
+    }
+}
+
+fn check_ensemble_scores(ensemble: &Matcher<Cpu>, trained: &Matcher<Cpu>, zero_shot: &Matcher<Cpu>, instance: &WordInstance, rels: &[Relation], beta: f32) {
     let scores = |m: &Matcher<Cpu>| -> Vec<f32> {
-        let q = m.encode_queries(&[m.prepare(&instance).unwrap()]).unwrap().remove(0);
-        let r = m.encode_relations(&rels, 2, |_| {}).unwrap();
-        for v in &r {
-            assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "relation vectors are unit");
+        let q = m.encode_queries(&[m.prepare(instance).unwrap()]).unwrap().remove(0);
+        let r = m.encode_relations(rels, 2, |_| {}).unwrap();
+        for v in r.iter().filter(|_| !rels[0].head.is_empty()) {
+            let parts = &v[..m.parts_dim()];
+            assert!((parts.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "relation vectors with keywords are unit");
         }
         r.iter().map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum()).collect()
     };
-    let (e, t, z) = (scores(&ensemble), scores(&trained), scores(&zero_shot));
+    let (e, t, z) = (scores(ensemble), scores(trained), scores(zero_shot));
     for i in 0..rels.len() {
         let want = (1.0 - beta) * t[i] + beta * z[i];
         assert!((e[i] - want).abs() < 1e-5, "relation {i}: ensemble {} vs {want}", e[i]);

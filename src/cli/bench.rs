@@ -2,7 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use rmx::backend::cpu::simd::{Bf16Kernel, Isa};
-use rmx::backend::{on_device, Backend, DeviceKind, OnDevice};
+use rmx::backend::{Backend, DeviceKind, OnDevice};
 use rmx::model::bert::{Bert, PackedBatch, Precision};
 use rmx::Result;
 use serde_json::json;
@@ -36,13 +36,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     precision: super::EncoderPrecision,
     #[command(flatten)]
-    device: super::Device,
+    pub(super) device: super::Device,
 }
 
-pub fn run(args: BenchArgs) -> Result<Outcome> {
-    on_device(args.device.kind, args)
-}
-
+/// Run on the device `--device` names (`cli::run`).
 impl OnDevice for BenchArgs {
     type Output = Outcome;
     fn run<B: Backend>(self) -> Result<Outcome> {

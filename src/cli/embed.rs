@@ -2,7 +2,7 @@
 use super::jsonl::{write_line, Batches};
 use super::Outcome;
 use clap::Args;
-use rmx::backend::{on_device, Backend, OnDevice};
+use rmx::backend::{Backend, OnDevice};
 use rmx::model::sentence::SentenceEncoder;
 use rmx::{Error, Result};
 use serde::Serialize;
@@ -28,7 +28,7 @@ pub struct EmbedArgs {
     #[command(flatten)]
     precision: super::EncoderPrecision,
     #[command(flatten)]
-    device: super::Device,
+    pub(super) device: super::Device,
 }
 
 /// One output line; f32 values print in their shortest exact form.
@@ -38,10 +38,7 @@ struct Embedded<'a> {
     embedding: &'a [f32],
 }
 
-pub fn run(args: EmbedArgs) -> Result<Outcome> {
-    on_device(args.device.kind, args)
-}
-
+/// Run on the device `--device` names (`cli::run`).
 impl OnDevice for EmbedArgs {
     type Output = Outcome;
     fn run<B: Backend>(self) -> Result<Outcome> {

@@ -8,7 +8,7 @@ mod query;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
-use rmx::backend::DeviceKind;
+use rmx::backend::{on_device, DeviceKind};
 use rmx::model::bert::Precision;
 use rmx::model::location::default_model_dir;
 use std::path::PathBuf;
@@ -48,12 +48,12 @@ pub fn run(cli: Cli) -> rmx::Result<Outcome> {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().map_err(|e| rmx::Error::InvalidArgument(format!("--threads: {e}")))?;
     }
     match cli.command {
-        Command::Embed(args) => embed::run(args),
+        Command::Embed(args) => on_device(args.device.kind, args),
         Command::Index(args) => index::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Query(args) => query::run(args),
-        Command::Train(args) => train::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Train(args) => on_device(args.device.kind, args),
+        Command::Bench(args) => on_device(args.device.kind, args),
     }
 }
 

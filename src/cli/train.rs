@@ -2,7 +2,7 @@
 use super::Outcome;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rmx::backend::{on_device, Backend, OnDevice};
+use rmx::backend::{Backend, OnDevice};
 use rmx::model::description::DescriptionStyle;
 use rmx::train::checkpoint::DESCRIPTION_DIR;
 use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
@@ -113,7 +113,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     #[command(flatten)]
-    device: super::Device,
+    pub(super) device: super::Device,
 }
 
 fn parse_style(s: &str) -> std::result::Result<DescriptionStyle, String> {
@@ -131,10 +131,7 @@ fn parse_negatives(s: &str) -> std::result::Result<Negatives, String> {
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<Outcome> {
-    on_device(args.device.kind, args)
-}
-
+/// Run on the device `--device` names (`cli::run`).
 impl OnDevice for TrainArgs {
     type Output = Outcome;
     fn run<B: Backend>(self) -> Result<Outcome> {

@@ -1,7 +1,8 @@
 //! The description side: three texts per relation, each embedded by the (frozen) sentence
 //! encoder, combined into the relation's unit index vector.
 //!
-//! - `d_ctx`: the description;
+//! - `d_ctx`: the description ("label: description" for a labelled relation described by
+//!   text alone, e.g. a Wikidata property);
 //! - `d_h`: the head keywords, as "the entity types including " + keywords joined by " and "
 //!   (the RE-Matching template, used with trained heads), or joined by " , " (the
 //!   zero-training default, see `zero_shot`);
@@ -39,7 +40,16 @@ pub fn description_texts(relation: &Relation, style: DescriptionStyle) -> [Optio
             DescriptionStyle::KeywordList => words.join(super::zero_shot::KEYWORD_SEPARATOR),
         })
     };
-    [Some(relation.description.clone()), types(&relation.head), types(&relation.tail)]
+    [Some(labelled_description(relation).unwrap_or_else(|| relation.description.clone())), types(&relation.head), types(&relation.tail)]
+}
+
+/// "label: description" for a relation described by text alone (no keyword list on either
+/// side) that has a label (a name other than its id); `None` otherwise. Labels name the
+/// relation the way the words between two entities do ("born in" ~ "place of birth").
+pub fn labelled_description(relation: &Relation) -> Option<String> {
+    let text_only = relation.head.is_empty() && relation.tail.is_empty();
+    let labelled = !relation.name.trim().is_empty() && relation.name != relation.id;
+    (text_only && labelled).then(|| format!("{}: {}", relation.name, relation.description))
 }
 
 /// The texts whose embeddings, summed, make each of a relation's three parts (context,
@@ -112,4 +122,23 @@ pub fn encode_part_texts<B: Backend>(
         progress(vectors.len());
     }
     Ok(vectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relation(id: &str, name: &str, head: &[&str]) -> Relation {
+        let head = head.iter().map(|s| s.to_string()).collect();
+        Relation { id: id.into(), name: name.into(), description: "birth location".into(), head, tail: Vec::new() }
+    }
+
+    #[test]
+    fn a_labelled_text_only_relation_is_described_with_its_label() {
+        let text = |r: &Relation| description_texts(r, DescriptionStyle::TypeTemplate)[0].clone().unwrap();
+        assert_eq!(text(&relation("P19", "place of birth", &[])), "place of birth: birth location");
+        assert_eq!(text(&relation("P19", "P19", &[])), "birth location", "no label: the description");
+        assert_eq!(text(&relation("P19", " ", &[])), "birth location");
+        assert_eq!(text(&relation("P19", "place of birth", &["person"])), "birth location", "keywords: the description, as in RE-Matching");
+    }
 }

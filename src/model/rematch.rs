@@ -6,7 +6,11 @@
 //! model's `[3d]` block scaled by `√(1−β)` and the zero-training default's block (computed
 //! with the checkpoint's frozen description encoder) scaled by `√β`, so their inner product
 //! is `(1−β)·s_trained + β·s_zero_shot` and the index still holds unit vectors. A checkpoint
-//! that trained its description encoder keeps the frozen one beside it for this part.
+//! that trained its description encoder keeps the frozen one beside it for this part. The
+//! zero-training block describes each relation as the zero-training default does
+//! (`zero_shot::relation_texts`), with the hubness bias of the text-only relations
+//! (`hubness`) as the vectors' last component, so every matcher's vectors end with it (0 for
+//! relations with keyword lists and for a trained model alone).
 use super::bert::{Bert, PackedBatch, Precision};
 use super::description::{self, DescriptionStyle};
 use super::heads::{CheckpointSettings, Heads, HEADS_FILE};
@@ -153,9 +157,10 @@ impl<B: Backend> Matcher<B> {
     }
 
     /// The dimension of query and relation vectors: `3d` per block, plus one component for
-    /// the hubness bias in the zero-training default (`hubness`).
+    /// the zero-training block's hubness bias of text-only relations (`hubness`; 0 for a
+    /// trained model alone).
     pub fn dim(&self) -> usize {
-        self.parts_dim() + usize::from(matches!(self.query, QuerySide::ZeroShot))
+        self.parts_dim() + 1
     }
 
     /// `3d` per block: the leading components of the vectors, which hold the parts.
@@ -197,7 +202,7 @@ impl<B: Backend> Matcher<B> {
             return Ok(Vec::new());
         }
         let foreign = || Error::InvalidArgument("query inputs were prepared by another model".into());
-        match &self.query {
+        let mut queries = match &self.query {
             QuerySide::Trained { bert, heads, zero_shot_weight, .. } if *zero_shot_weight > 0.0 => {
                 let (marked, plain): (Vec<_>, Vec<_>) = inputs
                     .iter()
@@ -208,40 +213,46 @@ impl<B: Backend> Matcher<B> {
                     .unzip();
                 let trained = trained_parts(bert, heads, &marked, self.blocks[0])?;
                 let zero = zero_shot::encode(self.zero_shot_encoder(), &plain, self.blocks[1])?;
-                Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
+                trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect()
             }
             QuerySide::Trained { bert, heads, .. } => {
                 let marked =
                     inputs.iter().map(|i| if let QueryInput::Marked(m) = i { Some(m) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
-                trained_parts(bert, heads, &marked, self.blocks[0])
+                trained_parts(bert, heads, &marked, self.blocks[0])?
             }
             QuerySide::ZeroShot => {
                 let plain = inputs.iter().map(|i| if let QueryInput::Plain(p) = i { Some(p) } else { None }).collect::<Option<Vec<_>>>().ok_or_else(foreign)?;
-                let mut queries = zero_shot::encode(&self.description, &plain, self.blocks[0])?;
-                queries.iter_mut().for_each(hubness::append_query_constant);
-                Ok(queries)
+                zero_shot::encode(&self.description, &plain, self.blocks[0])?
             }
-        }
+        };
+        queries.iter_mut().for_each(hubness::append_query_constant);
+        Ok(queries)
     }
 
     /// Unit relation vectors, `batch` relations at a time, `progress(done)` after each.
     pub fn encode_relations(&self, relations: &[Relation], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>> {
         let encode =
             |encoder, style, weights, progress: &mut dyn FnMut(usize)| description::encode_relations(encoder, relations, style, weights, batch, progress);
+        // The zero-training block with its hubness bias last (the trained block is not
+        // centred: measured worse, docs/large-label-sets.md).
+        let zero_shot_relations = |encoder, weights, progress: &mut dyn FnMut(usize)| -> Result<Vec<Vec<f32>>> {
+            let mut vectors = description::encode_part_texts(encoder, relations, zero_shot::relation_texts, weights, batch, progress)?;
+            let text_only: Vec<bool> = relations.iter().map(zero_shot::is_text_only).collect();
+            hubness::append_biases(&mut vectors, &text_only, hubness::STRENGTH);
+            Ok(vectors)
+        };
         match self.query {
             QuerySide::Trained { style, zero_shot_weight, .. } if zero_shot_weight > 0.0 => {
                 let trained = encode(&self.description, style, self.blocks[0], &mut |_| {})?;
-                let zero = encode(self.zero_shot_encoder(), DescriptionStyle::KeywordList, self.blocks[1], &mut progress)?;
+                let zero = zero_shot_relations(self.zero_shot_encoder(), self.blocks[1], &mut progress)?;
                 Ok(trained.into_iter().zip(zero).map(|(t, z)| [t, z].concat()).collect())
             }
-            QuerySide::Trained { style, .. } => encode(&self.description, style, self.blocks[0], &mut progress),
-            QuerySide::ZeroShot => {
-                let mut vectors =
-                    description::encode_part_texts(&self.description, relations, zero_shot::relation_texts, self.blocks[0], batch, &mut progress)?;
-                let text_only: Vec<bool> = relations.iter().map(zero_shot::is_text_only).collect();
-                hubness::append_biases(&mut vectors, &text_only, hubness::STRENGTH);
+            QuerySide::Trained { style, .. } => {
+                let mut vectors = encode(&self.description, style, self.blocks[0], &mut progress)?;
+                vectors.iter_mut().for_each(|v| v.push(0.0)); // no zero-training block: no bias
                 Ok(vectors)
             }
+            QuerySide::ZeroShot => zero_shot_relations(&self.description, self.blocks[0], &mut progress),
         }
     }
 }

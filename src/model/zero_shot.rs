@@ -27,7 +27,7 @@
 //!
 //! All `3n` sequences of a batch (sentences, heads, tails) run in one packed encoder pass.
 use super::bert::PackedBatch;
-use super::description::{part_texts, DescriptionStyle, PartTexts};
+use super::description::{labelled_description, part_texts, DescriptionStyle, PartTexts};
 use super::scoring::{combine_parts, PartWeights};
 use super::sentence::SentenceEncoder;
 use crate::backend::Backend;
@@ -48,11 +48,10 @@ pub fn relation_texts(relation: &Relation) -> PartTexts {
     if !is_text_only(relation) {
         return part_texts(relation, DescriptionStyle::KeywordList);
     }
-    let description = relation.description.clone();
-    if relation.name.trim().is_empty() || relation.name == relation.id {
-        return [vec![description.clone()], Vec::new(), vec![description]];
+    match labelled_description(relation) {
+        Some(text) => [vec![text], Vec::new(), vec![relation.name.clone()]],
+        None => [vec![relation.description.clone()], Vec::new(), vec![relation.description.clone()]],
     }
-    [vec![format!("{}: {description}", relation.name)], Vec::new(), vec![relation.name.clone()]]
 }
 
 /// One tokenized query of the zero-training default.
