@@ -1,5 +1,6 @@
 //! The CUDA device behind the device seam: every op of [`Backend`] on device memory
-//! ([`DevMem`]), each delegating to its launcher (the same math as the CPU op).
+//! ([`DevMem`]), each delegating to its launcher (the same math as the CPU op), run through
+//! `context` (the process's device and each thread's sticky error, as described here).
 //!
 //! - **One device per process.** The trait's ops are static functions, so [`Cuda::open`] picks
 //!   the device once: GPU 0 (feature `cuda`) or the emulator (feature `cuda-emu`; with both
@@ -23,6 +24,7 @@
 //!   of every thread fails too.
 //! - **Host inputs go up per call**: sequence starts, token ids, labels, masks, entity rows,
 //!   score weights; the losses' value and the entity pool's argmax come down.
+use super::context::{self, buffer, run, run_value, take_error, with_gpu};
 use super::elementwise::{axpy, copy_columns, fill_zero, tanh_backward, tanh_forward};
 use super::launch::{alloc, alloc_f32, download, duplicate, upload, CudaError, DeviceBuffer, Gpu, Packed};
 use super::linear::{Activation as Epilogue, Weight};
@@ -32,8 +34,7 @@ use super::{adamw, attention, cosine, distill, dropout, embedding, entity_pool, 
 use crate::backend::{Activation, AdamWStep, Backend, EntityRows, Precision, Tensor};
 use crate::error::{Error, Result};
 use half::bf16;
-use std::cell::RefCell;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 /// The CUDA device: device memory, the kernels of `kernels/`, cuBLAS GEMMs.
 pub struct Cuda;
@@ -66,43 +67,11 @@ impl Bf16Weights {
     }
 }
 
-/// The process's device, once [`Cuda::open`] has opened it.
-static DEVICE: OnceLock<Mutex<Box<dyn Gpu + Send>>> = OnceLock::new();
-
-thread_local! {
-    /// This thread's first device error since its last `sync` (see the module's doc).
-    static FIRST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
 impl Cuda {
     /// Opens the process's device (see the module's doc for which); idempotent. `Err` says in
     /// one line why CUDA is unavailable: no driver, no device, or kernels not built.
     pub fn open() -> Result<()> {
-        static OPENING: Mutex<()> = Mutex::new(());
-        let _one_at_a_time = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
-        if DEVICE.get().is_none() {
-            let gpu = open_gpu().map_err(|e| Error::Device(e.to_string()))?;
-            let _ = DEVICE.set(Mutex::new(gpu));
-        }
-        Ok(())
-    }
-}
-
-#[cfg(all(feature = "cuda-emu", not(feature = "cuda")))]
-fn open_gpu() -> Result<Box<dyn Gpu + Send>, CudaError> {
-    Ok(Box::new(super::emu::EmuDevice))
-}
-
-#[cfg(all(feature = "cuda", not(feature = "cuda-emu")))]
-fn open_gpu() -> Result<Box<dyn Gpu + Send>, CudaError> {
-    Ok(Box::new(super::runtime::CudaDevice::open(0)?))
-}
-
-#[cfg(all(feature = "cuda", feature = "cuda-emu"))]
-fn open_gpu() -> Result<Box<dyn Gpu + Send>, CudaError> {
-    match std::env::var("RMX_TEST_DEVICE").is_ok_and(|v| v == "cuda") {
-        true => Ok(Box::new(super::runtime::CudaDevice::open(0)?)),
-        false => Ok(Box::new(super::emu::EmuDevice)),
+        context::open()
     }
 }
 
@@ -112,58 +81,6 @@ fn epilogue(act: Activation<'_, DevMem>) -> Result<Epilogue<'_>, CudaError> {
         Activation::Bias => Epilogue::Bias,
         Activation::BiasGelu => Epilogue::BiasGelu,
         Activation::BiasResidual(residual) => Epilogue::BiasResidual(residual.device()?),
-    })
-}
-
-/// Keeps `error` as this thread's sticky error unless it has one already.
-fn record(error: String) {
-    FIRST_ERROR.with(|first| {
-        first.borrow_mut().get_or_insert(error);
-    });
-}
-
-/// This thread's sticky error, handed over (and cleared).
-fn take_error() -> Result<()> {
-    match FIRST_ERROR.with(|first| first.borrow_mut().take()) {
-        Some(e) => Err(Error::Device(e)),
-        None => Ok(()),
-    }
-}
-
-fn has_error() -> bool {
-    FIRST_ERROR.with(|first| first.borrow().is_some())
-}
-
-/// `f` on the device, under its lock; an error if no device is open.
-fn with_gpu<R>(f: impl FnOnce(&dyn Gpu) -> Result<R, CudaError>) -> Result<R, String> {
-    let device = DEVICE.get().ok_or_else(|| "no CUDA device opened (Cuda::open was not called or failed)".to_string())?;
-    // A panic under the lock (a launcher's shape assertion) leaves the device usable.
-    let gpu = device.lock().unwrap_or_else(PoisonError::into_inner);
-    f(&**gpu).map_err(|e| e.to_string())
-}
-
-/// Runs the op `f` unless this thread has a sticky error; a failure becomes it.
-fn run(f: impl FnOnce(&dyn Gpu) -> Result<(), CudaError>) {
-    run_value((), f)
-}
-
-/// As [`run`] for an op with a result: `otherwise` when skipped or failed.
-fn run_value<R>(otherwise: R, f: impl FnOnce(&dyn Gpu) -> Result<R, CudaError>) -> R {
-    if has_error() {
-        return otherwise;
-    }
-    with_gpu(f).unwrap_or_else(|e| {
-        record(e);
-        otherwise
-    })
-}
-
-/// A buffer of `len` f32s from `allocate`; when that fails, a placeholder every op refuses,
-/// and the failure as this thread's sticky error.
-fn buffer(len: usize, allocate: impl FnOnce(&dyn Gpu) -> Result<DeviceBuffer<f32>, CudaError>) -> DevBuf {
-    with_gpu(allocate).map(DevBuf::allocated).unwrap_or_else(|e| {
-        record(e);
-        DevBuf::failed(len)
     })
 }
 
@@ -216,11 +133,7 @@ impl Backend for Cuda {
     /// Hands over the thread's sticky error, else waits for the device (which reports what
     /// its queued work met).
     fn sync() -> Result<()> {
-        take_error()?;
-        match DEVICE.get() {
-            Some(_) => with_gpu(|gpu| gpu.synchronize()).map_err(Error::Device),
-            None => Ok(()),
-        }
+        context::sync()
     }
 
     fn zeros(n: usize) -> DevBuf {

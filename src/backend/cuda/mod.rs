@@ -9,6 +9,7 @@
 //! (`crate::backend::cpu`) on seeded random inputs, ragged shapes and every block size the
 //! launcher can pick.
 pub mod blas;
+mod context;
 mod device;
 #[cfg(feature = "cuda-emu")]
 pub mod emu;
