@@ -34,6 +34,7 @@ mod index;
 pub mod simd;
 mod writer;
 
+pub use blocks::BLOCK_SHIFT;
 pub use error::{Error, Result};
 pub use format::{Precision, SearchMode, DATA_FILE, FORMAT_VERSION};
 pub use hash::xxh64;

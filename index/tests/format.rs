@@ -378,12 +378,12 @@ fn refuses_to_replace_a_non_index_directory() {
 fn blocks_are_verified_when_first_read() {
     let t = TmpDir::new("blocks");
     let dir = t.join("idx");
-    // 2,000 × 64 f32 = 500 KiB of vectors: 8 blocks of 64 KiB.
+    // 2,000 × 64 f32 = 500 KiB of vectors: many blocks (4 KiB as written; readers take others).
     let info = build(&dir, &small_vecs(6, 2000, 64), opts(Precision::F32, BuildMode::Exact));
     let vectors = &info.sections[0];
     let row_bytes = 64 * 4;
     let mut b = data(&dir);
-    let damaged_row = 5 * 65536 / row_bytes + 3;
+    let damaged_row = 5 * (1 << rmx_index::BLOCK_SHIFT) / row_bytes + 3;
     b[vectors.offset as usize + damaged_row * row_bytes + 17] ^= 0x04;
     write_data(&dir, &b);
     let idx = Index::open(&dir).unwrap();

@@ -76,7 +76,7 @@ impl<B: Backend> Matcher<B> {
                 }
                 let beta = zero_shot_weight.unwrap_or(settings.zero_shot_weight);
                 let description = SentenceEncoder::load(&dir.join(&settings.description_encoder))?;
-                let frozen = settings.zero_shot_encoder.as_ref().map(|d| SentenceEncoder::load(&dir.join(d))).transpose()?;
+                let frozen = settings.zero_shot_encoder.as_ref().map(|d| SentenceEncoder::load_sharing(&dir.join(d), &[&description.tokenizer])).transpose()?;
                 let bert = Bert::load(dir)?;
                 let heads = Heads::load(&dir.join(HEADS_FILE), bert.config.hidden_size)?;
                 let blocks = trained_blocks(settings.alpha, beta);

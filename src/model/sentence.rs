@@ -24,11 +24,17 @@ pub struct Tokenized {
 
 impl<B: Backend> SentenceEncoder<B> {
     pub fn load(dir: &Path) -> Result<SentenceEncoder<B>> {
+        Self::load_sharing(dir, &[])
+    }
+
+    /// As [`load`](Self::load), reusing one of `known` when its `tokenizer.json` has the
+    /// same text (the encoders of a checkpoint share one tokenizer).
+    pub fn load_sharing(dir: &Path, known: &[&TextTokenizer]) -> Result<SentenceEncoder<B>> {
         if !dir.is_dir() {
             return Err(Error::model(dir, "model directory not found (run scripts/fetch-model.sh for the default model, or pass --model DIR)"));
         }
         let bert = Bert::load(dir)?;
-        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"))?;
+        let tokenizer = TextTokenizer::load_sharing(&dir.join("tokenizer.json"), known)?;
         let positions = bert.config.max_position_embeddings;
         let max_tokens = read_max_seq_length(&dir.join("sentence_bert_config.json"))?.unwrap_or(positions).min(positions);
         Ok(SentenceEncoder { bert, tokenizer, max_tokens, dir: dir.to_path_buf() })

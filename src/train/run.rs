@@ -138,7 +138,7 @@ pub fn run<B: Backend>(plan: &TrainPlan, mut progress: impl FnMut(Progress) -> R
     };
     let description = SentenceEncoder::<B>::load(&description_dir)?;
     let bert = Bert::<B>::load(source)?;
-    let tokenizer = TextTokenizer::load(&source.join("tokenizer.json"))?;
+    let tokenizer = TextTokenizer::load_sharing(&source.join("tokenizer.json"), &[&description.tokenizer])?;
     let prepared = prepare_training(&examples, &descriptions.relations, &unseen, &tokenizer, bert.config.max_position_embeddings)?;
     let data_names = plan.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("+");
     rejected.extend(prepared.rejected.iter().map(|r| format!("{data_names}: {r}")));
