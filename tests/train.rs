@@ -514,3 +514,107 @@ fn check_ensemble_scores(ensemble: &Matcher<Cpu>, trained: &Matcher<Cpu>, zero_s
     }
     assert!(t.iter().zip(&z).any(|(a, b)| (a - b).abs() > 1e-3), "the two models must differ for the test to mean anything");
 }
+
+/// `--seed 1,2` writes the tensor-by-tensor mean of the runs `--seed 1` and `--seed 2` write
+/// (the runs are deterministic), records the seeds, and leaves no run directory behind;
+/// checkpoints of different trainings are not averaged.
+#[test]
+fn several_seeds_write_the_mean_of_the_runs() {
+    use safetensors::SafeTensors;
+    let dir = TempDir::new("train-soup");
+    let ids = ["P1", "P2", "P3"];
+    let data = write_data(&dir, &ids, 6);
+    let desc = descriptions_file(&dir, &ids);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let train = |seed: &str, out: &Path, epochs: &str| {
+        let o = rmx(&[
+            "train",
+            "--model",
+            &s(&fixture("tiny_bert")),
+            "--data",
+            &s(&data),
+            "--descriptions",
+            &s(&desc),
+            "--unseen",
+            "P3",
+            "--batch-size",
+            "4",
+            "--epochs",
+            epochs,
+            "--seed",
+            seed,
+            "-o",
+            &s(out),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (one, two, soup) = (dir.join("one"), dir.join("two"), dir.join("soup"));
+    train("1", &one, "1");
+    train("2", &two, "1");
+    train("1,2", &soup, "1");
+    for file in ["model.safetensors", "heads.safetensors", "description_encoder/model.safetensors", "zero_shot_encoder/model.safetensors"] {
+        let read = |d: &Path| std::fs::read(d.join(file)).unwrap();
+        let (a, b, m) = (read(&one), read(&two), read(&soup));
+        let (a, b, m) = (SafeTensors::deserialize(&a).unwrap(), SafeTensors::deserialize(&b).unwrap(), SafeTensors::deserialize(&m).unwrap());
+        assert_eq!(m.len(), a.len(), "{file}");
+        let f32s = |v: safetensors::tensor::TensorView| v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+        let mut moved = false;
+        for name in a.names() {
+            let (x, y, z) = (f32s(a.tensor(name).unwrap()), f32s(b.tensor(name).unwrap()), f32s(m.tensor(name).unwrap()));
+            moved |= x != y;
+            for ((x, y), z) in x.iter().zip(&y).zip(&z) {
+                assert_eq!(*z, ((*x as f64 + *y as f64) / 2.0) as f32, "{file} {name}");
+            }
+        }
+        assert_eq!(moved, file != "zero_shot_encoder/model.safetensors", "{file}: the runs differ where training moved the weights");
+    }
+    let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(soup.join("rmx.json")).unwrap()).unwrap();
+    assert_eq!(settings["training"]["averaged"]["seeds"], serde_json::json!([1, 2]));
+    let left: Vec<_> =
+        std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
+    assert!(left.is_empty(), "run directories left behind: {left:?}");
+    Matcher::<Cpu>::load(&soup).expect("the soup loads as a checkpoint");
+
+    // Runs of different trainings (here: another epoch count) are refused, nothing written.
+    let three = dir.join("three");
+    train("3", &three, "2");
+    let err = rmx::train::soup::average_checkpoints(&[one.clone(), three], &dir.join("mixed"), serde_json::json!(null)).unwrap_err();
+    assert!(err.to_string().contains("settings differ"), "{err}");
+    assert!(!dir.join("mixed").exists());
+    let o = rmx(&[
+        "train",
+        "--model",
+        &s(&fixture("tiny_bert")),
+        "--data",
+        &s(&data),
+        "--descriptions",
+        &s(&desc),
+        "--unseen",
+        "P3",
+        "--seed",
+        "4,4",
+        "-o",
+        &s(&dir.join("twice")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--seed 4 is given twice"), "{}", String::from_utf8_lossy(&o.stderr));
+    // An output that is not a checkpoint is refused before any run trains.
+    let o = rmx(&[
+        "train",
+        "--model",
+        &s(&fixture("tiny_bert")),
+        "--data",
+        &s(&data),
+        "--descriptions",
+        &s(&desc),
+        "--unseen",
+        "P3",
+        "--seed",
+        "5,6",
+        "-o",
+        &s(&desc),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not an rmx checkpoint") && !err.contains("run 1 of 2"), "{err}");
+}

@@ -4,9 +4,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rmx::backend::{Backend, OnDevice};
 use rmx::model::description::DescriptionStyle;
-use rmx::train::checkpoint::DESCRIPTION_DIR;
+use rmx::train::checkpoint::{check_output, DESCRIPTION_DIR};
 use rmx::train::objective::{MatchingLoss, ObjectiveSettings};
-use rmx::train::run::{run as run_training, HeldOut, Progress, TrainPlan};
+use rmx::train::run::{run as run_training, HeldOut, Progress, TrainPlan, TrainSummary};
+use rmx::train::soup::average_checkpoints;
 use rmx::train::trainer::{Negatives, TrainSettings};
 use rmx::{Error, Result};
 use std::io::Write;
@@ -59,9 +60,11 @@ pub struct TrainArgs {
     /// Peak learning rate (linear warmup over the first 10 % of steps, then linear decay).
     #[arg(long, default_value_t = TrainSettings::default().lr, value_name = "LR")]
     lr: f64,
-    /// Seed of the shuffles, negative draws and head initialisation.
-    #[arg(long, default_value_t = TrainSettings::default().seed, value_name = "N")]
-    seed: u64,
+    /// Seed of the shuffles, negative draws and head initialisation. Several seeds
+    /// (`--seed 42,43`) train once per seed and write the mean of the runs' weights (a model
+    /// soup: one checkpoint, as fast to query as one run, and steadier than any one run).
+    #[arg(long, value_delimiter = ',', default_values_t = [TrainSettings::default().seed], value_name = "N[,N...]")]
+    seed: Vec<u64>,
     /// Candidate negatives per sample: N = the relations of N batch positions drawn at random
     /// (the reference), or "all" = every other relation of the batch. The hardest is used.
     #[arg(long, default_value = "7", value_name = "N|all", value_parser = parse_negatives)]
@@ -152,7 +155,7 @@ fn train<B: Backend>(args: TrainArgs) -> Result<Outcome> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
-        seed: args.seed,
+        seed: args.seed[0],
         negatives: args.negatives,
         dropout: args.dropout,
         head_lr_scale: args.head_lr_scale,
@@ -176,14 +179,64 @@ fn train<B: Backend>(args: TrainArgs) -> Result<Outcome> {
         settings,
     };
     let mut log = match &args.log {
-        Some(path) => Some((path, std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?))),
+        Some(path) => Some((path.as_path(), std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?))),
         None => None,
     };
+    let summary = match args.seed.as_slice() {
+        [_] => train_run::<B>(&plan, &mut log)?,
+        seeds => train_soup::<B>(&plan, seeds, &mut log)?,
+    };
+    eprintln!(
+        "trained in {:.0} s ({:.1} sentences/s); mean loss per epoch {:?}; checkpoint {} (description encoder in {}/{DESCRIPTION_DIR})",
+        started.elapsed().as_secs_f64(),
+        summary.sentences_per_second,
+        summary.epoch_losses.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        plan.output.display(),
+        plan.output.display()
+    );
+    Ok(Outcome { rejected: summary.rejected })
+}
+
+type Log<'a> = Option<(&'a std::path::Path, std::io::BufWriter<std::fs::File>)>;
+
+/// One run per seed into hidden siblings of the output, then their mean into the output
+/// (the runs are removed). The summary is the last run's.
+fn train_soup<B: Backend>(plan: &TrainPlan, seeds: &[u64], log: &mut Log) -> Result<TrainSummary> {
+    if let Some(seed) = seeds.iter().enumerate().find_map(|(i, s)| seeds[..i].contains(s).then_some(s)) {
+        return Err(Error::InvalidArgument(format!("--seed {seed} is given twice")));
+    }
+    check_output(&plan.output)?;
+    let name = plan
+        .output
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{}: not a directory name", plan.output.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let runs: Vec<PathBuf> = seeds.iter().map(|s| plan.output.with_file_name(format!(".{name}.seed-{s}"))).collect();
+    let result = (|| {
+        let mut summary = None;
+        for (i, (&seed, run)) in seeds.iter().zip(&runs).enumerate() {
+            eprintln!("run {} of {} (seed {seed}) into {}", i + 1, seeds.len(), run.display());
+            let one = TrainPlan { output: run.clone(), settings: TrainSettings { seed, ..plan.settings.clone() }, ..plan.clone() };
+            summary = Some(train_run::<B>(&one, log)?);
+        }
+        eprintln!("averaging the {} runs' weights into {}", seeds.len(), plan.output.display());
+        average_checkpoints(&runs, &plan.output, serde_json::json!({ "seeds": seeds }))?;
+        Ok(summary.expect("at least two seeds"))
+    })();
+    for run in &runs {
+        let _ = std::fs::remove_dir_all(run);
+    }
+    result
+}
+
+/// One training run, with its progress bar and log lines.
+fn train_run<B: Backend>(plan: &TrainPlan, log: &mut Log) -> Result<TrainSummary> {
     let (epochs, batch_size) = (plan.settings.epochs, plan.settings.batch_size);
     let bar = ProgressBar::hidden();
     let (mut sentences, mut seconds) = (0usize, 0.0f64);
     let mut epoch = 0;
-    let summary = run_training::<B>(&plan, |p| {
+    let summary = run_training::<B>(plan, |p| {
         match p {
             Progress::Note(line) => eprintln!("{line}"),
             Progress::Rejected(line) => eprintln!("{line}"),
@@ -238,14 +291,5 @@ fn train<B: Backend>(args: TrainArgs) -> Result<Outcome> {
         Ok(())
     });
     bar.finish_and_clear();
-    let summary = summary?;
-    eprintln!(
-        "trained in {:.0} s ({:.1} sentences/s); mean loss per epoch {:?}; checkpoint {} (description encoder in {}/{DESCRIPTION_DIR})",
-        started.elapsed().as_secs_f64(),
-        summary.sentences_per_second,
-        summary.epoch_losses.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
-        plan.output.display(),
-        plan.output.display()
-    );
-    Ok(Outcome { rejected: summary.rejected })
+    summary
 }

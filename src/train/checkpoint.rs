@@ -34,18 +34,32 @@ const WEIGHTS_FILE: &str = "model.safetensors";
 /// encoder (its other files are copied); `description_encoder`: the frozen description-side
 /// encoder's directory. An existing `out` is replaced only if it is an rmx checkpoint.
 pub fn save_checkpoint<B: Backend>(out: &Path, trainer: &Trainer<B>, source: &Path, description_encoder: &Path, training: serde_json::Value) -> Result<()> {
-    if out.exists() && !(out.join(SETTINGS_FILE).is_file() || is_empty_dir(out)) {
-        return Err(Error::InvalidArgument(format!("{}: exists and is not an rmx checkpoint; refusing to overwrite it", out.display())));
-    }
+    write_checkpoint_dir(out, |tmp| write_into(tmp, trainer, source, description_encoder, training))
+}
+
+/// Runs `write` on a temporary sibling of `out`, then moves it to `out`; an existing `out`
+/// is replaced only if it is an rmx checkpoint (or empty), and a failed write leaves no
+/// trace.
+pub(crate) fn write_checkpoint_dir(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    check_output(out)?;
     let name = out.file_name().ok_or_else(|| Error::InvalidArgument(format!("{}: not a directory name", out.display())))?.to_string_lossy().into_owned();
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = write_into(&tmp, trainer, source, description_encoder, training).and_then(|()| replace_dir(&tmp, out));
+    let result = write(&tmp).and_then(|()| replace_dir(&tmp, out));
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// Refuses an output directory that exists and is neither a checkpoint nor empty: writing
+/// the checkpoint would replace it.
+pub fn check_output(out: &Path) -> Result<()> {
+    if out.exists() && !(out.join(SETTINGS_FILE).is_file() || is_empty_dir(out)) {
+        return Err(Error::InvalidArgument(format!("{}: exists and is not an rmx checkpoint; refusing to overwrite it", out.display())));
+    }
+    Ok(())
 }
 
 fn is_empty_dir(dir: &Path) -> bool {
@@ -129,13 +143,13 @@ fn bytemuck_f32(values: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
 }
 
-fn write_safetensors(path: &Path, tensors: Vec<(String, TensorView)>) -> Result<()> {
+pub(crate) fn write_safetensors(path: &Path, tensors: Vec<(String, TensorView)>) -> Result<()> {
     safetensors::serialize_to_file(tensors, None, path).map_err(|e| Error::model(path, format!("cannot write safetensors: {e}")))
 }
 
 /// Copies the regular files and subdirectories of `from` into `to`, except top-level names
 /// in `skip`.
-fn copy_tree(from: &Path, to: &Path, skip: &HashSet<&str>) -> Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &HashSet<&str>) -> Result<()> {
     fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for entry in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let entry = entry.map_err(|e| Error::io(from, e))?;

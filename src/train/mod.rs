@@ -8,4 +8,5 @@ pub mod evaluate;
 pub mod metrics;
 pub mod objective;
 pub mod run;
+pub mod soup;
 pub mod trainer;
