@@ -2,8 +2,8 @@
 //! with another model is an error. Cheap to compute at every start: small files are hashed
 //! whole, weight files by their size, header and 64 evenly spaced 4 KiB samples.
 use super::scoring::PartWeights;
+use super::weights::map_read_only;
 use crate::error::{Error, Result};
-use memmap2::Mmap;
 use rmx_index::xxh64;
 use std::path::Path;
 
@@ -33,9 +33,7 @@ pub fn of_model(dir: &Path, mode: &str, weights: PartWeights, extra_dirs: &[&Pat
 }
 
 fn sample_hash(path: &Path) -> Result<u64> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    // SAFETY: read-only mapping of a model file that rmx never writes.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let map = map_read_only(path)?;
     let mut acc = Vec::with_capacity((SAMPLES + 1) * 8 + 8);
     acc.extend_from_slice(&(map.len() as u64).to_le_bytes());
     acc.extend_from_slice(&xxh64(&map[..map.len().min(SAMPLE_BYTES)], 0).to_le_bytes());

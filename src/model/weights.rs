@@ -23,10 +23,7 @@ impl WeightFile {
         if cfg!(target_endian = "big") {
             return Err(Error::model(path, "safetensors are little-endian; big-endian hosts are not supported"));
         }
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the file is mapped read-only; rmx never writes to it. Like every mmap user,
-        // we rely on the file not being truncated by another process while it is mapped.
-        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?);
+        let map = Arc::new(map_read_only(path)?);
         let parsed = SafeTensors::deserialize(&map).map_err(|e| Error::model(path, format!("invalid safetensors: {e}")))?;
         let base = map.as_ptr() as usize;
         let mut tensors = HashMap::new();
@@ -68,4 +65,12 @@ impl WeightFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// `path` mapped read-only: a model or checkpoint file (weights, safetensors to average).
+pub fn map_read_only(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the file is mapped read-only; rmx never writes to a file it maps. Like every
+    // mmap user, we rely on the file not being truncated by another process while it is mapped.
+    unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))
 }

@@ -18,7 +18,7 @@ use crate::backend::{Backend, Tensor};
 use crate::error::{Error, Result};
 use crate::model::heads::{CheckpointSettings, HEADS_FILE, SETTINGS_FILE, SETTINGS_FORMAT};
 use crate::model::params::ParamSet;
-use memmap2::Mmap;
+use crate::model::weights::map_read_only;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashSet;
@@ -112,9 +112,7 @@ fn write_into<B: Backend>(dir: &Path, trainer: &Trainer<B>, source: &Path, descr
 /// The encoder tensors of `p` (all but `skip`, brought to the host) under the source file's
 /// naming (with or without `bert.`), plus the source's tensors that are not trained, unchanged.
 fn write_encoder<B: Backend>(path: &Path, p: &ParamSet<B>, skip: &HashSet<usize>, source: &Path) -> Result<()> {
-    let file = fs::File::open(source).map_err(|e| Error::io(source, e))?;
-    // SAFETY: mapped read-only for the duration of this function; rmx never writes to it.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(source, e))?;
+    let map = map_read_only(source)?;
     let st = SafeTensors::deserialize(&map).map_err(|e| Error::model(source, format!("invalid safetensors: {e}")))?;
     let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
     let host = (0..p.len()).filter(|id| !skip.contains(id)).map(|id| Ok((format!("{prefix}{}", p.name(id)), p.host(id)?))).collect::<Result<Vec<_>>>()?;

@@ -7,7 +7,7 @@
 use super::checkpoint::{copy_tree, write_checkpoint_dir, write_safetensors};
 use crate::error::{Error, Result};
 use crate::model::heads::SETTINGS_FILE;
-use memmap2::Mmap;
+use crate::model::weights::map_read_only;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashSet;
@@ -87,7 +87,7 @@ fn find_weight_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<
 /// averaged (summed in f64, so runs that agree give back their exact values), others (never
 /// trained, e.g. position ids) copied, and required to be equal.
 fn average_file(inputs: &[PathBuf], out: &Path) -> Result<()> {
-    let maps = inputs.iter().map(|path| map_file(path)).collect::<Result<Vec<_>>>()?;
+    let maps = inputs.iter().map(|path| map_read_only(path)).collect::<Result<Vec<_>>>()?;
     let files = maps
         .iter()
         .zip(inputs)
@@ -132,10 +132,4 @@ fn average_file(inputs: &[PathBuf], out: &Path) -> Result<()> {
         .map(|(name, dtype, shape, bytes)| (name.clone(), TensorView::new(*dtype, shape.clone(), bytes).expect("shape matches the data")))
         .collect();
     write_safetensors(out, views)
-}
-
-fn map_file(path: &Path) -> Result<Mmap> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    // SAFETY: mapped read-only while averaging; rmx never writes to a finished checkpoint.
-    unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))
 }
