@@ -526,15 +526,16 @@ fn several_seeds_write_the_mean_of_the_runs() {
     let data = write_data(&dir, &ids, 6);
     let desc = descriptions_file(&dir, &ids);
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let train = |seed: &str, out: &Path, epochs: &str| {
-        let o = rmx(&[
+    let run = |seed: &str, out: &Path, epochs: &str| {
+        let (model, data, desc, out) = (s(&fixture("tiny_bert")), s(&data), s(&desc), s(out));
+        rmx(&[
             "train",
             "--model",
-            &s(&fixture("tiny_bert")),
+            &model,
             "--data",
-            &s(&data),
+            &data,
             "--descriptions",
-            &s(&desc),
+            &desc,
             "--unseen",
             "P3",
             "--batch-size",
@@ -544,8 +545,11 @@ fn several_seeds_write_the_mean_of_the_runs() {
             "--seed",
             seed,
             "-o",
-            &s(out),
-        ]);
+            &out,
+        ])
+    };
+    let train = |seed: &str, out: &Path, epochs: &str| {
+        let o = run(seed, out, epochs);
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     };
     let (one, two, soup) = (dir.join("one"), dir.join("two"), dir.join("soup"));
@@ -581,39 +585,11 @@ fn several_seeds_write_the_mean_of_the_runs() {
     let err = rmx::train::soup::average_checkpoints(&[one.clone(), three], &dir.join("mixed"), serde_json::json!(null)).unwrap_err();
     assert!(err.to_string().contains("settings differ"), "{err}");
     assert!(!dir.join("mixed").exists());
-    let o = rmx(&[
-        "train",
-        "--model",
-        &s(&fixture("tiny_bert")),
-        "--data",
-        &s(&data),
-        "--descriptions",
-        &s(&desc),
-        "--unseen",
-        "P3",
-        "--seed",
-        "4,4",
-        "-o",
-        &s(&dir.join("twice")),
-    ]);
+    let o = run("4,4", &dir.join("twice"), "1");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--seed 4 is given twice"), "{}", String::from_utf8_lossy(&o.stderr));
     // An output that is not a checkpoint is refused before any run trains.
-    let o = rmx(&[
-        "train",
-        "--model",
-        &s(&fixture("tiny_bert")),
-        "--data",
-        &s(&data),
-        "--descriptions",
-        &s(&desc),
-        "--unseen",
-        "P3",
-        "--seed",
-        "5,6",
-        "-o",
-        &s(&desc),
-    ]);
+    let o = run("5,6", &desc, "1");
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not an rmx checkpoint") && !err.contains("run 1 of 2"), "{err}");
